@@ -1,0 +1,87 @@
+//! Command-line interface: `serve` (the default), `replay` and `check-config`.
+//!
+//! Flags here override environment variables and files (SPEC §3); turning them
+//! into a `Config` is the job of `config`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(name = "multiserver-upload", version, about)]
+pub struct Cli {
+    /// Path of app.toml; relative paths inside it are relative to its folder.
+    #[arg(long, global = true, default_value = "app.toml")]
+    pub config: PathBuf,
+
+    #[command(subcommand)]
+    pub command: Option<Command>,
+
+    /// Overrides for running without a subcommand (same as `serve`).
+    #[command(flatten)]
+    pub overrides: Overrides,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the upload service (the default when no subcommand is given).
+    Serve(Overrides),
+    /// Replay the failure journal: through a running server with `--url`,
+    /// or in this process without it.
+    Replay(ReplayArgs),
+    /// Load and validate the configuration, print a summary, and exit.
+    CheckConfig(Overrides),
+}
+
+/// Settings that flags can override, above environment and files.
+#[derive(Debug, Args, Clone, Default)]
+pub struct Overrides {
+    /// Address to listen on, e.g. 127.0.0.1:8080.
+    #[arg(long)]
+    pub listen: Option<SocketAddr>,
+    /// This server's `Name` in servers.xml.config.
+    #[arg(long)]
+    pub server_name: Option<String>,
+    /// Folder where stored files live.
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// Folder for the journal and the daily log files.
+    #[arg(long)]
+    pub log_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct ReplayArgs {
+    #[command(flatten)]
+    pub overrides: Overrides,
+    /// `do.ashx` URL of a running server, e.g. http://127.0.0.1:8080/do.ashx;
+    /// the key goes in the X-Security-Key header, never in the URL.
+    #[arg(long)]
+    pub url: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::*;
+
+    #[test]
+    fn definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn config_is_accepted_by_every_subcommand() {
+        for args in [
+            vec!["x", "--config", "a.toml"],
+            vec!["x", "serve", "--config", "a.toml", "--listen", "127.0.0.1:1"],
+            vec!["x", "replay", "--config", "a.toml", "--url", "http://h/do.ashx"],
+            vec!["x", "check-config", "--config", "a.toml"],
+        ] {
+            let cli = Cli::try_parse_from(&args).expect("parses");
+            assert_eq!(cli.config, PathBuf::from("a.toml"), "{args:?}");
+        }
+    }
+}

@@ -1,0 +1,87 @@
+//! Environment layer: `MULTISERVER_UPLOAD_<KEY>` for every app.toml key
+//! (`MULTISERVER_UPLOAD_REPLICATION_<KEY>` for the `[replication]` table), and
+//! `HTTP_PLATFORM_PORT`, which IIS HttpPlatformHandler sets.
+
+use std::str::FromStr;
+
+use super::ConfigError;
+use super::file::FileConfig;
+
+const PREFIX: &str = "MULTISERVER_UPLOAD_";
+
+fn var(key: &str) -> Option<String> {
+    std::env::var(format!("{PREFIX}{key}")).ok()
+}
+
+fn parsed<T: FromStr>(key: &str) -> Result<Option<T>, ConfigError>
+where
+    T::Err: std::fmt::Display,
+{
+    match var(key) {
+        None => Ok(None),
+        Some(v) => v.trim().parse().map(Some).map_err(|e| {
+            ConfigError::new(
+                format!("environment variable {PREFIX}{key}"),
+                key.to_lowercase(),
+                format!("`{v}`: {e}"),
+            )
+        }),
+    }
+}
+
+fn list(key: &str) -> Option<Vec<String>> {
+    var(key).map(|v| {
+        v.split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+            .collect()
+    })
+}
+
+pub(crate) fn read() -> Result<FileConfig, ConfigError> {
+    Ok(FileConfig {
+        server_name: var("SERVER_NAME"),
+        security_key: var("SECURITY_KEY"),
+        domain: var("DOMAIN"),
+        listen: var("LISTEN"),
+        data_dir: var("DATA_DIR").map(Into::into),
+        log_dir: var("LOG_DIR").map(Into::into),
+        servers: var("SERVERS").map(Into::into),
+        fsync: parsed("FSYNC")?,
+        max_file_bytes: parsed("MAX_FILE_BYTES")?,
+        max_request_bytes: parsed("MAX_REQUEST_BYTES")?,
+        max_files_per_request: parsed("MAX_FILES_PER_REQUEST")?,
+        allowed_types: list("ALLOWED_TYPES"),
+        trusted_proxies: list("TRUSTED_PROXIES"),
+        client_idle_timeout_secs: parsed("CLIENT_IDLE_TIMEOUT_SECS")?,
+        header_timeout_secs: parsed("HEADER_TIMEOUT_SECS")?,
+        shutdown_grace_secs: parsed("SHUTDOWN_GRACE_SECS")?,
+        replication: super::file::ReplicationFile {
+            connect_timeout_secs: parsed("REPLICATION_CONNECT_TIMEOUT_SECS")?,
+            idle_timeout_secs: parsed("REPLICATION_IDLE_TIMEOUT_SECS")?,
+            concurrency: parsed("REPLICATION_CONCURRENCY")?,
+            retry_interval_secs: parsed("REPLICATION_RETRY_INTERVAL_SECS")?,
+            max_retry_interval_secs: parsed("REPLICATION_MAX_RETRY_INTERVAL_SECS")?,
+        },
+    })
+}
+
+/// Under HttpPlatformHandler the service listens on the port IIS chose, on
+/// loopback only: IIS is the only client.
+pub(crate) fn http_platform_port() -> Result<FileConfig, ConfigError> {
+    let Ok(port) = std::env::var("HTTP_PLATFORM_PORT") else {
+        return Ok(FileConfig::default());
+    };
+    let port: u16 = port.trim().parse().map_err(|e| {
+        ConfigError::new(
+            "environment variable HTTP_PLATFORM_PORT",
+            "listen",
+            format!("`{port}` is not a port number: {e}"),
+        )
+    })?;
+    Ok(FileConfig {
+        listen: Some(format!("127.0.0.1:{port}")),
+        ..FileConfig::default()
+    })
+}

@@ -1,0 +1,82 @@
+//! `app.toml`: the service's own settings file, every key optional so that
+//! web.config `appSettings`, environment and flags can fill or override it.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use super::ConfigError;
+
+/// One layer of settings, as read from app.toml (or built from another
+/// source). `None` means "this layer says nothing".
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct FileConfig {
+    pub server_name: Option<String>,
+    pub security_key: Option<String>,
+    pub domain: Option<String>,
+    pub listen: Option<String>,
+    pub data_dir: Option<PathBuf>,
+    pub log_dir: Option<PathBuf>,
+    pub servers: Option<PathBuf>,
+    pub fsync: Option<bool>,
+    pub max_file_bytes: Option<u64>,
+    pub max_request_bytes: Option<u64>,
+    pub max_files_per_request: Option<usize>,
+    pub allowed_types: Option<Vec<String>>,
+    pub trusted_proxies: Option<Vec<String>>,
+    pub client_idle_timeout_secs: Option<u64>,
+    pub header_timeout_secs: Option<u64>,
+    pub shutdown_grace_secs: Option<u64>,
+    #[serde(default)]
+    pub replication: ReplicationFile,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ReplicationFile {
+    pub connect_timeout_secs: Option<u64>,
+    pub idle_timeout_secs: Option<u64>,
+    pub concurrency: Option<usize>,
+    pub retry_interval_secs: Option<u64>,
+    pub max_retry_interval_secs: Option<u64>,
+}
+
+impl FileConfig {
+    pub(crate) fn read(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ConfigError::new(path, "-", format!("cannot read the file: {e}")))?;
+        toml::from_str(&text).map_err(|e| {
+            let key = e
+                .span()
+                .and_then(|span| text.get(span))
+                .map(|s| s.trim().to_owned())
+                .unwrap_or_else(|| "-".to_owned());
+            ConfigError::new(path, key, e.message().to_owned())
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_key_is_named() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("app.toml");
+        std::fs::write(&path, "server_name = \"s1\"\nfsnyc = true\n").expect("write");
+        let err = FileConfig::read(&path).expect_err("typo must fail");
+        assert!(err.to_string().contains("fsnyc"), "{err}");
+        assert!(err.to_string().contains("app.toml"), "{err}");
+    }
+
+    #[test]
+    fn wrong_type_is_named() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("app.toml");
+        std::fs::write(&path, "max_file_bytes = \"big\"\n").expect("write");
+        let err = FileConfig::read(&path).expect_err("must fail");
+        assert!(err.to_string().contains("max_file_bytes"), "{err}");
+    }
+}

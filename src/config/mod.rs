@@ -1,0 +1,315 @@
+//! One `Config` from every source, validated at start (SPEC §3).
+//!
+//! Layers, lowest first: built-in defaults, the original web.config
+//! `appSettings` (beside app.toml), app.toml, `MULTISERVER_UPLOAD_*`
+//! environment variables, `HTTP_PLATFORM_PORT`, command-line flags. Paths in a
+//! file are relative to that file's folder; paths from the environment or flags
+//! are relative to the working directory. Every error names the file (or
+//! variable), the key and what is wrong; `main` turns it into exit code 2.
+
+mod env;
+mod file;
+pub mod servers;
+mod webconfig;
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::cli::Overrides;
+use crate::storage::ImageType;
+use file::FileConfig;
+
+/// The key the shipped files carry; the service refuses to listen beyond
+/// loopback while it is still in use.
+pub const PLACEHOLDER_KEY: &str = "change-me";
+
+/// A configuration problem: where, which key, what is wrong.
+#[derive(Debug, thiserror::Error)]
+#[error("{source_name}: `{key}`: {problem}")]
+pub struct ConfigError {
+    source_name: String,
+    key: String,
+    problem: String,
+}
+
+impl ConfigError {
+    pub(crate) fn new(
+        source: impl AsRef<Path>,
+        key: impl Into<String>,
+        problem: impl Into<String>,
+    ) -> Self {
+        Self {
+            source_name: source.as_ref().display().to_string(),
+            key: key.into(),
+            problem: problem.into(),
+        }
+    }
+}
+
+/// Another server of servers.xml.config that receives a copy of every upload.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Peer {
+    pub name: String,
+    /// The peer's `do.ashx` URL.
+    pub uri: reqwest::Url,
+    /// The peer's own key, sent in `X-Security-Key`.
+    pub security_key: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct ReplicationSettings {
+    pub connect_timeout: Duration,
+    /// A peer that makes no progress for this long has failed.
+    pub idle_timeout: Duration,
+    /// Replica transfers in flight at once, over all uploads and peers.
+    pub concurrency: usize,
+    /// First wait of the background replay after a failure; doubles per
+    /// failed round up to `max_retry_interval`.
+    pub retry_interval: Duration,
+    pub max_retry_interval: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The app.toml this came from.
+    pub file: PathBuf,
+    pub server_name: String,
+    pub security_key: String,
+    /// Base of returned links, e.g. `http://i-1.xx.com`, without a trailing slash.
+    pub domain: Option<String>,
+    pub listen: SocketAddr,
+    pub data_dir: PathBuf,
+    pub log_dir: PathBuf,
+    pub servers_file: PathBuf,
+    pub peers: Vec<Peer>,
+    pub fsync: bool,
+    pub max_file_bytes: u64,
+    pub max_request_bytes: u64,
+    pub max_files_per_request: usize,
+    pub allowed_types: Vec<ImageType>,
+    /// Direct peers whose `X-Forwarded-For` / `X-Forwarded-Proto` are believed.
+    pub trusted_proxies: Vec<IpAddr>,
+    /// A client that sends no body bytes for this long is dropped.
+    pub client_idle_timeout: Duration,
+    /// A client must finish its request headers within this time.
+    pub header_timeout: Duration,
+    /// How long in-flight requests may run on after a shutdown signal.
+    pub shutdown_grace: Duration,
+    pub replication: ReplicationSettings,
+}
+
+impl Config {
+    /// Loads every layer for `config_file` and applies `flags` on top.
+    pub fn load(config_file: &Path, flags: &Overrides) -> Result<Self, ConfigError> {
+        let folder = config_folder(config_file);
+        let web = webconfig::read(&folder.join("web.config"))?.relative_to(&folder);
+        let app = FileConfig::read(config_file)?.relative_to(&folder);
+        let env = env::read()?;
+        let platform = env::http_platform_port()?;
+        let cli = FileConfig {
+            listen: flags.listen.map(|a| a.to_string()),
+            server_name: flags.server_name.clone(),
+            data_dir: flags.data_dir.clone(),
+            log_dir: flags.log_dir.clone(),
+            ..FileConfig::default()
+        };
+        let merged = web.overlay(app).overlay(env).overlay(platform).overlay(cli);
+        Self::validate(config_file, &folder, merged)
+    }
+
+    fn validate(file: &Path, folder: &Path, c: FileConfig) -> Result<Self, ConfigError> {
+        let err = |key: &str, problem: String| ConfigError::new(file, key, problem);
+        let server_name = c
+            .server_name
+            .filter(|s| !s.trim().is_empty())
+            .ok_or_else(|| err("server_name", "is not set".into()))?;
+        let security_key = c
+            .security_key
+            .filter(|s| !s.is_empty())
+            .ok_or_else(|| err("security_key", "is not set".into()))?;
+        let listen: SocketAddr = c
+            .listen
+            .as_deref()
+            .unwrap_or("127.0.0.1:8080")
+            .parse()
+            .map_err(|e| err("listen", format!("not an address like 127.0.0.1:8080: {e}")))?;
+        if security_key == PLACEHOLDER_KEY && !listen.ip().is_loopback() {
+            return Err(err(
+                "security_key",
+                format!(
+                    "is still the shipped placeholder `{PLACEHOLDER_KEY}`; \
+                     set a secret key before listening on {listen}"
+                ),
+            ));
+        }
+        let domain = match c.domain.filter(|d| !d.trim().is_empty()) {
+            None => None,
+            Some(d) => {
+                let url = reqwest::Url::parse(d.trim())
+                    .map_err(|e| err("domain", format!("`{d}` is not a URL: {e}")))?;
+                if !matches!(url.scheme(), "http" | "https") {
+                    return Err(err("domain", format!("`{d}` must start with http:// or https://")));
+                }
+                Some(d.trim().trim_end_matches('/').to_owned())
+            }
+        };
+        let servers_file = c
+            .servers
+            .unwrap_or_else(|| folder.join("servers.xml.config"));
+        let entries = servers::read(&servers_file)?;
+        if !entries.iter().any(|s| s.name == server_name) {
+            return Err(ConfigError::new(
+                &servers_file,
+                "Server/@Name",
+                format!("no <Server Name=\"{server_name}\"> for this server (server_name)"),
+            ));
+        }
+        let peers = entries
+            .into_iter()
+            .filter(|s| s.name != server_name)
+            .map(|s| {
+                let uri = reqwest::Url::parse(&s.uri)
+                    .map_err(|e| ConfigError::new(&servers_file, "Server/@Uri", e.to_string()))?;
+                Ok(Peer {
+                    name: s.name,
+                    uri,
+                    security_key: s.security_key,
+                })
+            })
+            .collect::<Result<Vec<_>, ConfigError>>()?;
+        let allowed_types = match c.allowed_types {
+            None => ImageType::ALL.to_vec(),
+            Some(names) => names
+                .iter()
+                .map(|n| {
+                    ImageType::from_name(n).ok_or_else(|| {
+                        err(
+                            "allowed_types",
+                            format!("`{n}` is not one of jpg, png, gif, webp, bmp"),
+                        )
+                    })
+                })
+                .collect::<Result<Vec<_>, _>>()?,
+        };
+        if allowed_types.is_empty() {
+            return Err(err("allowed_types", "is empty: nothing could be uploaded".into()));
+        }
+        let trusted_proxies = c
+            .trusted_proxies
+            .unwrap_or_else(|| vec!["127.0.0.1".into(), "::1".into()])
+            .iter()
+            .map(|p| {
+                p.parse::<IpAddr>()
+                    .map_err(|e| err("trusted_proxies", format!("`{p}` is not an IP address: {e}")))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let positive = |key: &str, v: Option<u64>, default: u64| -> Result<u64, ConfigError> {
+            match v.unwrap_or(default) {
+                0 => Err(err(key, "must be greater than 0".into())),
+                n => Ok(n),
+            }
+        };
+        let secs = |key: &str, v: Option<u64>, default: u64| -> Result<Duration, ConfigError> {
+            positive(key, v, default).map(Duration::from_secs)
+        };
+        let max_file_bytes = positive("max_file_bytes", c.max_file_bytes, 2 << 30)?;
+        let max_files_per_request =
+            positive("max_files_per_request", c.max_files_per_request.map(|n| n as u64), 32)?
+                as usize;
+        let r = c.replication;
+        let replication = ReplicationSettings {
+            connect_timeout: secs("replication.connect_timeout_secs", r.connect_timeout_secs, 5)?,
+            idle_timeout: secs("replication.idle_timeout_secs", r.idle_timeout_secs, 30)?,
+            concurrency: positive("replication.concurrency", r.concurrency.map(|n| n as u64), 16)?
+                as usize,
+            retry_interval: secs("replication.retry_interval_secs", r.retry_interval_secs, 10)?,
+            max_retry_interval: secs(
+                "replication.max_retry_interval_secs",
+                r.max_retry_interval_secs,
+                600,
+            )?,
+        };
+        Ok(Self {
+            file: file.to_path_buf(),
+            server_name,
+            security_key,
+            domain,
+            listen,
+            data_dir: c.data_dir.unwrap_or_else(|| folder.join("data")),
+            log_dir: c.log_dir.unwrap_or_else(|| folder.join("log")),
+            servers_file,
+            peers,
+            fsync: c.fsync.unwrap_or(true),
+            max_file_bytes,
+            // Room for the multipart framing of one full-size file by default.
+            max_request_bytes: positive(
+                "max_request_bytes",
+                c.max_request_bytes,
+                max_file_bytes.saturating_add(1 << 20),
+            )?,
+            max_files_per_request,
+            allowed_types,
+            trusted_proxies,
+            client_idle_timeout: secs("client_idle_timeout_secs", c.client_idle_timeout_secs, 60)?,
+            header_timeout: secs("header_timeout_secs", c.header_timeout_secs, 30)?,
+            shutdown_grace: secs("shutdown_grace_secs", c.shutdown_grace_secs, 30)?,
+            replication,
+        })
+    }
+}
+
+fn config_folder(config_file: &Path) -> PathBuf {
+    match config_file.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    }
+}
+
+impl FileConfig {
+    /// Every setting of `upper` that is set wins over this layer's.
+    fn overlay(self, upper: FileConfig) -> FileConfig {
+        let r = self.replication;
+        let u = upper.replication;
+        FileConfig {
+            server_name: upper.server_name.or(self.server_name),
+            security_key: upper.security_key.or(self.security_key),
+            domain: upper.domain.or(self.domain),
+            listen: upper.listen.or(self.listen),
+            data_dir: upper.data_dir.or(self.data_dir),
+            log_dir: upper.log_dir.or(self.log_dir),
+            servers: upper.servers.or(self.servers),
+            fsync: upper.fsync.or(self.fsync),
+            max_file_bytes: upper.max_file_bytes.or(self.max_file_bytes),
+            max_request_bytes: upper.max_request_bytes.or(self.max_request_bytes),
+            max_files_per_request: upper.max_files_per_request.or(self.max_files_per_request),
+            allowed_types: upper.allowed_types.or(self.allowed_types),
+            trusted_proxies: upper.trusted_proxies.or(self.trusted_proxies),
+            client_idle_timeout_secs: upper
+                .client_idle_timeout_secs
+                .or(self.client_idle_timeout_secs),
+            header_timeout_secs: upper.header_timeout_secs.or(self.header_timeout_secs),
+            shutdown_grace_secs: upper.shutdown_grace_secs.or(self.shutdown_grace_secs),
+            replication: file::ReplicationFile {
+                connect_timeout_secs: u.connect_timeout_secs.or(r.connect_timeout_secs),
+                idle_timeout_secs: u.idle_timeout_secs.or(r.idle_timeout_secs),
+                concurrency: u.concurrency.or(r.concurrency),
+                retry_interval_secs: u.retry_interval_secs.or(r.retry_interval_secs),
+                max_retry_interval_secs: u.max_retry_interval_secs.or(r.max_retry_interval_secs),
+            },
+        }
+    }
+
+    /// Makes this file's relative paths relative to `folder`.
+    fn relative_to(mut self, folder: &Path) -> FileConfig {
+        for path in [&mut self.data_dir, &mut self.log_dir, &mut self.servers]
+            .into_iter()
+            .flatten()
+        {
+            if path.is_relative() {
+                *path = folder.join(&*path);
+            }
+        }
+        self
+    }
+}

@@ -1,0 +1,96 @@
+//! The one error type of the HTTP edge (SPEC §8). Each variant names the
+//! status it answers with; the message goes to the client in the answer
+//! envelope. Internal causes are logged here and never sent: they can carry
+//! paths of this machine.
+
+use axum::http::StatusCode;
+use axum::response::Response;
+use serde_json::{Map, Value};
+
+use super::respond::{Format, answer};
+use crate::storage::StorageError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// 403: missing or wrong key.
+    #[error("missing or wrong security key")]
+    Forbidden,
+    /// 400: malformed request, missing file, bad path or hash.
+    #[error("{0}")]
+    BadRequest(String),
+    /// 400: unknown or missing `action`.
+    #[error("unknown or missing action; valid actions: upload, uploaderrors, sync")]
+    UnknownAction,
+    /// 405: the action exists but not with this method.
+    #[error("action `{action}` takes {allowed}")]
+    MethodNotAllowed {
+        action: &'static str,
+        allowed: &'static str,
+    },
+    /// 408: the client stopped sending in the middle of the body.
+    #[error("the client sent nothing for {0} s; the request was dropped")]
+    ClientStalled(u64),
+    /// 409: a different replica already has this name.
+    #[error("{0}")]
+    Conflict(String),
+    /// 413: the request, a file or the number of files is over a limit.
+    #[error("{0}")]
+    TooLarge(String),
+    /// 415: the content is not an allowed image type.
+    #[error("{0}")]
+    UnsupportedType(String),
+    /// 507: the disk is full.
+    #[error("the server's disk is full; nothing was stored")]
+    DiskFull,
+    /// 500: anything else; the cause is logged, not sent.
+    #[error("internal error; see the server log")]
+    Internal(String),
+}
+
+impl Error {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Self::Forbidden => StatusCode::FORBIDDEN,
+            Self::BadRequest(_) | Self::UnknownAction => StatusCode::BAD_REQUEST,
+            Self::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
+            Self::ClientStalled(_) => StatusCode::REQUEST_TIMEOUT,
+            Self::Conflict(_) => StatusCode::CONFLICT,
+            Self::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::UnsupportedType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::DiskFull => StatusCode::INSUFFICIENT_STORAGE,
+            Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    pub fn internal(cause: impl std::fmt::Display) -> Self {
+        Self::Internal(cause.to_string())
+    }
+
+    /// The failure envelope; `extra` (e.g. files stored before the failing
+    /// part) follows `success` and `error`.
+    pub fn answer(self, format: Format, extra: Map<String, Value>) -> Response {
+        match &self {
+            Self::Internal(cause) => tracing::error!(%cause, "internal error"),
+            Self::DiskFull => tracing::error!("disk full while storing"),
+            _ => {}
+        }
+        let mut resp = Map::new();
+        resp.insert("success".into(), 0.into());
+        resp.insert("error".into(), self.to_string().into());
+        resp.extend(extra);
+        answer(format, self.status(), resp)
+    }
+}
+
+impl From<StorageError> for Error {
+    fn from(e: StorageError) -> Self {
+        match e {
+            StorageError::TooLarge { .. } => Self::TooLarge(e.to_string()),
+            StorageError::Empty | StorageError::HashMismatch => Self::BadRequest(e.to_string()),
+            StorageError::UnsupportedType { .. } => Self::UnsupportedType(e.to_string()),
+            StorageError::Conflict => Self::Conflict(e.to_string()),
+            StorageError::DiskFull(_) => Self::DiskFull,
+            StorageError::Io(io) => Self::internal(io),
+        }
+    }
+}

@@ -1,0 +1,85 @@
+//! `GET|HEAD /{yyyy}/{M}/{d}/{name}`: stored files (SPEC §2.5).
+//!
+//! Only paths of the stored-file pattern are looked up, so nothing else in
+//! `data_dir` (temporary files) or beside it (journal, logs, config) can be
+//! reached. `tower-http`'s `ServeFile` does the byte work (Range,
+//! Last-Modified, HEAD); this adds the ETag with `If-None-Match`, the image
+//! type, long immutable caching (names are never reused) and `nosniff`, so
+//! no browser ever runs a stored file as anything but an image.
+
+use std::sync::Arc;
+use std::time::UNIX_EPOCH;
+
+use axum::body::Body;
+use axum::extract::{Path, Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use tower::ServiceExt;
+use tower_http::services::ServeFile;
+
+use super::AppState;
+use crate::storage::StoredPath;
+
+const IMMUTABLE: &str = "public, max-age=31536000, immutable";
+
+pub async fn handle(
+    State(state): State<Arc<AppState>>,
+    Path((year, month, day, name)): Path<(String, String, String, String)>,
+    request: Request,
+) -> Response {
+    let Some(path) = StoredPath::parse(&format!("{year}/{month}/{day}/{name}")) else {
+        return StatusCode::NOT_FOUND.into_response();
+    };
+    let file = state.storage.file_path(&path);
+    let Ok(meta) = tokio::fs::metadata(&file).await else {
+        return StatusCode::NOT_FOUND.into_response();
+    };
+    if !meta.is_file() {
+        return StatusCode::NOT_FOUND.into_response();
+    }
+    let modified = meta
+        .modified()
+        .ok()
+        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+        .map_or(0, |d| d.as_nanos());
+    let etag = format!("\"{:x}-{:x}\"", meta.len(), modified);
+    let mut response = if etag_matches(request.headers(), &etag) {
+        StatusCode::NOT_MODIFIED.into_response()
+    } else {
+        match ServeFile::new(&file).oneshot(request).await {
+            Ok(r) => r.map(Body::new),
+            Err(e) => match e {},
+        }
+    };
+    let is_content = response_is_content(response.status());
+    let headers = response.headers_mut();
+    if is_content {
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static(path.image_type().mime()),
+        );
+    }
+    if let Ok(etag) = HeaderValue::from_str(&etag) {
+        headers.insert(header::ETAG, etag);
+    }
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static(IMMUTABLE));
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    response
+}
+
+fn response_is_content(status: StatusCode) -> bool {
+    status == StatusCode::OK || status == StatusCode::PARTIAL_CONTENT
+}
+
+fn etag_matches(headers: &HeaderMap, etag: &str) -> bool {
+    headers
+        .get_all(header::IF_NONE_MATCH)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|t| t.trim().trim_start_matches("W/"))
+        .any(|t| t == "*" || t == etag)
+}

@@ -1,0 +1,97 @@
+//! The HTTP interface (SPEC §2): the router, its shared state and the
+//! dispatch of `do.ashx` actions. Handlers are thin: they check the key, pick
+//! the answer format, call the domain step and answer.
+
+mod auth;
+mod body;
+mod error;
+mod files;
+mod health;
+mod log;
+mod origin;
+mod page;
+mod params;
+mod replay;
+mod respond;
+mod sync;
+mod upload;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::Method;
+use axum::response::Response;
+use axum::routing::{any, get};
+use serde_json::Map;
+
+use crate::config::Config;
+use crate::journal::{Journal, Replayer};
+use crate::replication::Replicator;
+use crate::storage::Storage;
+use error::Error;
+use origin::Origin;
+use params::Params;
+use respond::Format;
+
+pub use params::redact;
+
+/// Everything a request may need, built once in `serve`.
+pub struct AppState {
+    pub config: Arc<Config>,
+    pub storage: Storage,
+    pub replicator: Replicator,
+    pub journal: Journal,
+    pub replayer: Arc<Replayer>,
+}
+
+pub fn router(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route("/do.ashx", any(do_ashx))
+        .route("/.m/upload", get(page::handle))
+        .route("/.m/upload.aspx", get(page::handle))
+        .route("/.m/{asset}", get(page::asset))
+        .route("/healthz", get(health::handle))
+        .route("/{year}/{month}/{day}/{name}", get(files::handle))
+        // Limits are enforced per file and per request while streaming.
+        .layer(DefaultBodyLimit::disable())
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            log::request_line,
+        ))
+        .with_state(state)
+}
+
+async fn do_ashx(State(state): State<Arc<AppState>>, request: Request) -> Response {
+    let params = Params::parse(request.uri().query());
+    let format = Format::from_param(params.format.as_deref());
+    // The key is checked before anything else, and before any body byte is
+    // read: a client without it learns nothing and sends nothing.
+    if let Err(e) = auth::check(&state.config.security_key, &params, request.headers()) {
+        return e.answer(format, Map::new());
+    }
+    let action = params.action.as_deref().unwrap_or("").to_ascii_lowercase();
+    let method = request.method().clone();
+    match action.as_str() {
+        "upload" if method == Method::POST => {
+            let origin = Origin::of(&request, &state.config.trusted_proxies);
+            let (parts, body) = request.into_parts();
+            upload::handle(state, format, origin, &parts.headers, body).await
+        }
+        "upload" => not_allowed(format, "upload", "POST"),
+        "uploaderrors" if method == Method::GET || method == Method::POST => {
+            replay::handle(state, format).await
+        }
+        "uploaderrors" => not_allowed(format, "uploaderrors", "GET or POST"),
+        "sync" if method == Method::PUT || method == Method::POST => {
+            let (parts, body) = request.into_parts();
+            sync::handle(state, format, params.path.as_deref(), &parts.headers, body).await
+        }
+        "sync" => not_allowed(format, "sync", "PUT or POST"),
+        _ => Error::UnknownAction.answer(format, Map::new()),
+    }
+}
+
+fn not_allowed(format: Format, action: &'static str, allowed: &'static str) -> Response {
+    Error::MethodNotAllowed { action, allowed }.answer(format, Map::new())
+}

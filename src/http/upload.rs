@@ -1,0 +1,249 @@
+//! `POST /do.ashx?action=upload`: every multipart part with a filename is
+//! streamed to storage, committed under a dated name, then delivered to the
+//! peers (replication journals what fails) before the answer names its link.
+//!
+//! Files stored before a failing part stay stored and are listed in the
+//! failure answer with their links, as SPEC §8 asks.
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::Response;
+use futures_util::StreamExt;
+use serde_json::{Map, Value, json};
+use tokio::task::JoinHandle;
+
+use super::AppState;
+use super::body::{BodyError, idle_limited};
+use super::error::Error;
+use super::origin::Origin;
+use super::respond::{Format, answer};
+use crate::replication::{self, ReplicaOutcome};
+use crate::storage::StoredFile;
+
+/// Longest client filename echoed back in an answer.
+const NAME_LIMIT: usize = 255;
+
+/// A stored file whose delivery to the peers is under way.
+struct Pending {
+    name: String,
+    file: StoredFile,
+    delivery: JoinHandle<std::io::Result<Vec<ReplicaOutcome>>>,
+}
+
+pub async fn handle(
+    state: Arc<AppState>,
+    format: Format,
+    origin: Origin,
+    headers: &HeaderMap,
+    body: Body,
+) -> Response {
+    let mut pending = Vec::new();
+    let result = receive(&state, headers, body, &mut pending).await;
+    let base = state
+        .config
+        .domain
+        .clone()
+        .unwrap_or_else(|| origin.base_url());
+    // Whatever happened to later parts, files already stored are delivered
+    // (or journaled) before any link of theirs is handed out.
+    let mut files = Vec::with_capacity(pending.len());
+    let mut failure = result.err();
+    for p in pending {
+        match p.delivery.await {
+            Ok(Ok(replicas)) => files.push(file_entry(&base, &p.name, &p.file, &replicas)),
+            Ok(Err(e)) => {
+                failure.get_or_insert(Error::internal(format!("journal append failed: {e}")));
+                discard(&state, &p.file).await;
+            }
+            Err(e) => {
+                failure.get_or_insert(Error::internal(format!("delivery task failed: {e}")));
+                discard(&state, &p.file).await;
+            }
+        }
+    }
+    let mut resp = Map::new();
+    if let Some(first) = files.first() {
+        resp.insert("link".into(), first["link"].clone());
+    }
+    if !files.is_empty() {
+        resp.insert("files".into(), Value::Array(files));
+    }
+    match failure {
+        Some(error) => error.answer(format, resp),
+        None => {
+            let mut ok = Map::new();
+            ok.insert("success".into(), 1.into());
+            ok.extend(resp);
+            answer(format, StatusCode::OK, ok)
+        }
+    }
+}
+
+/// Reads the multipart body, storing each file and starting its delivery.
+async fn receive(
+    state: &Arc<AppState>,
+    headers: &HeaderMap,
+    body: Body,
+    pending: &mut Vec<Pending>,
+) -> Result<(), Error> {
+    let config = &state.config;
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > config.max_request_bytes) {
+        return Err(Error::TooLarge(format!(
+            "the request is larger than the limit of {} bytes",
+            config.max_request_bytes
+        )));
+    }
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let boundary = multer::parse_boundary(content_type).map_err(|_| {
+        Error::BadRequest("the body must be multipart/form-data with a boundary".into())
+    })?;
+    let constraints = multer::Constraints::new().size_limit(
+        multer::SizeLimit::new().whole_stream(config.max_request_bytes),
+    );
+    let stream = idle_limited(body, config.client_idle_timeout);
+    let mut multipart = multer::Multipart::with_constraints(stream, boundary, constraints);
+    let mut count = 0usize;
+    while let Some(mut field) = multipart.next_field().await.map_err(multipart_error)? {
+        let Some(name) = file_part_name(&field) else {
+            continue;
+        };
+        count += 1;
+        if count > config.max_files_per_request {
+            return Err(Error::TooLarge(format!(
+                "more than {} files in one request",
+                config.max_files_per_request
+            )));
+        }
+        let mut incoming = state
+            .storage
+            .begin(config.max_file_bytes, &config.allowed_types)
+            .await?;
+        while let Some(chunk) = field.next().await {
+            incoming.write(chunk.map_err(multipart_error)?).await?;
+        }
+        let written = incoming.finish().await?;
+        let file = state.storage.commit_dated(written).await?;
+        tracing::info!(path = %file.path, size = file.size, sha256 = %file.sha256, "stored");
+        let delivery = {
+            let state = state.clone();
+            let file = file.clone();
+            // A task of its own: the delivery and its journal entries finish
+            // even if the client goes away meanwhile.
+            tokio::spawn(async move {
+                replication::deliver(
+                    &state.replicator,
+                    &state.storage,
+                    &state.journal,
+                    &state.config.server_name,
+                    &file,
+                )
+                .await
+            })
+        };
+        pending.push(Pending {
+            name,
+            file,
+            delivery,
+        });
+    }
+    if count == 0 {
+        return Err(Error::BadRequest(
+            "no file in the request (a part with a filename)".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// Removes a stored file whose link will not be handed out.
+async fn discard(state: &AppState, file: &StoredFile) {
+    let path = state.storage.file_path(&file.path);
+    if let Err(e) = tokio::fs::remove_file(&path).await {
+        tracing::error!(path = %file.path, error = %e, "could not remove an unannounced file");
+    }
+}
+
+fn file_entry(base: &str, name: &str, file: &StoredFile, replicas: &[ReplicaOutcome]) -> Value {
+    let replicas: Vec<Value> = replicas
+        .iter()
+        .map(|r| {
+            let mut v = json!({ "peer": r.peer, "ok": u8::from(r.ok) });
+            if let Some(error) = &r.error {
+                v["error"] = error.clone().into();
+                v["journaled"] = u8::from(r.journaled).into();
+            }
+            v
+        })
+        .collect();
+    json!({
+        "name": name,
+        "link": format!("{base}/{}", file.path),
+        "path": file.path.to_string(),
+        "size": file.size,
+        "sha256": file.sha256,
+        "type": file.path.image_type().mime(),
+        "replicas": replicas,
+    })
+}
+
+/// The filename of a file part, or `None` for an ordinary form field.
+/// multer only reads UTF-8 names; a part whose `filename` is in another
+/// encoding (GBK from a Chinese Windows client) is still a file.
+fn file_part_name(field: &multer::Field<'_>) -> Option<String> {
+    if let Some(name) = field.file_name() {
+        return Some(client_name(name));
+    }
+    let raw = field.headers().get(header::CONTENT_DISPOSITION)?.as_bytes();
+    let at = raw
+        .windows(8)
+        .position(|w| w.eq_ignore_ascii_case(b"filename"))?;
+    let value = String::from_utf8_lossy(&raw[at + 8..]);
+    let value = value.trim_start_matches(['*', '=', ' ', '"']);
+    Some(client_name(value.split(['"', ';']).next().unwrap_or("")))
+}
+
+/// The client's filename, for the answer only: never part of any path.
+fn client_name(raw: &str) -> String {
+    let last = raw.rsplit(['/', '\\']).next().unwrap_or(raw);
+    last.chars()
+        .filter(|c| !c.is_control())
+        .take(NAME_LIMIT)
+        .collect()
+}
+
+fn multipart_error(e: multer::Error) -> Error {
+    match e {
+        multer::Error::StreamReadFailed(source) => match source.downcast::<BodyError>() {
+            Ok(body) => match *body {
+                BodyError::Stalled(secs) => Error::ClientStalled(secs),
+                BodyError::Read(e) => Error::BadRequest(format!("the body could not be read: {e}")),
+            },
+            Err(other) => Error::BadRequest(format!("the body could not be read: {other}")),
+        },
+        multer::Error::StreamSizeExceeded { limit } => {
+            Error::TooLarge(format!("the request is larger than the limit of {limit} bytes"))
+        }
+        other => Error::BadRequest(format!("malformed multipart body: {other}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn client_names_are_reduced_to_a_harmless_label() {
+        assert_eq!(client_name("../../etc/passwd"), "passwd");
+        assert_eq!(client_name("C:\\Users\\a\\photo.jpg"), "photo.jpg");
+        assert_eq!(client_name("a\0b\r\n.jpg"), "ab.jpg");
+        assert_eq!(client_name(&"x".repeat(1000)).len(), NAME_LIMIT);
+    }
+}

@@ -1,0 +1,182 @@
+//! multiserver-upload: an image upload service that keeps every uploaded file
+//! on several servers at once.
+//!
+//! The data flow, one module per step: `http` (request, `auth`, multipart
+//! stream) → `storage` → `replication` → `journal` (failed copies, replay).
+//! `config` turns files, environment and flags into one `Config`; `server`
+//! and `shutdown` run the listener; `logging` sets up `tracing`.
+
+pub mod cli;
+pub mod config;
+pub mod http;
+pub mod journal;
+mod logging;
+pub mod replication;
+mod server;
+mod shutdown;
+pub mod storage;
+
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context;
+
+use cli::{Cli, Command, Overrides, ReplayArgs};
+use config::Config;
+use http::AppState;
+use journal::{Journal, Replayer};
+use replication::Replicator;
+use storage::Storage;
+
+/// Exit code for a configuration that cannot be used.
+const EXIT_CONFIG: u8 = 2;
+
+pub fn run(cli: Cli) -> ExitCode {
+    let (overrides, command) = match cli.command {
+        None => (cli.overrides, Mode::Serve),
+        Some(Command::Serve(o)) => (o, Mode::Serve),
+        Some(Command::CheckConfig(o)) => (o, Mode::Check),
+        Some(Command::Replay(ReplayArgs { overrides, url })) => (overrides, Mode::Replay(url)),
+    };
+    let config = match Config::load(&cli.config, &overrides_or_default(overrides)) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("configuration error: {e}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    let result = match command {
+        Mode::Check => {
+            check_config(&config);
+            Ok(())
+        }
+        Mode::Serve => runtime().and_then(|rt| rt.block_on(serve(config))),
+        Mode::Replay(url) => runtime().and_then(|rt| rt.block_on(replay(config, url))),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+enum Mode {
+    Serve,
+    Check,
+    Replay(Option<String>),
+}
+
+fn overrides_or_default(o: Overrides) -> Overrides {
+    o
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
+}
+
+fn check_config(config: &Config) {
+    println!("configuration OK: {}", config.file.display());
+    println!("  server_name   {}", config.server_name);
+    println!("  listen        {}", config.listen);
+    println!("  data_dir      {}", config.data_dir.display());
+    println!("  log_dir       {}", config.log_dir.display());
+    println!("  servers       {}", config.servers_file.display());
+    for peer in &config.peers {
+        println!("  peer          {} {}", peer.name, peer.uri);
+    }
+    if config.security_key == config::PLACEHOLDER_KEY {
+        println!("  warning: security_key is the shipped placeholder; change it before going live");
+    }
+}
+
+/// The pieces every mode shares.
+fn open(config: &Arc<Config>) -> anyhow::Result<(Storage, Journal, Replicator, Arc<Replayer>)> {
+    let storage = Storage::open(&config.data_dir, config.fsync)
+        .with_context(|| format!("cannot use data_dir {}", config.data_dir.display()))?;
+    let journal = Journal::open(&config.log_dir, config.fsync)
+        .with_context(|| format!("cannot use log_dir {}", config.log_dir.display()))?;
+    let replicator = Replicator::new(config).context("cannot build the HTTP client")?;
+    let replayer = Arc::new(Replayer::new(
+        journal.clone(),
+        storage.clone(),
+        replicator.clone(),
+        config.server_name.clone(),
+    ));
+    Ok((storage, journal, replicator, replayer))
+}
+
+async fn serve(config: Config) -> anyhow::Result<()> {
+    let config = Arc::new(config);
+    let _log = logging::init(Some(&config.log_dir))?;
+    let (storage, journal, replicator, replayer) = open(&config)?;
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.listen))?;
+    let local = listener.local_addr()?;
+    tracing::info!(server = %config.server_name, peers = config.peers.len(), "listening on {local}");
+    let background = tokio::spawn(replayer.clone().run_background(
+        config.replication.retry_interval,
+        config.replication.max_retry_interval,
+    ));
+    let state = Arc::new(AppState {
+        config: config.clone(),
+        storage,
+        replicator,
+        journal,
+        replayer,
+    });
+    server::serve(
+        listener,
+        http::router(state),
+        config.header_timeout,
+        config.shutdown_grace,
+        shutdown::signal(),
+    )
+    .await;
+    background.abort();
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn replay(config: Config, url: Option<String>) -> anyhow::Result<()> {
+    let config = Arc::new(config);
+    let _log = logging::init(None)?;
+    match url {
+        Some(url) => replay_remote(&config, &url).await,
+        None => {
+            let (_, _, _, replayer) = open(&config)?;
+            let report = replayer.replay(None).await.context("replay failed")?;
+            println!("{}", serde_json::to_string(&report)?);
+            if report.busy {
+                anyhow::bail!("another replay is running; nothing done");
+            }
+            Ok(())
+        }
+    }
+}
+
+/// Asks a running server to replay, as Task Scheduler's job does.
+async fn replay_remote(config: &Config, url: &str) -> anyhow::Result<()> {
+    let mut url = reqwest::Url::parse(url).with_context(|| format!("`{url}` is not a URL"))?;
+    url.query_pairs_mut()
+        .append_pair("action", "uploaderrors")
+        .append_pair("format", "json");
+    let response = reqwest::Client::new()
+        .post(url.clone())
+        .header("X-Security-Key", &config.security_key)
+        .send()
+        .await
+        .with_context(|| format!("cannot reach {}", http::redact(url.as_str())))?;
+    let status = response.status();
+    let text = response.text().await.context("cannot read the answer")?;
+    println!("{text}");
+    if !status.is_success() {
+        anyhow::bail!("the server answered {status}");
+    }
+    Ok(())
+}

@@ -1,0 +1,391 @@
+//! Storage: where an upload's bytes become a durable file.
+//!
+//! A file is streamed to a temporary file under `{data_dir}/.tmp` (same
+//! filesystem as its final place), hashed with SHA-256 and measured on the
+//! way, sniffed from its first bytes, flushed (`fsync` of file and directory
+//! unless disabled) and only then renamed to its public name. A crash, a
+//! dropped connection or a refused file therefore never leaves a partial file
+//! under a public name: whatever is not committed is deleted when its
+//! [`Incoming`] is dropped.
+//!
+//! Hashing and writing run on a blocking thread fed by a small channel, so the
+//! multipart parser on the async side and the disk work proceed in parallel.
+//! This module knows nothing of HTTP.
+
+mod path;
+mod sniff;
+
+use std::fs::File;
+use std::io::{self, BufWriter, Read, Write};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+use bytes::Bytes;
+use sha2::{Digest, Sha256};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use uuid::Uuid;
+
+pub use path::StoredPath;
+pub use sniff::{ImageType, SNIFF_LEN};
+
+/// Name of the folder below `data_dir` that holds files still being written.
+const TMP_DIR: &str = ".tmp";
+/// Temporary files untouched for this long belong to a process that died.
+const STALE_TMP: Duration = Duration::from_secs(3600);
+/// Write buffer of the blocking writer: few, large `write` calls.
+const WRITE_BUFFER: usize = 512 * 1024;
+/// Chunks in flight between the parser and the writer thread.
+const PIPE_DEPTH: usize = 16;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    #[error("the file is larger than the limit of {limit} bytes")]
+    TooLarge { limit: u64 },
+    #[error("the file is empty")]
+    Empty,
+    #[error("the content is not an allowed image type ({allowed})")]
+    UnsupportedType { allowed: String },
+    #[error("the content does not match its X-Content-SHA256")]
+    HashMismatch,
+    #[error("a different file is already stored under this name")]
+    Conflict,
+    #[error("the disk is full")]
+    DiskFull(#[source] io::Error),
+    #[error("storage I/O failed: {0}")]
+    Io(#[source] io::Error),
+}
+
+impl From<io::Error> for StorageError {
+    fn from(e: io::Error) -> Self {
+        match e.kind() {
+            io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded => Self::DiskFull(e),
+            _ => Self::Io(e),
+        }
+    }
+}
+
+/// A file under its public name.
+#[derive(Debug, Clone)]
+pub struct StoredFile {
+    pub path: StoredPath,
+    pub size: u64,
+    /// SHA-256 of the content, lowercase hex.
+    pub sha256: String,
+}
+
+/// How a replica arrived.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Arrival {
+    New,
+    /// An identical file was already stored (a resend after a crash or replay).
+    AlreadyPresent,
+}
+
+#[derive(Debug, Clone)]
+pub struct Storage {
+    data_dir: PathBuf,
+    tmp_dir: PathBuf,
+    fsync: bool,
+}
+
+impl Storage {
+    /// Creates the folders and removes temporary files left by a dead process.
+    pub fn open(data_dir: &Path, fsync: bool) -> io::Result<Self> {
+        let tmp_dir = data_dir.join(TMP_DIR);
+        std::fs::create_dir_all(&tmp_dir)?;
+        remove_stale(&tmp_dir);
+        Ok(Self {
+            data_dir: data_dir.to_path_buf(),
+            tmp_dir,
+            fsync,
+        })
+    }
+
+    pub fn data_dir(&self) -> &Path {
+        &self.data_dir
+    }
+
+    /// Where a stored file lives on disk.
+    pub fn file_path(&self, path: &StoredPath) -> PathBuf {
+        self.data_dir.join(path.to_relative_path())
+    }
+
+    /// Starts receiving a file of at most `limit` bytes of one of `allowed`.
+    pub async fn begin(
+        &self,
+        limit: u64,
+        allowed: &[ImageType],
+    ) -> Result<Incoming, StorageError> {
+        let tmp = TempFile(self.tmp_dir.join(format!("{}.part", Uuid::new_v4())));
+        let file = {
+            let path = tmp.0.clone();
+            tokio::task::spawn_blocking(move || File::create_new(path))
+                .await
+                .map_err(io::Error::other)??
+        };
+        let (tx, rx) = mpsc::channel(PIPE_DEPTH);
+        let fsync = self.fsync;
+        let writer = tokio::task::spawn_blocking(move || write_all(file, rx, fsync));
+        Ok(Incoming {
+            tmp,
+            tx: Some(tx),
+            writer: Some(writer),
+            size: 0,
+            limit,
+            head: Vec::with_capacity(SNIFF_LEN),
+            allowed: allowed.to_vec(),
+        })
+    }
+
+    /// Gives a complete upload its dated public name (today, local time).
+    pub async fn commit_dated(&self, written: Written) -> Result<StoredFile, StorageError> {
+        let date = chrono::Local::now().date_naive();
+        let path = StoredPath::new(date, Uuid::new_v4(), written.image_type);
+        let target = self.file_path(&path);
+        let fsync = self.fsync;
+        let data_dir = self.data_dir.clone();
+        let Written {
+            tmp, size, sha256, ..
+        } = written;
+        tokio::task::spawn_blocking(move || publish(tmp, &target, &data_dir, fsync))
+            .await
+            .map_err(io::Error::other)??;
+        Ok(StoredFile { path, size, sha256 })
+    }
+
+    /// Stores a replica under the name its sender chose, if its content hashes
+    /// to `expected_sha256`. An identical file already there is a success.
+    pub async fn commit_replica(
+        &self,
+        written: Written,
+        path: &StoredPath,
+        expected_sha256: &str,
+    ) -> Result<Arrival, StorageError> {
+        if !written.sha256.eq_ignore_ascii_case(expected_sha256) {
+            return Err(StorageError::HashMismatch);
+        }
+        if written.image_type != path.image_type() {
+            return Err(StorageError::UnsupportedType {
+                allowed: path.image_type().extension().to_owned(),
+            });
+        }
+        let target = self.file_path(path);
+        let fsync = self.fsync;
+        let data_dir = self.data_dir.clone();
+        tokio::task::spawn_blocking(move || {
+            if target.exists() {
+                return if hash_file(&target)? == written.sha256 {
+                    Ok(Arrival::AlreadyPresent)
+                } else {
+                    Err(StorageError::Conflict)
+                };
+            }
+            publish(written.tmp, &target, &data_dir, fsync)?;
+            Ok(Arrival::New)
+        })
+        .await
+        .map_err(io::Error::other)?
+    }
+
+    /// Writes and removes a probe file: can this server still store uploads?
+    pub async fn probe(&self) -> io::Result<()> {
+        let probe = self.tmp_dir.join(format!("{}.probe", Uuid::new_v4()));
+        tokio::task::spawn_blocking(move || {
+            std::fs::write(&probe, b"ok")?;
+            std::fs::remove_file(&probe)
+        })
+        .await
+        .map_err(io::Error::other)?
+    }
+}
+
+/// A file being received. Dropping it before [`Incoming::finish`] abandons it
+/// and deletes its temporary file.
+pub struct Incoming {
+    tmp: TempFile,
+    tx: Option<mpsc::Sender<Bytes>>,
+    writer: Option<JoinHandle<io::Result<String>>>,
+    size: u64,
+    limit: u64,
+    head: Vec<u8>,
+    allowed: Vec<ImageType>,
+}
+
+/// A complete, flushed temporary file, not yet under a public name.
+pub struct Written {
+    tmp: TempFile,
+    pub size: u64,
+    pub sha256: String,
+    pub image_type: ImageType,
+}
+
+impl Incoming {
+    /// Appends a chunk. Fails as soon as the limit is passed or the first
+    /// bytes show a type that is not allowed, so a refused file is not read
+    /// to its end.
+    pub async fn write(&mut self, chunk: Bytes) -> Result<(), StorageError> {
+        self.size += chunk.len() as u64;
+        if self.size > self.limit {
+            return Err(StorageError::TooLarge { limit: self.limit });
+        }
+        if self.head.len() < SNIFF_LEN {
+            let take = (SNIFF_LEN - self.head.len()).min(chunk.len());
+            self.head.extend_from_slice(&chunk[..take]);
+            if self.head.len() == SNIFF_LEN {
+                self.image_type()?;
+            }
+        }
+        let sent = match &self.tx {
+            Some(tx) => tx.send(chunk).await.is_ok(),
+            None => false,
+        };
+        if sent {
+            Ok(())
+        } else {
+            Err(self.writer_error().await)
+        }
+    }
+
+    /// Flushes the file and checks it is a non-empty allowed image.
+    pub async fn finish(mut self) -> Result<Written, StorageError> {
+        if self.size == 0 {
+            return Err(StorageError::Empty);
+        }
+        let image_type = self.image_type()?;
+        drop(self.tx.take());
+        let sha256 = match self.writer.take() {
+            Some(writer) => writer.await.map_err(io::Error::other)??,
+            None => return Err(StorageError::Io(io::Error::other("writer already gone"))),
+        };
+        Ok(Written {
+            tmp: self.tmp,
+            size: self.size,
+            sha256,
+            image_type,
+        })
+    }
+
+    fn image_type(&self) -> Result<ImageType, StorageError> {
+        ImageType::sniff(&self.head)
+            .filter(|t| self.allowed.contains(t))
+            .ok_or_else(|| StorageError::UnsupportedType {
+                allowed: self
+                    .allowed
+                    .iter()
+                    .map(|t| t.extension())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            })
+    }
+
+    async fn writer_error(&mut self) -> StorageError {
+        match self.writer.take() {
+            Some(writer) => match writer.await {
+                Ok(Err(e)) => e.into(),
+                Ok(Ok(_)) => StorageError::Io(io::Error::other("writer stopped early")),
+                Err(e) => StorageError::Io(io::Error::other(e)),
+            },
+            None => StorageError::Io(io::Error::other("writer already gone")),
+        }
+    }
+}
+
+/// A temporary file path, deleted on drop unless it was published (emptied).
+struct TempFile(PathBuf);
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        if !self.0.as_os_str().is_empty() {
+            let _ = std::fs::remove_file(&self.0);
+        }
+    }
+}
+
+/// The writer thread: hash and write every chunk; on a clean end of input,
+/// flush and fsync and return the hash.
+fn write_all(file: File, mut rx: mpsc::Receiver<Bytes>, fsync: bool) -> io::Result<String> {
+    let mut out = BufWriter::with_capacity(WRITE_BUFFER, file);
+    let mut hasher = Sha256::new();
+    while let Some(chunk) = rx.blocking_recv() {
+        hasher.update(&chunk);
+        out.write_all(&chunk)?;
+    }
+    let file = out.into_inner().map_err(io::IntoInnerError::into_error)?;
+    if fsync {
+        file.sync_all()?;
+    }
+    Ok(hex::encode(hasher.finalize()))
+}
+
+/// Renames a complete temporary file to `target`, creating (and syncing) the
+/// dated folders on the way.
+fn publish(mut tmp: TempFile, target: &Path, data_dir: &Path, fsync: bool) -> io::Result<()> {
+    let parent = target
+        .parent()
+        .ok_or_else(|| io::Error::other("stored path has no folder"))?;
+    let created = !parent.exists();
+    std::fs::create_dir_all(parent)?;
+    std::fs::rename(&tmp.0, target)?;
+    tmp.0 = PathBuf::new();
+    if fsync {
+        sync_dir(parent)?;
+        if created {
+            // New day (or month, or year) folders: their entries must reach
+            // the disk too, or the file would be unreachable after a crash.
+            let mut dir = parent.parent();
+            while let Some(d) = dir {
+                sync_dir(d)?;
+                if d == data_dir {
+                    break;
+                }
+                dir = d.parent();
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(unix)]
+fn sync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+/// NTFS journals directory entries itself; Windows cannot fsync a folder
+/// opened the ordinary way.
+#[cfg(not(unix))]
+fn sync_dir(_dir: &Path) -> io::Result<()> {
+    Ok(())
+}
+
+/// SHA-256 of a file on disk, lowercase hex.
+pub fn hash_file(path: &Path) -> io::Result<String> {
+    let mut file = File::open(path)?;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 256 * 1024];
+    loop {
+        let n = file.read(&mut buf)?;
+        if n == 0 {
+            return Ok(hex::encode(hasher.finalize()));
+        }
+        hasher.update(&buf[..n]);
+    }
+}
+
+fn remove_stale(tmp_dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(tmp_dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let stale = entry
+            .metadata()
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| SystemTime::now().duration_since(t).ok())
+            .is_some_and(|age| age > STALE_TMP);
+        if stale {
+            tracing::warn!(file = %entry.path().display(), "removing a stale temporary file");
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
+}

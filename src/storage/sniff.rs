@@ -1,0 +1,103 @@
+//! Which image type a file is, decided from its first bytes only. The
+//! client's filename and part `Content-Type` are never consulted, so the
+//! stored extension always matches the bytes.
+
+/// The image types this service stores.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ImageType {
+    Jpg,
+    Png,
+    Gif,
+    Webp,
+    Bmp,
+}
+
+/// Bytes that are enough for `infer` to tell every type above apart.
+pub const SNIFF_LEN: usize = 16;
+
+impl ImageType {
+    pub const ALL: [ImageType; 5] = [Self::Jpg, Self::Png, Self::Gif, Self::Webp, Self::Bmp];
+
+    /// The stored extension, also the name used in `allowed_types`.
+    pub fn extension(self) -> &'static str {
+        match self {
+            Self::Jpg => "jpg",
+            Self::Png => "png",
+            Self::Gif => "gif",
+            Self::Webp => "webp",
+            Self::Bmp => "bmp",
+        }
+    }
+
+    pub fn mime(self) -> &'static str {
+        match self {
+            Self::Jpg => "image/jpeg",
+            Self::Png => "image/png",
+            Self::Gif => "image/gif",
+            Self::Webp => "image/webp",
+            Self::Bmp => "image/bmp",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Self> {
+        let name = name.trim().to_ascii_lowercase();
+        match name.as_str() {
+            "jpeg" => Some(Self::Jpg),
+            _ => Self::ALL.into_iter().find(|t| t.extension() == name),
+        }
+    }
+
+    /// The type of a file starting with `head`, if it is one of ours.
+    pub fn sniff(head: &[u8]) -> Option<Self> {
+        let kind = infer::get(head)?;
+        match kind.mime_type() {
+            "image/jpeg" => Some(Self::Jpg),
+            "image/png" => Some(Self::Png),
+            "image/gif" => Some(Self::Gif),
+            "image/webp" => Some(Self::Webp),
+            "image/bmp" => Some(Self::Bmp),
+            _ => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn recognises_each_type_from_its_magic() {
+        let cases: [(&[u8], ImageType); 5] = [
+            (b"\xFF\xD8\xFF\xE0\x00\x10JFIF\x00", ImageType::Jpg),
+            (b"\x89PNG\r\n\x1a\n\x00\x00\x00\x0dIHDR", ImageType::Png),
+            (b"GIF89a\x01\x00\x01\x00", ImageType::Gif),
+            (b"RIFF\x24\x00\x00\x00WEBPVP8 ", ImageType::Webp),
+            (b"BM\x3a\x00\x00\x00\x00\x00\x00\x00\x36\x00\x00\x00\x28\x00", ImageType::Bmp),
+        ];
+        for (head, expected) in cases {
+            assert_eq!(ImageType::sniff(head), Some(expected), "{expected:?}");
+        }
+    }
+
+    #[test]
+    fn refuses_what_is_not_an_image() {
+        for head in [
+            &b"<svg xmlns=\"http://www.w3.org/2000/svg\">"[..],
+            b"<html><script>alert(1)</script>",
+            b"<%@ Page Language=\"C#\" %>",
+            b"<?php echo 1; ?>",
+            b"%PDF-1.7\n",
+            b"",
+            b"\xFF\xD8",
+        ] {
+            assert_eq!(ImageType::sniff(head), None, "{head:?}");
+        }
+    }
+
+    #[test]
+    fn names_are_case_insensitive() {
+        assert_eq!(ImageType::from_name("JPEG"), Some(ImageType::Jpg));
+        assert_eq!(ImageType::from_name("Png"), Some(ImageType::Png));
+        assert_eq!(ImageType::from_name("svg"), None);
+    }
+}

@@ -1,0 +1,656 @@
+/* Upload page of multiserver-upload.
+ *
+ * Plain browser JavaScript, no build step. Every file is sent in its own
+ * request (POST /do.ashx?action=upload&format=json, key in the X-Security-Key
+ * header), at most MAX_PARALLEL at a time, so each one has its own progress
+ * bar and cancel button.
+ */
+(function () {
+  "use strict";
+
+  var MAX_PARALLEL = 3;
+  var UPLOAD_URL = "/do.ashx?action=upload&format=json";
+  var ALLOWED = "JPG, PNG, GIF, WebP, BMP";
+
+  /* All visible text, in one place. {name} is replaced by a value. */
+  var STRINGS = {
+    en: {
+      pageTitle: "Upload images",
+      title: "Upload images",
+      subtitle: "Each image is stored on this server and copied to every peer server.",
+      noKey: "No security key in the address. Open this page as /.m/upload?SecurityKey=… (ask the site administrator for the key).",
+      dropMain: "Drop images here, or choose files",
+      dropHint: "JPG, PNG, GIF, WebP or BMP. Many files at once are fine; you can also paste an image.",
+      dropLabel: "Choose images to upload. Press Enter or Space to open the file picker.",
+      copyAll: "Copy all links",
+      clearFinished: "Clear finished",
+      summary: "{done} of {total} stored",
+      summaryActive: "{done} of {total} stored, {active} uploading, {queued} waiting",
+      summaryFailed: ", {failed} failed",
+      summaryCancelled: ", {cancelled} cancelled",
+      queued: "Waiting…",
+      uploading: "Uploading…",
+      processing: "Sent, the server is storing and copying it to the peers…",
+      done: "Stored",
+      cancelled: "Cancelled",
+      failed: "Not stored",
+      cancel: "Cancel",
+      copy: "Copy link",
+      copied: "Copied!",
+      copyFailed: "Copy failed: select the link and copy it by hand",
+      retry: "Retry",
+      remove: "Remove",
+      noPreview: "no preview",
+      replicaOk: "{peer}: copied",
+      replicaQueued: "{peer}: queued for retry",
+      replicaQueuedWhy: "{peer}: queued for retry ({error})",
+      replicaFailed: "{peer}: copy failed",
+      replicaFailedWhy: "{peer}: copy failed ({error})",
+      replicasNone: "No peer servers configured: stored on this server only.",
+      replicaTitleOk: "The copy on this peer server is stored.",
+      replicaTitleQueued: "This peer could not be reached now. The copy was written to the retry journal and will be made later; nothing is lost.",
+      serverSaid: "Server said: {error}",
+      err0: "Network error: the server could not be reached, or the connection was cut.",
+      err400: "The server could not read this upload (bad request or empty file).",
+      err403: "The security key is missing or wrong. Open this page again with the right ?SecurityKey=… in the address.",
+      err408: "The upload was too slow and the server stopped waiting. Check the connection and try again.",
+      err413: "The file is too large for this server.",
+      err415: "Not an allowed image type. Only " + ALLOWED + " images are accepted (HTTP 415).",
+      err500: "The server had an internal error. Try again later.",
+      err507: "The server's disk is full. Please tell the site administrator.",
+      errOther: "The upload failed (HTTP {status}).",
+      errBadAnswer: "The server sent an answer this page cannot read (HTTP {status}).",
+      errNotImage: "This is not an image file ({type}). Only " + ALLOWED + " images are accepted.",
+      errEmpty: "This file is empty.",
+      leaveWarning: "Uploads are still running. Leave the page anyway?"
+    },
+    zh: {
+      pageTitle: "上传图片",
+      title: "上传图片",
+      subtitle: "每张图片都会保存在本服务器上，并复制到所有其他服务器。",
+      noKey: "地址中没有安全密钥。请用 /.m/upload?SecurityKey=… 打开本页面（密钥请向网站管理员索取）。",
+      dropMain: "把图片拖到这里，或点击选择文件",
+      dropHint: "支持 JPG、PNG、GIF、WebP、BMP。可一次选择多张，也可以直接粘贴图片。",
+      dropLabel: "选择要上传的图片。按回车键或空格键打开文件选择框。",
+      copyAll: "复制全部链接",
+      clearFinished: "清除已完成",
+      summary: "已保存 {done} / {total}",
+      summaryActive: "已保存 {done} / {total}，上传中 {active}，等待中 {queued}",
+      summaryFailed: "，失败 {failed}",
+      summaryCancelled: "，已取消 {cancelled}",
+      queued: "等待上传…",
+      uploading: "上传中…",
+      processing: "已发送，服务器正在保存并复制到其他服务器…",
+      done: "已保存",
+      cancelled: "已取消",
+      failed: "未保存",
+      cancel: "取消",
+      copy: "复制链接",
+      copied: "已复制！",
+      copyFailed: "复制失败：请选中链接手动复制",
+      retry: "重试",
+      remove: "移除",
+      noPreview: "无预览",
+      replicaOk: "{peer}：已复制",
+      replicaQueued: "{peer}：已加入重试队列",
+      replicaQueuedWhy: "{peer}：已加入重试队列（{error}）",
+      replicaFailed: "{peer}：复制失败",
+      replicaFailedWhy: "{peer}：复制失败（{error}）",
+      replicasNone: "未配置其他服务器：仅保存在本服务器上。",
+      replicaTitleOk: "此服务器上的副本已保存。",
+      replicaTitleQueued: "暂时无法连接此服务器。副本已写入重试日志，稍后会自动补传，文件不会丢失。",
+      serverSaid: "服务器返回：{error}",
+      err0: "网络错误：无法连接服务器，或连接已中断。",
+      err400: "服务器无法读取此次上传（请求有误或文件为空）。",
+      err403: "安全密钥缺失或错误。请在地址中带上正确的 ?SecurityKey=… 重新打开本页面。",
+      err408: "上传太慢，服务器已停止等待。请检查网络后重试。",
+      err413: "文件太大，超出了服务器的限制。",
+      err415: "不是允许的图片类型，仅接受 " + ALLOWED + " 图片（HTTP 415）。",
+      err500: "服务器内部错误，请稍后重试。",
+      err507: "服务器磁盘已满，请联系网站管理员。",
+      errOther: "上传失败（HTTP {status}）。",
+      errBadAnswer: "服务器的应答无法识别（HTTP {status}）。",
+      errNotImage: "这不是图片文件（{type}）。仅接受 " + ALLOWED + " 图片。",
+      errEmpty: "这是一个空文件。",
+      leaveWarning: "还有文件正在上传，确定要离开本页面吗？"
+    }
+  };
+
+  var lang = /^zh/i.test(navigator.language || "") ? "zh" : "en";
+  var T = STRINGS[lang];
+
+  function t(name, values) {
+    var s = T[name] !== undefined ? T[name] : STRINGS.en[name];
+    if (values) {
+      s = s.replace(/\{(\w+)\}/g, function (all, k) {
+        return values[k] !== undefined ? String(values[k]) : all;
+      });
+    }
+    return s;
+  }
+
+  /* The key: query parameter name is case-insensitive (SecurityKey, securitykey, ...). */
+  function readKey() {
+    var params = new URLSearchParams(location.search);
+    var found = "";
+    params.forEach(function (value, name) {
+      if (!found && name.toLowerCase() === "securitykey") {
+        found = value;
+      }
+    });
+    return found;
+  }
+
+  function formatSize(n) {
+    if (typeof n !== "number" || !isFinite(n)) return "";
+    if (n < 1024) return n + " B";
+    var units = ["KB", "MB", "GB", "TB"];
+    var v = n / 1024;
+    var i = 0;
+    while (v >= 1024 && i < units.length - 1) {
+      v /= 1024;
+      i++;
+    }
+    return (v >= 100 ? v.toFixed(0) : v.toFixed(1)) + " " + units[i];
+  }
+
+  var key = readKey();
+  var els = {};
+  var tasks = [];      // every row, in display order
+  var waiting = [];    // tasks queued for upload, FIFO
+  var active = 0;      // uploads in flight
+  var nextId = 1;
+
+  /* ---------- rows ---------- */
+
+  function setState(task, state) {
+    task.state = state;
+    task.row.setAttribute("data-state", state);
+    var busy = state === "queued" || state === "uploading";
+    task.row.setAttribute("aria-busy", busy ? "true" : "false");
+    task.ui.cancel.hidden = !busy;
+    task.ui.copy.hidden = state !== "done";
+    task.ui.retry.hidden = !((state === "error" && task.retryable) || state === "cancelled");
+    task.ui.remove.hidden = busy;
+    if (state === "queued") task.ui.status.textContent = t("queued");
+    if (state === "uploading") task.ui.status.textContent = t("uploading");
+    if (state === "done") task.ui.status.textContent = t("done");
+    if (state === "cancelled") task.ui.status.textContent = t("cancelled");
+    if (state === "error") task.ui.status.textContent = t("failed");
+    updateSummary();
+  }
+
+  function setProgress(task, loaded, total) {
+    var pct = total > 0 ? Math.min(100, Math.floor((loaded / total) * 100)) : 0;
+    task.ui.progress.value = pct;
+    task.ui.percent.textContent = pct + "%";
+    task.ui.progress.setAttribute("aria-valuetext", pct + "%");
+  }
+
+  function addFile(file) {
+    var tpl = els.template.content.firstElementChild;
+    var row = tpl.cloneNode(true);
+    var task = {
+      id: nextId++,
+      file: file,
+      row: row,
+      xhr: null,
+      state: "queued",
+      retryable: true,
+      link: "",
+      thumbUrl: "",
+      ui: {
+        thumb: row.querySelector(".thumb"),
+        img: row.querySelector(".thumb-img"),
+        name: row.querySelector(".file-name"),
+        size: row.querySelector(".file-size"),
+        progress: row.querySelector(".file-progress"),
+        percent: row.querySelector(".file-percent"),
+        status: row.querySelector(".file-status"),
+        error: row.querySelector(".file-error"),
+        link: row.querySelector(".file-link"),
+        replicas: row.querySelector(".replicas"),
+        cancel: row.querySelector(".btn-cancel"),
+        copy: row.querySelector(".btn-copy"),
+        retry: row.querySelector(".btn-retry"),
+        remove: row.querySelector(".btn-remove")
+      }
+    };
+    row.id = "file-" + task.id;
+    row.setAttribute("data-id", String(task.id));
+    row.setAttribute("data-name", file.name);
+    task.ui.name.textContent = file.name;
+    task.ui.name.title = file.name;
+    task.ui.size.textContent = formatSize(file.size);
+    task.ui.progress.id = "progress-" + task.id;
+    task.ui.progress.setAttribute("aria-label", file.name);
+    task.ui.cancel.textContent = t("cancel");
+    task.ui.copy.textContent = t("copy");
+    task.ui.retry.textContent = t("retry");
+    task.ui.remove.textContent = t("remove");
+    task.ui.cancel.setAttribute("aria-label", t("cancel") + ": " + file.name);
+    task.ui.copy.setAttribute("aria-label", t("copy") + ": " + file.name);
+    task.ui.retry.setAttribute("aria-label", t("retry") + ": " + file.name);
+    task.ui.remove.setAttribute("aria-label", t("remove") + ": " + file.name);
+
+    // Preview. A file that is not really an image simply shows no preview.
+    if (/^image\//i.test(file.type) || !file.type) {
+      task.thumbUrl = URL.createObjectURL(file);
+      task.ui.img.alt = file.name;
+      task.ui.img.addEventListener("error", function () {
+        showNoPreview(task);
+      });
+      task.ui.img.src = task.thumbUrl;
+    } else {
+      showNoPreview(task);
+    }
+
+    task.ui.cancel.addEventListener("click", function () { cancel(task); });
+    task.ui.copy.addEventListener("click", function () {
+      copyText(task.link, task.ui.copy, t("copy"));
+    });
+    task.ui.retry.addEventListener("click", function () { retry(task); });
+    task.ui.remove.addEventListener("click", function () { removeTask(task); });
+
+    tasks.push(task);
+    els.list.appendChild(row);
+    setProgress(task, 0, 1);
+
+    // Refuse what cannot be an image before sending a single byte.
+    if (file.type && !/^image\//i.test(file.type)) {
+      fail(task, t("errNotImage", { type: file.type }), false);
+      return;
+    }
+    if (file.size === 0) {
+      fail(task, t("errEmpty"), false);
+      return;
+    }
+    setState(task, "queued");
+    waiting.push(task);
+  }
+
+  function showNoPreview(task) {
+    if (task.thumbUrl) {
+      URL.revokeObjectURL(task.thumbUrl);
+      task.thumbUrl = "";
+    }
+    task.ui.img.remove();
+    task.ui.thumb.textContent = t("noPreview");
+  }
+
+  function addFiles(fileList) {
+    var files = Array.prototype.slice.call(fileList || []);
+    if (!files.length) return;
+    files.forEach(addFile);
+    pump();
+  }
+
+  /* ---------- uploading ---------- */
+
+  function pump() {
+    while (active < MAX_PARALLEL && waiting.length) {
+      start(waiting.shift());
+    }
+    updateSummary();
+  }
+
+  function start(task) {
+    var xhr = new XMLHttpRequest();
+    task.xhr = xhr;
+    active++;
+    setState(task, "uploading");
+    setProgress(task, 0, 1);
+
+    var finished = false;
+    function finish() {
+      if (finished) return false;
+      finished = true;
+      active--;
+      task.xhr = null;
+      setTimeout(pump, 0);
+      return true;
+    }
+
+    xhr.open("POST", UPLOAD_URL, true);
+    xhr.setRequestHeader("X-Security-Key", key);
+    xhr.setRequestHeader("Accept", "application/json");
+
+    xhr.upload.onprogress = function (ev) {
+      if (ev.lengthComputable) {
+        setProgress(task, ev.loaded, ev.total);
+      }
+    };
+    xhr.upload.onload = function () {
+      if (task.state === "uploading") {
+        setProgress(task, 1, 1);
+        task.ui.status.textContent = t("processing");
+      }
+    };
+    xhr.onload = function () {
+      if (!finish()) return;
+      handleAnswer(task, xhr.status, xhr.responseText);
+    };
+    xhr.onerror = function () {
+      if (!finish()) return;
+      fail(task, t("err0"), true);
+    };
+    xhr.ontimeout = xhr.onerror;
+    xhr.onabort = function () {
+      if (!finish()) return;
+      setState(task, "cancelled");
+    };
+
+    var form = new FormData();
+    form.append("file", task.file, task.file.name);
+    xhr.send(form);
+  }
+
+  function parseJson(text) {
+    try {
+      return JSON.parse(text);
+    } catch (e) {
+      return null;
+    }
+  }
+
+  function statusMessage(status) {
+    var known = { 0: "err0", 400: "err400", 403: "err403", 408: "err408", 413: "err413",
+      415: "err415", 500: "err500", 507: "err507" };
+    if (known[status]) return t(known[status]);
+    return t("errOther", { status: status });
+  }
+
+  function handleAnswer(task, status, text) {
+    var body = parseJson(text);
+    var resp = body && body.resp ? body.resp : null;
+    var ok = status >= 200 && status < 300 && resp && Number(resp.success) === 1;
+
+    if (!ok) {
+      var msg;
+      if (status >= 200 && status < 300) {
+        msg = resp ? t("errOther", { status: status }) : t("errBadAnswer", { status: status });
+      } else {
+        msg = statusMessage(status);
+      }
+      var serverError = resp && resp.error ? String(resp.error) : "";
+      if (serverError) msg += "\n" + t("serverSaid", { error: serverError });
+      // Retrying the same bytes cannot help for these.
+      var final = status === 400 || status === 413 || status === 415;
+      fail(task, msg, !final);
+      return;
+    }
+
+    var info = Array.isArray(resp.files) && resp.files.length ? resp.files[0] : null;
+    var link = (info && info.link) || resp.link || "";
+    task.link = String(link);
+    task.ui.link.textContent = task.link;
+    task.ui.link.href = task.link;
+    if (info && info.path) task.row.setAttribute("data-path", String(info.path));
+    if (info && info.sha256) task.row.setAttribute("data-sha256", String(info.sha256));
+    if (info && typeof info.size === "number") task.ui.size.textContent = formatSize(info.size);
+    renderReplicas(task, info ? info.replicas : undefined);
+    task.ui.error.textContent = "";
+    setState(task, "done");
+  }
+
+  function renderReplicas(task, replicas) {
+    var ul = task.ui.replicas;
+    ul.textContent = "";
+    if (!Array.isArray(replicas)) return; // server did not report replication
+    if (!replicas.length) {
+      var none = document.createElement("li");
+      none.className = "replica-none";
+      none.textContent = t("replicasNone");
+      ul.appendChild(none);
+      return;
+    }
+    replicas.forEach(function (r) {
+      var li = document.createElement("li");
+      var peer = String(r.peer || "?");
+      var good = Number(r.ok) === 1;
+      var err = r.error ? String(r.error) : "";
+      li.className = "replica";
+      li.setAttribute("data-peer", peer);
+      li.setAttribute("data-ok", good ? "1" : "0");
+      if (good) {
+        li.textContent = "✓ " + t("replicaOk", { peer: peer });
+        li.title = t("replicaTitleOk");
+      } else {
+        // ok=0: written to the retry journal, copied later. Not a failure of the upload.
+        var queued = Number(r.journaled) === 1 || r.journaled === undefined;
+        var name = queued ? (err ? "replicaQueuedWhy" : "replicaQueued")
+                          : (err ? "replicaFailedWhy" : "replicaFailed");
+        li.textContent = "↻ " + t(name, { peer: peer, error: err });
+        li.title = t("replicaTitleQueued");
+        li.setAttribute("data-journaled", queued ? "1" : "0");
+      }
+      ul.appendChild(li);
+    });
+  }
+
+  function fail(task, message, retryable) {
+    task.retryable = !!retryable;
+    task.ui.error.textContent = message;
+    setState(task, "error");
+  }
+
+  function cancel(task) {
+    if (task.state === "uploading" && task.xhr) {
+      task.xhr.abort(); // onabort sets the state
+    } else if (task.state === "queued") {
+      var i = waiting.indexOf(task);
+      if (i >= 0) waiting.splice(i, 1);
+      setState(task, "cancelled");
+    }
+  }
+
+  function retry(task) {
+    if (task.state !== "error" && task.state !== "cancelled") return;
+    task.ui.error.textContent = "";
+    task.ui.replicas.textContent = "";
+    setProgress(task, 0, 1);
+    setState(task, "queued");
+    waiting.push(task);
+    pump();
+  }
+
+  function removeTask(task) {
+    if (task.state === "queued" || task.state === "uploading") return;
+    if (task.thumbUrl) URL.revokeObjectURL(task.thumbUrl);
+    var i = tasks.indexOf(task);
+    if (i >= 0) tasks.splice(i, 1);
+    var next = task.row.nextElementSibling || task.row.previousElementSibling;
+    task.row.remove();
+    // keep keyboard focus somewhere sensible
+    var target = next && next.querySelector("button:not([hidden])");
+    (target || els.drop).focus();
+    updateSummary();
+  }
+
+  /* ---------- summary and toolbar ---------- */
+
+  function updateSummary() {
+    var c = { done: 0, error: 0, cancelled: 0, uploading: 0, queued: 0 };
+    tasks.forEach(function (x) { c[x.state]++; });
+    var total = tasks.length;
+    if (!total) {
+      els.summary.textContent = "";
+    } else {
+      var s = (c.uploading || c.queued)
+        ? t("summaryActive", { done: c.done, total: total, active: c.uploading, queued: c.queued })
+        : t("summary", { done: c.done, total: total });
+      if (c.error) s += t("summaryFailed", { failed: c.error });
+      if (c.cancelled) s += t("summaryCancelled", { cancelled: c.cancelled });
+      els.summary.textContent = s;
+    }
+    els.copyAll.hidden = c.done < 2;
+    els.clear.hidden = c.done + c.error + c.cancelled === 0;
+  }
+
+  function clearFinished() {
+    tasks.slice().forEach(function (task) {
+      if (task.state === "done" || task.state === "error" || task.state === "cancelled") {
+        if (task.thumbUrl) URL.revokeObjectURL(task.thumbUrl);
+        task.row.remove();
+        tasks.splice(tasks.indexOf(task), 1);
+      }
+    });
+    els.drop.focus();
+    updateSummary();
+  }
+
+  /* ---------- clipboard ---------- */
+
+  function copyFallback(text) {
+    // For pages served over plain http (not a secure context): no async clipboard there.
+    var ta = document.createElement("textarea");
+    ta.value = text;
+    ta.setAttribute("readonly", "");
+    ta.style.position = "fixed";
+    ta.style.top = "0";
+    ta.style.left = "0";
+    ta.style.width = "1px";
+    ta.style.height = "1px";
+    ta.style.opacity = "0";
+    document.body.appendChild(ta);
+    var prev = document.activeElement;
+    ta.focus();
+    ta.select();
+    ta.setSelectionRange(0, text.length);
+    var ok = false;
+    try {
+      ok = document.execCommand("copy");
+    } catch (e) {
+      ok = false;
+    }
+    ta.remove();
+    if (prev && prev.focus) prev.focus();
+    return ok;
+  }
+
+  function copyText(text, button, label) {
+    if (!text) return;
+    function report(ok) {
+      button.textContent = ok ? t("copied") : t("copyFailed");
+      button.classList.toggle("is-copied", ok);
+      clearTimeout(button._copyTimer);
+      button._copyTimer = setTimeout(function () {
+        button.textContent = label;
+        button.classList.remove("is-copied");
+      }, ok ? 1500 : 4000);
+    }
+    if (navigator.clipboard && window.isSecureContext) {
+      navigator.clipboard.writeText(text).then(function () {
+        report(true);
+      }, function () {
+        report(copyFallback(text));
+      });
+    } else {
+      report(copyFallback(text));
+    }
+  }
+
+  /* ---------- setup ---------- */
+
+  function applyLanguage() {
+    document.documentElement.lang = lang === "zh" ? "zh-CN" : "en";
+    document.title = t("pageTitle");
+    Array.prototype.forEach.call(document.querySelectorAll("[data-i18n]"), function (el) {
+      el.textContent = t(el.getAttribute("data-i18n"));
+    });
+    els.drop.setAttribute("aria-label", t("dropLabel"));
+  }
+
+  function hasFiles(ev) {
+    var types = ev.dataTransfer && ev.dataTransfer.types;
+    return !!types && Array.prototype.indexOf.call(types, "Files") >= 0;
+  }
+
+  function init() {
+    els.drop = document.getElementById("drop-zone");
+    els.input = document.getElementById("file-input");
+    els.list = document.getElementById("file-list");
+    els.summary = document.getElementById("summary");
+    els.copyAll = document.getElementById("copy-all");
+    els.clear = document.getElementById("clear-finished");
+    els.template = document.getElementById("row-template");
+    els.keyWarning = document.getElementById("key-warning");
+
+    applyLanguage();
+    els.keyWarning.hidden = !!key;
+
+    els.drop.addEventListener("click", function () {
+      els.input.click();
+    });
+    els.drop.addEventListener("keydown", function (ev) {
+      if (ev.key === "Enter" || ev.key === " " || ev.key === "Spacebar") {
+        ev.preventDefault();
+        els.input.click();
+      }
+    });
+    els.input.addEventListener("change", function () {
+      addFiles(els.input.files);
+      els.input.value = ""; // choosing the same file again fires change again
+    });
+
+    var depth = 0;
+    els.drop.addEventListener("dragenter", function (ev) {
+      if (!hasFiles(ev)) return;
+      ev.preventDefault();
+      depth++;
+      els.drop.classList.add("is-dragover");
+    });
+    els.drop.addEventListener("dragover", function (ev) {
+      if (!hasFiles(ev)) return;
+      ev.preventDefault();
+      ev.dataTransfer.dropEffect = "copy";
+    });
+    els.drop.addEventListener("dragleave", function () {
+      depth = Math.max(0, depth - 1);
+      if (!depth) els.drop.classList.remove("is-dragover");
+    });
+    els.drop.addEventListener("drop", function (ev) {
+      ev.preventDefault();
+      depth = 0;
+      els.drop.classList.remove("is-dragover");
+      addFiles(ev.dataTransfer && ev.dataTransfer.files);
+    });
+    // A file dropped next to the zone must not make the browser navigate away to it.
+    ["dragover", "drop"].forEach(function (type) {
+      window.addEventListener(type, function (ev) {
+        if (hasFiles(ev)) ev.preventDefault();
+      });
+    });
+
+    document.addEventListener("paste", function (ev) {
+      var files = ev.clipboardData && ev.clipboardData.files;
+      if (files && files.length) {
+        ev.preventDefault();
+        addFiles(files);
+      }
+    });
+
+    els.copyAll.addEventListener("click", function () {
+      var links = tasks.filter(function (x) { return x.state === "done" && x.link; })
+        .map(function (x) { return x.link; });
+      copyText(links.join("\n"), els.copyAll, t("copyAll"));
+    });
+    els.clear.addEventListener("click", clearFinished);
+
+    window.addEventListener("beforeunload", function (ev) {
+      if (active > 0 || waiting.length > 0) {
+        ev.preventDefault();
+        ev.returnValue = t("leaveWarning");
+        return ev.returnValue;
+      }
+    });
+
+    updateSummary();
+  }
+
+  if (document.readyState === "loading") {
+    document.addEventListener("DOMContentLoaded", init);
+  } else {
+    init();
+  }
+})();
