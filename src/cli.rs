@@ -76,8 +76,22 @@ mod tests {
     fn config_is_accepted_by_every_subcommand() {
         for args in [
             vec!["x", "--config", "a.toml"],
-            vec!["x", "serve", "--config", "a.toml", "--listen", "127.0.0.1:1"],
-            vec!["x", "replay", "--config", "a.toml", "--url", "http://h/do.ashx"],
+            vec![
+                "x",
+                "serve",
+                "--config",
+                "a.toml",
+                "--listen",
+                "127.0.0.1:1",
+            ],
+            vec![
+                "x",
+                "replay",
+                "--config",
+                "a.toml",
+                "--url",
+                "http://h/do.ashx",
+            ],
             vec!["x", "check-config", "--config", "a.toml"],
         ] {
             let cli = Cli::try_parse_from(&args).expect("parses");

@@ -1,6 +1,7 @@
 //! `tracing` to stdout and, for the server, to daily-rolling files
 //! `{log_dir}/multiserver-upload.log.YYYY-MM-DD` (SPEC §6).
 
+use std::io::IsTerminal;
 use std::path::Path;
 
 use anyhow::Context;
@@ -12,7 +13,9 @@ use tracing_subscriber::util::SubscriberInitExt;
 /// Installs the subscriber; keep the guard alive so file lines get written.
 pub fn init(log_dir: Option<&Path>) -> anyhow::Result<Option<WorkerGuard>> {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let stdout = tracing_subscriber::fmt::layer().with_target(false);
+    let stdout = tracing_subscriber::fmt::layer()
+        .with_target(false)
+        .with_ansi(std::io::stdout().is_terminal());
     let (file, guard) = match log_dir {
         Some(dir) => {
             let appender = tracing_appender::rolling::Builder::new()

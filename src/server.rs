@@ -47,10 +47,13 @@ pub async fn serve(
         let service = router
             .clone()
             .map_request(move |mut request: hyper::Request<Incoming>| {
-                request.extensions_mut().insert(ConnectInfo::<SocketAddr>(addr));
+                request
+                    .extensions_mut()
+                    .insert(ConnectInfo::<SocketAddr>(addr));
                 request
             });
-        let connection = http.serve_connection(TokioIo::new(stream), TowerToHyperService::new(service));
+        let connection =
+            http.serve_connection(TokioIo::new(stream), TowerToHyperService::new(service));
         let connection = graceful.watch(connection);
         tokio::spawn(async move {
             if let Err(e) = connection.await {

@@ -149,7 +149,10 @@ impl Config {
                 let url = reqwest::Url::parse(d.trim())
                     .map_err(|e| err("domain", format!("`{d}` is not a URL: {e}")))?;
                 if !matches!(url.scheme(), "http" | "https") {
-                    return Err(err("domain", format!("`{d}` must start with http:// or https://")));
+                    return Err(err(
+                        "domain",
+                        format!("`{d}` must start with http:// or https://"),
+                    ));
                 }
                 Some(d.trim().trim_end_matches('/').to_owned())
             }
@@ -193,15 +196,22 @@ impl Config {
                 .collect::<Result<Vec<_>, _>>()?,
         };
         if allowed_types.is_empty() {
-            return Err(err("allowed_types", "is empty: nothing could be uploaded".into()));
+            return Err(err(
+                "allowed_types",
+                "is empty: nothing could be uploaded".into(),
+            ));
         }
         let trusted_proxies = c
             .trusted_proxies
             .unwrap_or_else(|| vec!["127.0.0.1".into(), "::1".into()])
             .iter()
             .map(|p| {
-                p.parse::<IpAddr>()
-                    .map_err(|e| err("trusted_proxies", format!("`{p}` is not an IP address: {e}")))
+                p.parse::<IpAddr>().map_err(|e| {
+                    err(
+                        "trusted_proxies",
+                        format!("`{p}` is not an IP address: {e}"),
+                    )
+                })
             })
             .collect::<Result<Vec<_>, _>>()?;
         let positive = |key: &str, v: Option<u64>, default: u64| -> Result<u64, ConfigError> {
@@ -214,15 +224,24 @@ impl Config {
             positive(key, v, default).map(Duration::from_secs)
         };
         let max_file_bytes = positive("max_file_bytes", c.max_file_bytes, 2 << 30)?;
-        let max_files_per_request =
-            positive("max_files_per_request", c.max_files_per_request.map(|n| n as u64), 32)?
-                as usize;
+        let max_files_per_request = positive(
+            "max_files_per_request",
+            c.max_files_per_request.map(|n| n as u64),
+            32,
+        )? as usize;
         let r = c.replication;
         let replication = ReplicationSettings {
-            connect_timeout: secs("replication.connect_timeout_secs", r.connect_timeout_secs, 5)?,
+            connect_timeout: secs(
+                "replication.connect_timeout_secs",
+                r.connect_timeout_secs,
+                5,
+            )?,
             idle_timeout: secs("replication.idle_timeout_secs", r.idle_timeout_secs, 30)?,
-            concurrency: positive("replication.concurrency", r.concurrency.map(|n| n as u64), 16)?
-                as usize,
+            concurrency: positive(
+                "replication.concurrency",
+                r.concurrency.map(|n| n as u64),
+                16,
+            )? as usize,
             retry_interval: secs("replication.retry_interval_secs", r.retry_interval_secs, 10)?,
             max_retry_interval: secs(
                 "replication.max_retry_interval_secs",

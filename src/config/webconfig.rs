@@ -15,7 +15,13 @@ pub(crate) fn read(path: &Path) -> Result<FileConfig, ConfigError> {
     let text = match std::fs::read_to_string(path) {
         Ok(text) => text,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(FileConfig::default()),
-        Err(e) => return Err(ConfigError::new(path, "-", format!("cannot read the file: {e}"))),
+        Err(e) => {
+            return Err(ConfigError::new(
+                path,
+                "-",
+                format!("cannot read the file: {e}"),
+            ));
+        }
     };
     let settings = app_settings(&text)
         .map_err(|e| ConfigError::new(path, "appSettings", format!("not valid XML: {e}")))?;
@@ -94,6 +100,9 @@ mod tests {
         assert_eq!(settings.len(), 5);
         assert_eq!(settings[0], ("ServerName".into(), "s1".into()));
         assert_eq!(settings[4], ("Domain".into(), "http://i-1.xx.com".into()));
-        assert_eq!(site_relative("/servers.xml.config"), PathBuf::from("servers.xml.config"));
+        assert_eq!(
+            site_relative("/servers.xml.config"),
+            PathBuf::from("servers.xml.config")
+        );
     }
 }

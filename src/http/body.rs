@@ -21,8 +21,8 @@ pub fn idle_limited(
     idle: Duration,
 ) -> impl Stream<Item = Result<Bytes, BodyError>> + Send + 'static {
     tokio_stream::StreamExt::timeout(body.into_data_stream(), idle).map(move |item| match item {
-            Ok(Ok(bytes)) => Ok(bytes),
-            Ok(Err(e)) => Err(BodyError::Read(e)),
-            Err(_) => Err(BodyError::Stalled(idle.as_secs())),
-        })
+        Ok(Ok(bytes)) => Ok(bytes),
+        Ok(Err(e)) => Err(BodyError::Read(e)),
+        Err(_) => Err(BodyError::Stalled(idle.as_secs())),
+    })
 }

@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use axum::body::HttpBody;
 use axum::extract::{Request, State};
 use axum::http::header;
 use axum::middleware::Next;
@@ -34,7 +35,9 @@ pub async fn request_line(
         %target,
         status = response.status().as_u16(),
         bytes_in,
-        bytes_out = content_length(response.headers()),
+        bytes_out = HttpBody::size_hint(response.body())
+            .exact()
+            .unwrap_or_else(|| content_length(response.headers())),
         ms = start.elapsed().as_millis() as u64,
         client = %client.map(|c| c.to_string()).unwrap_or_default(),
     );

@@ -81,7 +81,9 @@ mod tests {
 
     #[test]
     fn decodes_values() {
-        let p = Params::parse(Some("action=sync&path=2014%2F4%2F15%2Fa.jpg&securitykey=a%2Bb+c"));
+        let p = Params::parse(Some(
+            "action=sync&path=2014%2F4%2F15%2Fa.jpg&securitykey=a%2Bb+c",
+        ));
         assert_eq!(p.path.as_deref(), Some("2014/4/15/a.jpg"));
         assert_eq!(p.security_key.as_deref(), Some("a+b c"));
     }
@@ -92,8 +94,14 @@ mod tests {
             redact("/do.ashx?action=upload&SecurityKey=secret&format=xml"),
             "/do.ashx?action=upload&SecurityKey=***&format=xml"
         );
-        assert_eq!(redact("/do.ashx?SECURITYKEY=secret"), "/do.ashx?SECURITYKEY=***");
-        assert_eq!(redact("/do.ashx?Security%4Bey=secret"), "/do.ashx?Security%4Bey=***");
+        assert_eq!(
+            redact("/do.ashx?SECURITYKEY=secret"),
+            "/do.ashx?SECURITYKEY=***"
+        );
+        assert_eq!(
+            redact("/do.ashx?Security%4Bey=secret"),
+            "/do.ashx?Security%4Bey=***"
+        );
         assert_eq!(redact("/2014/4/15/a.jpg"), "/2014/4/15/a.jpg");
         assert!(!redact("/x?a=1&securitykey").contains("secret"));
     }

@@ -48,9 +48,9 @@ async fn receive(
     headers: &HeaderMap,
     body: Body,
 ) -> Result<(StoredPath, Arrival), Error> {
-    let path = path
-        .and_then(StoredPath::parse)
-        .ok_or_else(|| Error::BadRequest("`path` is not a stored-file path like 2014/4/15/{uuid}.jpg".into()))?;
+    let path = path.and_then(StoredPath::parse).ok_or_else(|| {
+        Error::BadRequest("`path` is not a stored-file path like 2014/4/15/{uuid}.jpg".into())
+    })?;
     let expected = headers
         .get(HASH_HEADER)
         .and_then(|v| v.to_str().ok())

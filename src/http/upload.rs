@@ -106,9 +106,8 @@ async fn receive(
     let boundary = multer::parse_boundary(content_type).map_err(|_| {
         Error::BadRequest("the body must be multipart/form-data with a boundary".into())
     })?;
-    let constraints = multer::Constraints::new().size_limit(
-        multer::SizeLimit::new().whole_stream(config.max_request_bytes),
-    );
+    let constraints = multer::Constraints::new()
+        .size_limit(multer::SizeLimit::new().whole_stream(config.max_request_bytes));
     let stream = idle_limited(body, config.client_idle_timeout);
     let mut multipart = multer::Multipart::with_constraints(stream, boundary, constraints);
     let mut count = 0usize;
@@ -228,9 +227,9 @@ fn multipart_error(e: multer::Error) -> Error {
             },
             Err(other) => Error::BadRequest(format!("the body could not be read: {other}")),
         },
-        multer::Error::StreamSizeExceeded { limit } => {
-            Error::TooLarge(format!("the request is larger than the limit of {limit} bytes"))
-        }
+        multer::Error::StreamSizeExceeded { limit } => Error::TooLarge(format!(
+            "the request is larger than the limit of {limit} bytes"
+        )),
         other => Error::BadRequest(format!("malformed multipart body: {other}")),
     }
 }

@@ -294,7 +294,10 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let journal = Journal::open(dir.path(), true).expect("open");
         let (a, b, c) = (entry("s2"), entry("s3"), entry("s2"));
-        journal.append(vec![a.clone(), b.clone()]).await.expect("append");
+        journal
+            .append(vec![a.clone(), b.clone()])
+            .await
+            .expect("append");
         let (seen, _) = journal.read().await.expect("read");
         assert_eq!(seen.len(), 2);
         // Appended after the replay read the journal, before it settled.
@@ -306,7 +309,10 @@ mod tests {
         journal.settle(outcomes).await.expect("settle");
         let (left, unreadable) = journal.read().await.expect("read");
         assert_eq!(unreadable, 0);
-        assert_eq!(left.iter().map(|e| e.id).collect::<Vec<_>>(), vec![b.id, c.id]);
+        assert_eq!(
+            left.iter().map(|e| e.id).collect::<Vec<_>>(),
+            vec![b.id, c.id]
+        );
         assert_eq!(left[0].attempts, 2);
         assert_eq!(left[0].last_error, "timed out");
     }

@@ -166,9 +166,7 @@ impl Replayer {
             };
             for peer in due {
                 if report.failed_peers.contains(&peer) {
-                    let wait = backoff
-                        .get(&peer)
-                        .map_or(base, |(_, w)| (*w * 2).min(max));
+                    let wait = backoff.get(&peer).map_or(base, |(_, w)| (*w * 2).min(max));
                     backoff.insert(peer, (Instant::now() + wait, wait));
                 } else {
                     backoff.remove(&peer);

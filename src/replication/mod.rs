@@ -232,16 +232,19 @@ impl Progress {
     }
 }
 
-/// A transport error with its causes, for the journal and the log.
+/// A transport error as its chain of causes (the outermost only repeats the
+/// URL), for the journal and the log.
 fn transport(e: reqwest::Error) -> ReplicationError {
-    let mut message = e.to_string();
+    let mut causes = Vec::new();
     let mut source = std::error::Error::source(&e);
     while let Some(cause) = source {
-        message.push_str(": ");
-        message.push_str(&cause.to_string());
+        causes.push(cause.to_string());
         source = cause.source();
     }
-    ReplicationError::Transport(message)
+    if causes.is_empty() {
+        causes.push(e.to_string());
+    }
+    ReplicationError::Transport(causes.join(": "))
 }
 
 /// The `<error>` of a peer's answer if there is one, else its first bytes.

@@ -112,11 +112,7 @@ impl Storage {
     }
 
     /// Starts receiving a file of at most `limit` bytes of one of `allowed`.
-    pub async fn begin(
-        &self,
-        limit: u64,
-        allowed: &[ImageType],
-    ) -> Result<Incoming, StorageError> {
+    pub async fn begin(&self, limit: u64, allowed: &[ImageType]) -> Result<Incoming, StorageError> {
         let tmp = TempFile(self.tmp_dir.join(format!("{}.part", Uuid::new_v4())));
         let file = {
             let path = tmp.0.clone();

@@ -72,7 +72,10 @@ mod tests {
             (b"\x89PNG\r\n\x1a\n\x00\x00\x00\x0dIHDR", ImageType::Png),
             (b"GIF89a\x01\x00\x01\x00", ImageType::Gif),
             (b"RIFF\x24\x00\x00\x00WEBPVP8 ", ImageType::Webp),
-            (b"BM\x3a\x00\x00\x00\x00\x00\x00\x00\x36\x00\x00\x00\x28\x00", ImageType::Bmp),
+            (
+                b"BM\x3a\x00\x00\x00\x00\x00\x00\x00\x36\x00\x00\x00\x28\x00",
+                ImageType::Bmp,
+            ),
         ];
         for (head, expected) in cases {
             assert_eq!(ImageType::sniff(head), Some(expected), "{expected:?}");

@@ -1,0 +1,357 @@
+//! Test harness: real `multiserver-upload` processes on loopback ports, each
+//! with its own folder, app.toml and servers.xml.config, started, killed and
+//! restarted like an operator would.
+
+#![allow(dead_code)] // each test binary uses a different part of the harness
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_multiserver-upload");
+
+/// A free loopback port (bound and released; the race is acceptable here).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+pub struct Node {
+    pub name: String,
+    pub key: String,
+    pub port: u16,
+    pub dir: PathBuf,
+    pub env: Vec<(String, String)>,
+    child: Option<Child>,
+}
+
+pub struct Cluster {
+    _tmp: tempfile::TempDir,
+    pub nodes: Vec<Node>,
+}
+
+impl Cluster {
+    /// Writes the config of one server per name; `settings` are extra
+    /// app.toml lines for every server (top-level keys, then tables).
+    pub fn new(names: &[&str], settings: &str) -> Self {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let nodes: Vec<Node> = names
+            .iter()
+            .map(|name| Node {
+                name: (*name).to_owned(),
+                key: format!("key-{name}-{}", std::process::id()),
+                port: free_port(),
+                dir: tmp.path().join(name),
+                env: Vec::new(),
+                child: None,
+            })
+            .collect();
+        let servers: String = nodes
+            .iter()
+            .map(|n| {
+                format!(
+                    "  <Server Name=\"{}\" Uri=\"http://127.0.0.1:{}/do.ashx\" SecurityKey=\"{}\" />\n",
+                    n.name, n.port, n.key
+                )
+            })
+            .collect();
+        for node in &nodes {
+            std::fs::create_dir_all(&node.dir).expect("node dir");
+            std::fs::write(
+                node.dir.join("servers.xml.config"),
+                format!(
+                    "<?xml version=\"1.0\" encoding=\"utf-8\" ?>\n<Servers>\n{servers}</Servers>\n"
+                ),
+            )
+            .expect("servers");
+            std::fs::write(
+                node.dir.join("app.toml"),
+                format!(
+                    "server_name = \"{}\"\nsecurity_key = \"{}\"\nlisten = \"127.0.0.1:{}\"\n\
+                     data_dir = \"data\"\nlog_dir = \"log\"\nservers = \"servers.xml.config\"\n{settings}\n",
+                    node.name, node.key, node.port
+                ),
+            )
+            .expect("app.toml");
+        }
+        Self { _tmp: tmp, nodes }
+    }
+
+    /// One server, started.
+    pub fn single(settings: &str) -> Self {
+        let mut c = Self::new(&["s1"], settings);
+        c.nodes[0].start();
+        c
+    }
+
+    pub fn start_all(&mut self) {
+        for n in &mut self.nodes {
+            n.start();
+        }
+    }
+
+    pub fn node(&mut self, i: usize) -> &mut Node {
+        &mut self.nodes[i]
+    }
+}
+
+impl Node {
+    pub fn config(&self) -> PathBuf {
+        self.dir.join("app.toml")
+    }
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.join("data")
+    }
+    pub fn log_dir(&self) -> PathBuf {
+        self.dir.join("log")
+    }
+    pub fn base(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+    /// `do.ashx` with the given query, without the key.
+    pub fn do_url(&self, query: &str) -> String {
+        format!("{}/do.ashx?{query}", self.base())
+    }
+    /// `do.ashx` with the given query and the key in the URL, as the original.
+    pub fn keyed(&self, query: &str) -> String {
+        format!("{}/do.ashx?{query}&SecurityKey={}", self.base(), self.key)
+    }
+
+    pub fn start(&mut self) {
+        assert!(self.child.is_none(), "{} already running", self.name);
+        let out = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join("stdout.log"))
+            .expect("stdout log");
+        let err = out.try_clone().expect("clone");
+        let child = Command::new(BIN)
+            .args(["serve", "--config"])
+            .arg(self.config())
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err)
+            .spawn()
+            .expect("spawn server");
+        self.child = Some(child);
+        self.wait_ready();
+    }
+
+    fn wait_ready(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if let Some(child) = self.child.as_mut()
+                && let Ok(Some(status)) = child.try_wait()
+            {
+                panic!(
+                    "{} exited at start ({status}):\n{}",
+                    self.name,
+                    self.output()
+                );
+            }
+            if let Ok(mut s) = TcpStream::connect(("127.0.0.1", self.port)) {
+                let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+                if s.write_all(b"GET /healthz HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+                    .is_ok()
+                {
+                    let mut buf = String::new();
+                    let _ = s.read_to_string(&mut buf);
+                    if buf.starts_with("HTTP/1.1 200") {
+                        return;
+                    }
+                }
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("{} did not become ready:\n{}", self.name, self.output());
+    }
+
+    pub fn is_running(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
+    }
+
+    /// SIGKILL: no chance to clean up, as a power cut.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// SIGTERM and wait (bounded) for the exit.
+    pub fn terminate(&mut self) -> ExitStatus {
+        let mut child = self.child.take().expect("running");
+        let status = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .expect("kill -TERM");
+        assert!(status.success());
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(Some(status)) = child.try_wait() {
+                return status;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("{} did not exit after SIGTERM", self.name);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// Everything the process printed, plus its log files.
+    pub fn output(&self) -> String {
+        let mut text = std::fs::read_to_string(self.dir.join("stdout.log")).unwrap_or_default();
+        if let Ok(entries) = std::fs::read_dir(self.log_dir()) {
+            for e in entries.flatten() {
+                if e.file_name()
+                    .to_string_lossy()
+                    .starts_with("multiserver-upload.log")
+                {
+                    text.push_str(&std::fs::read_to_string(e.path()).unwrap_or_default());
+                }
+            }
+        }
+        text
+    }
+
+    /// Stored files (relative path with `/`, content), temporary files excluded.
+    pub fn stored(&self) -> Vec<(String, Vec<u8>)> {
+        let mut out = Vec::new();
+        collect(&self.data_dir(), &self.data_dir(), &mut out);
+        out.sort();
+        out
+    }
+
+    /// Files under `data/.tmp`: must be empty whenever nothing is in flight.
+    pub fn temp_files(&self) -> Vec<PathBuf> {
+        std::fs::read_dir(self.data_dir().join(".tmp"))
+            .map(|rd| rd.flatten().map(|e| e.path()).collect())
+            .unwrap_or_default()
+    }
+
+    /// Entries of `log/upload-errors.jsonl`.
+    pub fn journal(&self) -> Vec<serde_json::Value> {
+        std::fs::read_to_string(self.log_dir().join("upload-errors.jsonl"))
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(|l| serde_json::from_str(l).expect("journal line is JSON"))
+            .collect()
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn collect(root: &Path, dir: &Path, out: &mut Vec<(String, Vec<u8>)>) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let path = e.path();
+        if path.is_dir() {
+            if e.file_name() != ".tmp" {
+                collect(root, &path, out);
+            }
+        } else {
+            let rel = path
+                .strip_prefix(root)
+                .expect("below root")
+                .components()
+                .map(|c| c.as_os_str().to_string_lossy().into_owned())
+                .collect::<Vec<_>>()
+                .join("/");
+            out.push((rel, std::fs::read(&path).expect("read stored")));
+        }
+    }
+}
+
+/// A JPEG-looking file: the JFIF signature, then `size` pseudo-random bytes.
+pub fn jpeg(size: usize, seed: u64) -> Vec<u8> {
+    let mut out = b"\xFF\xD8\xFF\xE0\x00\x10JFIF\x00\x01\x01\x00\x00\x01\x00\x01\x00\x00".to_vec();
+    let mut x = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407)
+        | 1;
+    while out.len() < size {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        out.extend_from_slice(&x.to_le_bytes());
+    }
+    out.truncate(size.max(20));
+    out.extend_from_slice(b"\xFF\xD9");
+    out
+}
+
+pub fn png() -> Vec<u8> {
+    b"\x89PNG\r\n\x1a\n\x00\x00\x00\x0dIHDR\x00\x00\x00\x01\x00\x00\x00\x01\x08\x02\x00\x00\x00\x90wS\xde".to_vec()
+}
+
+pub fn sha256(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(bytes))
+}
+
+/// A multipart form with one file part per `(filename, bytes)`.
+pub fn form(files: &[(&str, &[u8])]) -> reqwest::multipart::Form {
+    files
+        .iter()
+        .fold(reqwest::multipart::Form::new(), |f, (name, bytes)| {
+            f.part(
+                "file",
+                reqwest::multipart::Part::bytes(bytes.to_vec())
+                    .file_name((*name).to_owned())
+                    .mime_str("application/octet-stream")
+                    .expect("mime"),
+            )
+        })
+}
+
+/// Sends raw bytes and returns what came back until close or `wait`.
+pub fn raw(port: u16, request: &[u8], wait: Duration) -> String {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    s.set_read_timeout(Some(wait)).expect("timeout");
+    let _ = s.write_all(request);
+    let mut buf = Vec::new();
+    let _ = s.read_to_end(&mut buf);
+    String::from_utf8_lossy(&buf).into_owned()
+}
+
+/// The JSON answer of an upload or action.
+pub async fn json(response: reqwest::Response) -> (u16, serde_json::Value) {
+    let status = response.status().as_u16();
+    let text = response.text().await.expect("body");
+    let value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"));
+    (status, value)
+}
+
+/// Polls `f` until it is true or `within` passes.
+pub fn eventually(within: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + within;
+    loop {
+        if f() {
+            return true;
+        }
+        if Instant::now() > deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
