@@ -49,12 +49,26 @@ impl FileConfig {
         toml::from_str(&text).map_err(|e| {
             let key = e
                 .span()
-                .and_then(|span| text.get(span))
-                .map(|s| s.trim().to_owned())
+                .map(|span| key_at(&text, span.start))
                 .unwrap_or_else(|| "-".to_owned());
             ConfigError::new(path, key, e.message().to_owned())
         })
     }
+}
+
+/// The key of the `key = value` line holding byte `at` (the value is what
+/// toml points at when a type is wrong).
+fn key_at(text: &str, at: usize) -> String {
+    let start = text
+        .get(..at)
+        .unwrap_or(text)
+        .rfind('\n')
+        .map_or(0, |i| i + 1);
+    let line = text[start..].lines().next().unwrap_or("");
+    line.split_once('=')
+        .map_or(line, |(key, _)| key)
+        .trim()
+        .to_owned()
 }
 
 #[cfg(test)]

@@ -230,6 +230,11 @@ fn multipart_error(e: multer::Error) -> Error {
         multer::Error::StreamSizeExceeded { limit } => Error::TooLarge(format!(
             "the request is larger than the limit of {limit} bytes"
         )),
+        multer::Error::ReadHeaderFailed(_) => Error::BadRequest(
+            "malformed multipart body: a part's headers are not valid \
+             (raw control characters or bad syntax)"
+                .into(),
+        ),
         other => Error::BadRequest(format!("malformed multipart body: {other}")),
     }
 }

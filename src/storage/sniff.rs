@@ -1,6 +1,11 @@
 //! Which image type a file is, decided from its first bytes only. The
 //! client's filename and part `Content-Type` are never consulted, so the
 //! stored extension always matches the bytes.
+//!
+//! The signatures are checked in full (a GIF must start `GIF87a` or
+//! `GIF89a`, a BMP must have a known header size), stricter than generic
+//! type detectors that accept `GIF` or `BM` followed by anything: text that
+//! happens to start with those letters is not an image.
 
 /// The image types this service stores.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -12,8 +17,8 @@ pub enum ImageType {
     Bmp,
 }
 
-/// Bytes that are enough for `infer` to tell every type above apart.
-pub const SNIFF_LEN: usize = 16;
+/// Bytes needed to recognise every type above.
+pub const SNIFF_LEN: usize = 18;
 
 impl ImageType {
     pub const ALL: [ImageType; 5] = [Self::Jpg, Self::Png, Self::Gif, Self::Webp, Self::Bmp];
@@ -49,16 +54,32 @@ impl ImageType {
 
     /// The type of a file starting with `head`, if it is one of ours.
     pub fn sniff(head: &[u8]) -> Option<Self> {
-        let kind = infer::get(head)?;
-        match kind.mime_type() {
-            "image/jpeg" => Some(Self::Jpg),
-            "image/png" => Some(Self::Png),
-            "image/gif" => Some(Self::Gif),
-            "image/webp" => Some(Self::Webp),
-            "image/bmp" => Some(Self::Bmp),
-            _ => None,
+        if head.starts_with(b"\xFF\xD8\xFF") {
+            Some(Self::Jpg)
+        } else if head.starts_with(b"\x89PNG\r\n\x1a\n") {
+            Some(Self::Png)
+        } else if head.starts_with(b"GIF87a") || head.starts_with(b"GIF89a") {
+            Some(Self::Gif)
+        } else if head.starts_with(b"RIFF")
+            && head.get(8..12) == Some(b"WEBP")
+            && head.get(12..15) == Some(b"VP8")
+        {
+            Some(Self::Webp)
+        } else if head.starts_with(b"BM") && is_bmp_header(head) {
+            Some(Self::Bmp)
+        } else {
+            None
         }
     }
+}
+
+/// A BMP's reserved bytes are zero and its info header has a known size.
+fn is_bmp_header(head: &[u8]) -> bool {
+    let (Some(reserved), Some(dib)) = (head.get(6..10), head.get(14..18)) else {
+        return false;
+    };
+    let dib = u32::from_le_bytes([dib[0], dib[1], dib[2], dib[3]]);
+    reserved == [0, 0, 0, 0] && matches!(dib, 12 | 16 | 40 | 52 | 56 | 64 | 108 | 124)
 }
 
 #[cfg(test)]
@@ -73,7 +94,7 @@ mod tests {
             (b"GIF89a\x01\x00\x01\x00", ImageType::Gif),
             (b"RIFF\x24\x00\x00\x00WEBPVP8 ", ImageType::Webp),
             (
-                b"BM\x3a\x00\x00\x00\x00\x00\x00\x00\x36\x00\x00\x00\x28\x00",
+                b"BM\x3a\x00\x00\x00\x00\x00\x00\x00\x36\x00\x00\x00\x28\x00\x00\x00",
                 ImageType::Bmp,
             ),
         ];
@@ -92,6 +113,10 @@ mod tests {
             b"%PDF-1.7\n",
             b"",
             b"\xFF\xD8",
+            b"GIF8",
+            b"GIF is a format",
+            b"BMW 3 series, 2014 model",
+            b"RIFF\x24\x00\x00\x00WAVEfmt ",
         ] {
             assert_eq!(ImageType::sniff(head), None, "{head:?}");
         }
