@@ -26,6 +26,8 @@ pub struct Node {
     pub port: u16,
     pub dir: PathBuf,
     pub env: Vec<(String, String)>,
+    /// Extra `serve` flags.
+    pub args: Vec<String>,
     child: Option<Child>,
 }
 
@@ -47,6 +49,7 @@ impl Cluster {
                 port: free_port(),
                 dir: tmp.path().join(name),
                 env: Vec::new(),
+                args: Vec::new(),
                 child: None,
             })
             .collect();
@@ -100,6 +103,19 @@ impl Cluster {
 }
 
 impl Node {
+    /// A server whose folder (with app.toml) the caller prepared.
+    pub fn detached(name: &str, key: &str, port: u16, dir: PathBuf) -> Self {
+        Self {
+            name: name.to_owned(),
+            key: key.to_owned(),
+            port,
+            dir,
+            env: Vec::new(),
+            args: Vec::new(),
+            child: None,
+        }
+    }
+
     pub fn config(&self) -> PathBuf {
         self.dir.join("app.toml")
     }
@@ -132,6 +148,7 @@ impl Node {
         let child = Command::new(BIN)
             .args(["serve", "--config"])
             .arg(self.config())
+            .args(&self.args)
             .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())

@@ -1,0 +1,196 @@
+//! Configuration as an operator meets it (SPEC §3): the shipped files run as
+//! they are, bad settings stop the start with exit code 2 and a message that
+//! names the file and the key, and every source (web.config appSettings,
+//! environment, `HTTP_PLATFORM_PORT`, flags) is honoured.
+
+mod common;
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use common::{BIN, Cluster, form, free_port, jpeg, json};
+
+fn repo() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn check(config: &Path, envs: &[(&str, &str)]) -> Output {
+    Command::new(BIN)
+        .args(["check-config", "--config"])
+        .arg(config)
+        .envs(envs.iter().copied())
+        .output()
+        .expect("run")
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+#[test]
+fn the_shipped_files_are_valid() {
+    let o = check(&repo().join("app.toml"), &[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        text.contains("peer          s2 http://127.0.0.1:8081/do.ashx"),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn the_shipped_files_serve_uploads_out_of_the_box() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    for f in ["app.toml", "servers.xml.config"] {
+        std::fs::copy(repo().join(f), dir.path().join(f)).expect("copy");
+    }
+    let port = free_port();
+    let mut node = common::Node::detached("s1", "change-me", port, dir.path().to_path_buf());
+    node.args = vec!["--listen".into(), format!("127.0.0.1:{port}")];
+    node.start();
+    let (status, v) = json(
+        reqwest::Client::new()
+            .post(node.keyed("action=upload&format=json"))
+            .multipart(form(&[("a.jpg", &jpeg(1000, 1))]))
+            .send()
+            .await
+            .expect("upload"),
+    )
+    .await;
+    assert_eq!(status, 200, "{v}");
+    // s2 is not running: the copy is journaled, the upload still succeeds.
+    assert_eq!(v["resp"]["files"][0]["replicas"][0]["peer"], "s2");
+    assert_eq!(v["resp"]["files"][0]["replicas"][0]["journaled"], 1);
+    assert_eq!(node.stored().len(), 1);
+    assert_eq!(node.journal().len(), 1);
+}
+
+fn write(dir: &Path, app: &str) -> std::path::PathBuf {
+    std::fs::write(
+        dir.join("servers.xml.config"),
+        r#"<Servers><Server Name="s1" Uri="http://127.0.0.1:1/do.ashx" SecurityKey="k1"/><Server Name="s2" Uri="http://127.0.0.1:2/do.ashx" SecurityKey="k2"/></Servers>"#,
+    )
+    .expect("servers");
+    std::fs::write(dir.join("app.toml"), app).expect("app.toml");
+    dir.join("app.toml")
+}
+
+#[test]
+fn bad_settings_exit_2_naming_file_and_key() {
+    let cases = [
+        (
+            "server_name = \"s1\"\nsecurity_key = \"k\"\nfsnyc = true\n",
+            "fsnyc",
+        ),
+        (
+            "server_name = \"s1\"\nsecurity_key = \"k\"\nmax_file_bytes = \"big\"\n",
+            "max_file_bytes",
+        ),
+        (
+            "server_name = \"s9\"\nsecurity_key = \"k\"\n",
+            "Server/@Name",
+        ),
+        ("server_name = \"s1\"\n", "security_key"),
+        (
+            "server_name = \"s1\"\nsecurity_key = \"k\"\nlisten = \"nowhere\"\n",
+            "listen",
+        ),
+        (
+            "server_name = \"s1\"\nsecurity_key = \"k\"\nallowed_types = [\"svg\"]\n",
+            "allowed_types",
+        ),
+        (
+            "server_name = \"s1\"\nsecurity_key = \"k\"\ndomain = \"i-1.xx.com\"\n",
+            "domain",
+        ),
+        (
+            "server_name = \"s1\"\nsecurity_key = \"k\"\n[replication]\nconcurrency = 0\n",
+            "replication.concurrency",
+        ),
+        (
+            "server_name = \"s1\"\nsecurity_key = \"change-me\"\nlisten = \"0.0.0.0:8080\"\n",
+            "security_key",
+        ),
+    ];
+    for (app, key) in cases {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let o = check(&write(dir.path(), app), &[]);
+        assert_eq!(o.status.code(), Some(2), "{app}");
+        let e = stderr(&o);
+        assert!(e.contains(&format!("`{key}`")), "{app}: {e}");
+        assert!(
+            e.contains(".toml") || e.contains("servers.xml.config"),
+            "{e}"
+        );
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let o = check(&dir.path().join("missing.toml"), &[]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("missing.toml"));
+    let path = write(dir.path(), "server_name = \"s1\"\nsecurity_key = \"k\"\n");
+    std::fs::write(
+        dir.path().join("servers.xml.config"),
+        "<Servers><Server Name=",
+    )
+    .expect("write");
+    let o = check(&path, &[]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("servers.xml.config"), "{}", stderr(&o));
+}
+
+#[test]
+fn environment_overrides_files_and_names_bad_variables() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = write(dir.path(), "server_name = \"s1\"\nsecurity_key = \"k\"\n");
+    let o = check(&path, &[("MULTISERVER_UPLOAD_SERVER_NAME", "s2")]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("peer          s1"));
+    let o = check(&path, &[("MULTISERVER_UPLOAD_FSYNC", "maybe")]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("MULTISERVER_UPLOAD_FSYNC"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+#[test]
+fn the_original_web_config_app_settings_fill_what_app_toml_leaves_unset() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = write(dir.path(), "listen = \"127.0.0.1:9\"\n");
+    std::fs::write(
+        dir.path().join("web.config"),
+        r#"<?xml version="1.0"?>
+<configuration>
+  <appSettings>
+    <add key="ServerName" value="s2"/>
+    <add key="Servers" value="/servers.xml.config"/>
+    <add key="SecurityKey" value="asdfdsfsdf"/>
+    <add key="Log" value="/oldlog"/>
+    <add key="Domain" value="http://i-1.xx.com"/>
+  </appSettings>
+</configuration>"#,
+    )
+    .expect("web.config");
+    let o = check(&path, &[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.contains("server_name   s2"), "{out}");
+    assert!(out.contains("oldlog"), "{out}");
+}
+
+#[test]
+fn http_platform_port_alone_makes_it_listen_on_loopback_there() {
+    let mut cluster = Cluster::new(&["s1"], "fsync = false\n");
+    let node = cluster.node(0);
+    let port = free_port();
+    node.port = port;
+    node.env = vec![("HTTP_PLATFORM_PORT".into(), port.to_string())];
+    node.start();
+    let answer = common::raw(
+        port,
+        b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        std::time::Duration::from_secs(5),
+    );
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+}
