@@ -131,11 +131,8 @@ fn a_forbidden_request_is_answered_before_its_body_is_read() {
     let s1 = &cluster.nodes[0];
     let answer = raw(
         s1.port,
-        format!(
-            "POST /do.ashx?action=upload HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; boundary=b\r\n\
-             Content-Length: 1000000\r\nExpect: 100-continue\r\nX-Security-Key: wrong\r\n\r\n"
-        )
-        .as_bytes(),
+        b"POST /do.ashx?action=upload HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; boundary=b\r\n\
+          Content-Length: 1000000\r\nExpect: 100-continue\r\nX-Security-Key: wrong\r\n\r\n",
         Duration::from_secs(5),
     );
     assert!(answer.starts_with("HTTP/1.1 403"), "{answer}");

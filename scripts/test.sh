@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# The test command: installs the test tools, checks formatting and lints, then
+# runs every test (unit tests, integration tests against the real binary, the
+# original C# client, the browser page in Chromium, nginx in front).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+bash scripts/install-test-tools.sh
+cargo fmt --check
+cargo clippy --all-targets --quiet -- -D warnings
+cargo test --no-fail-fast
