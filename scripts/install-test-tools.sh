@@ -13,6 +13,8 @@ command -v mono >/dev/null || need+=(mono-runtime)
 [ -e /usr/lib/mono/4.5/System.dll ] || need+=(libmono-system4.0-cil)
 command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || need+=(nginx-light)
 command -v chromium >/dev/null || need+=(chromium)
+# Chinese text in the page's screenshots
+[ -d /usr/share/fonts/opentype/noto ] || need+=(fonts-noto-cjk)
 command -v node >/dev/null || need+=(nodejs npm)
 
 if [ ${#need[@]} -gt 0 ]; then

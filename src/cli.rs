@@ -12,8 +12,9 @@ use clap::{Args, Parser, Subcommand};
 #[command(name = "multiserver-upload", version, about)]
 pub struct Cli {
     /// Path of app.toml; relative paths inside it are relative to its folder.
-    #[arg(long, global = true, default_value = "app.toml")]
-    pub config: PathBuf,
+    /// Default: app.toml in the working directory, else beside the executable.
+    #[arg(long, global = true)]
+    pub config: Option<PathBuf>,
 
     #[command(subcommand)]
     pub command: Option<Command>,
@@ -61,6 +62,25 @@ pub struct ReplayArgs {
     pub url: Option<String>,
 }
 
+impl Cli {
+    /// The app.toml to load. Under IIS the working directory is not always
+    /// the site folder, so the executable's folder is the fallback.
+    pub fn config_path(&self) -> PathBuf {
+        if let Some(path) = &self.config {
+            return path.clone();
+        }
+        let here = PathBuf::from("app.toml");
+        if here.exists() {
+            return here;
+        }
+        std::env::current_exe()
+            .ok()
+            .and_then(|exe| exe.parent().map(|dir| dir.join("app.toml")))
+            .filter(|beside| beside.exists())
+            .unwrap_or(here)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use clap::CommandFactory;
@@ -95,7 +115,7 @@ mod tests {
             vec!["x", "check-config", "--config", "a.toml"],
         ] {
             let cli = Cli::try_parse_from(&args).expect("parses");
-            assert_eq!(cli.config, PathBuf::from("a.toml"), "{args:?}");
+            assert_eq!(cli.config, Some(PathBuf::from("a.toml")), "{args:?}");
         }
     }
 }

@@ -21,7 +21,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 
-use cli::{Cli, Command, Overrides, ReplayArgs};
+use cli::{Cli, Command, ReplayArgs};
 use config::Config;
 use http::AppState;
 use journal::{Journal, Replayer};
@@ -32,13 +32,14 @@ use storage::Storage;
 const EXIT_CONFIG: u8 = 2;
 
 pub fn run(cli: Cli) -> ExitCode {
+    let config_path = cli.config_path();
     let (overrides, command) = match cli.command {
         None => (cli.overrides, Mode::Serve),
         Some(Command::Serve(o)) => (o, Mode::Serve),
         Some(Command::CheckConfig(o)) => (o, Mode::Check),
         Some(Command::Replay(ReplayArgs { overrides, url })) => (overrides, Mode::Replay(url)),
     };
-    let config = match Config::load(&cli.config, &overrides_or_default(overrides)) {
+    let config = match Config::load(&config_path, &overrides) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("configuration error: {e}");
@@ -66,10 +67,6 @@ enum Mode {
     Serve,
     Check,
     Replay(Option<String>),
-}
-
-fn overrides_or_default(o: Overrides) -> Overrides {
-    o
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {

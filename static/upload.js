@@ -11,6 +11,7 @@
   var MAX_PARALLEL = 3;
   var UPLOAD_URL = "/do.ashx?action=upload&format=json";
   var ALLOWED = "JPG, PNG, GIF, WebP, BMP";
+  var ALLOWED_ZH = "JPG、PNG、GIF、WebP、BMP";
 
   /* All visible text, in one place. {name} is replaced by a value. */
   var STRINGS = {
@@ -43,12 +44,12 @@
       noPreview: "no preview",
       replicaOk: "{peer}: copied",
       replicaQueued: "{peer}: queued for retry",
-      replicaQueuedWhy: "{peer}: queued for retry ({error})",
       replicaFailed: "{peer}: copy failed",
-      replicaFailedWhy: "{peer}: copy failed ({error})",
       replicasNone: "No peer servers configured: stored on this server only.",
       replicaTitleOk: "The copy on this peer server is stored.",
       replicaTitleQueued: "This peer could not be reached now. The copy was written to the retry journal and will be made later; nothing is lost.",
+      replicaTitleFailed: "The copy to this peer failed. The file is stored on this server.",
+      replicaNote: "↻ = that server will get its copy automatically later. The file is already stored and the link works.",
       serverSaid: "Server said: {error}",
       err0: "Network error: the server could not be reached, or the connection was cut.",
       err400: "The server could not read this upload (bad request or empty file).",
@@ -93,24 +94,24 @@
       noPreview: "无预览",
       replicaOk: "{peer}：已复制",
       replicaQueued: "{peer}：已加入重试队列",
-      replicaQueuedWhy: "{peer}：已加入重试队列（{error}）",
       replicaFailed: "{peer}：复制失败",
-      replicaFailedWhy: "{peer}：复制失败（{error}）",
       replicasNone: "未配置其他服务器：仅保存在本服务器上。",
       replicaTitleOk: "此服务器上的副本已保存。",
       replicaTitleQueued: "暂时无法连接此服务器。副本已写入重试日志，稍后会自动补传，文件不会丢失。",
+      replicaTitleFailed: "复制到此服务器失败。文件已保存在本服务器上。",
+      replicaNote: "↻ 表示该服务器稍后会自动收到副本。文件已经保存，链接可以正常使用。",
       serverSaid: "服务器返回：{error}",
       err0: "网络错误：无法连接服务器，或连接已中断。",
       err400: "服务器无法读取此次上传（请求有误或文件为空）。",
       err403: "安全密钥缺失或错误。请在地址中带上正确的 ?SecurityKey=… 重新打开本页面。",
       err408: "上传太慢，服务器已停止等待。请检查网络后重试。",
       err413: "文件太大，超出了服务器的限制。",
-      err415: "不是允许的图片类型，仅接受 " + ALLOWED + " 图片（HTTP 415）。",
+      err415: "不是允许的图片类型，仅接受 " + ALLOWED_ZH + " 图片（HTTP 415）。",
       err500: "服务器内部错误，请稍后重试。",
       err507: "服务器磁盘已满，请联系网站管理员。",
       errOther: "上传失败（HTTP {status}）。",
       errBadAnswer: "服务器的应答无法识别（HTTP {status}）。",
-      errNotImage: "这不是图片文件（{type}）。仅接受 " + ALLOWED + " 图片。",
+      errNotImage: "这不是图片文件（{type}）。仅接受 " + ALLOWED_ZH + " 图片。",
       errEmpty: "这是一个空文件。",
       leaveWarning: "还有文件正在上传，确定要离开本页面吗？"
     }
@@ -404,6 +405,7 @@
       ul.appendChild(none);
       return;
     }
+    var anyQueued = false;
     replicas.forEach(function (r) {
       var li = document.createElement("li");
       var peer = String(r.peer || "?");
@@ -418,14 +420,25 @@
       } else {
         // ok=0: written to the retry journal, copied later. Not a failure of the upload.
         var queued = Number(r.journaled) === 1 || r.journaled === undefined;
-        var name = queued ? (err ? "replicaQueuedWhy" : "replicaQueued")
-                          : (err ? "replicaFailedWhy" : "replicaFailed");
-        li.textContent = "↻ " + t(name, { peer: peer, error: err });
-        li.title = t("replicaTitleQueued");
+        li.textContent = (queued ? "↻ " : "✗ ") + t(queued ? "replicaQueued" : "replicaFailed", { peer: peer });
+        li.title = t(queued ? "replicaTitleQueued" : "replicaTitleFailed");
+        if (queued) anyQueued = true;
         li.setAttribute("data-journaled", queued ? "1" : "0");
+        if (err) {
+          var detail = document.createElement("span");
+          detail.className = "replica-detail";
+          detail.textContent = err;
+          li.appendChild(detail);
+        }
       }
       ul.appendChild(li);
     });
+    if (anyQueued) {
+      var note = document.createElement("li");
+      note.className = "replica-note";
+      note.textContent = t("replicaNote");
+      ul.appendChild(note);
+    }
   }
 
   function fail(task, message, retryable) {

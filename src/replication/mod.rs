@@ -232,19 +232,17 @@ impl Progress {
     }
 }
 
-/// A transport error as its chain of causes (the outermost only repeats the
-/// URL), for the journal and the log.
+/// A transport error as its innermost cause ("Connection refused (os error
+/// 111)"): the outer layers only repeat the URL and the client's layers, and
+/// the text is shown to people on the upload page and in the journal.
 fn transport(e: reqwest::Error) -> ReplicationError {
-    let mut causes = Vec::new();
+    let mut innermost = None;
     let mut source = std::error::Error::source(&e);
     while let Some(cause) = source {
-        causes.push(cause.to_string());
+        innermost = Some(cause.to_string());
         source = cause.source();
     }
-    if causes.is_empty() {
-        causes.push(e.to_string());
-    }
-    ReplicationError::Transport(causes.join(": "))
+    ReplicationError::Transport(innermost.unwrap_or_else(|| e.to_string()))
 }
 
 /// The `<error>` of a peer's answer if there is one, else its first bytes.

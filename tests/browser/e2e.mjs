@@ -20,6 +20,7 @@
 import fs from "node:fs/promises";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
+import crypto from "node:crypto";
 import zlib from "node:zlib";
 import { chromium } from "playwright-core";
 
@@ -115,6 +116,8 @@ function readRows(page) {
       return {
         name: r.getAttribute("data-name") || (r.querySelector(".file-name") || {}).textContent || "",
         state: r.getAttribute("data-state"),
+        path: r.getAttribute("data-path") || "",
+        sha256: r.getAttribute("data-sha256") || "",
         linkText: a ? a.textContent.trim() : "",
         href: a ? a.getAttribute("href") || "" : "",
         error: ((r.querySelector(".file-error") || {}).textContent || "").trim(),
@@ -181,6 +184,9 @@ async function verifyStored(opts, row, localBytes, what) {
   }
   const storedPath = url.pathname.replace(/^\/+/, "");
   check(STORED_PATH.test(storedPath), `${what}: "${row.name}" link path ${storedPath} is not yyyy/M/d/uuid.ext`);
+  check(row.path === storedPath, `${what}: "${row.name}": files[].path ${JSON.stringify(row.path)} in the answer differs from the link's path ${storedPath}`);
+  const sha = crypto.createHash("sha256").update(localBytes).digest("hex");
+  check(row.sha256.toLowerCase() === sha, `${what}: "${row.name}": files[].sha256 ${JSON.stringify(row.sha256)} in the answer is not the file's SHA-256 ${sha}`);
   const here = await fetchBytes(`${opts.base}/${storedPath}`);
   check(here.equals(localBytes), `${what}: ${opts.base}/${storedPath} differs from the local ${row.name} (${here.length} vs ${localBytes.length} bytes)`);
   const peer = await fetchBytes(`${opts.peerBase}/${storedPath}`);
@@ -351,12 +357,26 @@ async function run(opts, state) {
 
     // The copy button puts the link on the clipboard.
     await desktop.grantPermissions(["clipboard-read", "clipboard-write"], { origin: opts.base });
+    const copyAndRead = async (row) => {
+      await row.locator("button.btn-copy").click();
+      await row.locator("button.btn-copy.is-copied").waitFor({ timeout: 5_000 })
+        .catch(() => fail("the copy button did not report that it copied"));
+      return page.evaluate(() => (window.__clipboard || navigator.clipboard).readText());
+    };
     const first = page.locator(".file-row").first();
-    await first.locator("button.btn-copy").click();
-    const clip = await page.evaluate(() => navigator.clipboard.readText());
+    const clip = await copyAndRead(first);
     const firstLink = await first.locator("a.file-link").textContent();
     check(clip === firstLink, `the copy button put ${JSON.stringify(clip)} on the clipboard, expected the link ${firstLink}`);
-    ok("the copy button copies the link");
+    // Plain http on a real host name is not a secure context: no navigator.clipboard there.
+    await page.evaluate(() => {
+      window.__clipboard = navigator.clipboard;
+      Object.defineProperty(navigator, "clipboard", { value: undefined, configurable: true });
+    });
+    const last = page.locator(".file-row").last();
+    const clip2 = await copyAndRead(last);
+    const lastLink = await last.locator("a.file-link").textContent();
+    check(clip2 === lastLink, `without navigator.clipboard the copy button put ${JSON.stringify(clip2)} on the clipboard, expected ${lastLink}`);
+    ok("the copy button copies the link (clipboard API, and the fallback without it)");
     assertNoErrors(errors, "desktop upload");
   }
 
@@ -458,6 +478,30 @@ async function run(opts, state) {
     // Chromium reports the aborted requests as failed requests; nothing else may appear.
     assertNoErrors(errors, "cancel", [/request failed: POST \S*\/do\.ashx\?\S* \(net::ERR_ABORTED\)/]);
     await p3.close();
+  }
+  // 3d. Drag and drop onto the drop zone.
+  log("3d. drag and drop");
+  {
+    const p4 = await desktop.newPage();
+    watchErrors(p4, "drop", errors);
+    await p4.goto(pageUrl, { waitUntil: "load", timeout: 15_000 });
+    const f = images[0];
+    const dt = await p4.evaluateHandle(({ name, b64 }) => {
+      const bytes = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
+      const d = new DataTransfer();
+      d.items.add(new File([bytes], name, { type: "" }));
+      return d;
+    }, { name: `dropped-${f.name}`, b64: f.bytes.toString("base64") });
+    await p4.dispatchEvent("#drop-zone", "dragenter", { dataTransfer: dt });
+    await p4.dispatchEvent("#drop-zone", "dragover", { dataTransfer: dt });
+    check(await p4.locator("#drop-zone.is-dragover").count() === 1, "the drop zone does not show that a file is dragged over it");
+    await p4.dispatchEvent("#drop-zone", "drop", { dataTransfer: dt });
+    const rows = await waitSettled(p4, 1, "drop");
+    check(rows.length === 1, `one file dropped, ${rows.length} rows shown`);
+    await verifyStored(opts, rows[0], f.bytes, "drop");
+    ok("a file dropped on the drop zone is stored");
+    assertNoErrors(errors, "drop");
+    await p4.close();
   }
   await desktop.close();
 

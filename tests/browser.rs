@@ -1,0 +1,44 @@
+//! The upload page in real headless Chromium (Debian's, driven by
+//! playwright-core from `tests/browser/e2e.mjs`), against two real servers:
+//! pick images, watch them upload, find their links on the page and the
+//! files on both servers; a refused file shows its error; no key gives the
+//! 403 page. Screenshots land in `target/browser-screenshots/`.
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+
+use common::Cluster;
+
+#[test]
+fn the_upload_page_works_in_chromium() {
+    let mut cluster = Cluster::new(&["s1", "s2"], "fsync = false\n");
+    cluster.start_all();
+    let (s1, s2) = (&cluster.nodes[0], &cluster.nodes[1]);
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let work = tempfile::tempdir().expect("tempdir");
+    let bad = work.path().join("bad.jpg");
+    std::fs::write(&bad, "<!DOCTYPE html><html><script>alert(1)</script></html>").expect("bad");
+    let shots = root.join("target/browser-screenshots");
+    let out = Command::new("node")
+        .arg(root.join("tests/browser/e2e.mjs"))
+        .args(["--base", &s1.base(), "--key", &s1.key, "--peer-base", &s2.base()])
+        .arg("--images")
+        .arg(root.join("tests/browser/fixtures"))
+        .arg("--bad")
+        .arg(&bad)
+        .arg("--shots")
+        .arg(&shots)
+        .output()
+        .expect("node not found: run scripts/install-test-tools.sh");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    println!("{stdout}");
+    assert!(out.status.success(), "browser test failed:\n{stdout}\n{stderr}");
+    // Every stored file is on both servers, byte for byte.
+    let (a, b) = (s1.stored(), s2.stored());
+    assert!(a.len() >= 3, "{} files on s1", a.len());
+    assert_eq!(a, b);
+    assert!(shots.join("02-desktop.png").exists());
+}
