@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs everything the test suite needs that cargo does not bring:
-# mono (to compile and run the original C# client), curl, nginx (reverse-proxy
+# mono (to compile and run the original C# client), curl, nginx and openssl (reverse-proxy
 # test), Debian's chromium (browser test) and the browser test's npm packages.
 # Safe to run again: it installs only what is missing.
 set -euo pipefail
@@ -11,7 +11,8 @@ command -v curl >/dev/null || need+=(curl)
 command -v mcs >/dev/null || need+=(mono-mcs)
 command -v mono >/dev/null || need+=(mono-runtime)
 [ -e /usr/lib/mono/4.5/System.dll ] || need+=(libmono-system4.0-cil)
-command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || need+=(nginx-light)
+command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || need+=(nginx)
+command -v openssl >/dev/null || need+=(openssl)
 command -v chromium >/dev/null || need+=(chromium)
 # Chinese text in the page's screenshots
 [ -d /usr/share/fonts/opentype/noto ] || need+=(fonts-noto-cjk)
