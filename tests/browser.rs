@@ -19,11 +19,22 @@ fn the_upload_page_works_in_chromium() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let work = tempfile::tempdir().expect("tempdir");
     let bad = work.path().join("bad.jpg");
-    std::fs::write(&bad, "<!DOCTYPE html><html><script>alert(1)</script></html>").expect("bad");
+    std::fs::write(
+        &bad,
+        "<!DOCTYPE html><html><script>alert(1)</script></html>",
+    )
+    .expect("bad");
     let shots = root.join("target/browser-screenshots");
     let out = Command::new("node")
         .arg(root.join("tests/browser/e2e.mjs"))
-        .args(["--base", &s1.base(), "--key", &s1.key, "--peer-base", &s2.base()])
+        .args([
+            "--base",
+            &s1.base(),
+            "--key",
+            &s1.key,
+            "--peer-base",
+            &s2.base(),
+        ])
         .arg("--images")
         .arg(root.join("tests/browser/fixtures"))
         .arg("--bad")
@@ -35,7 +46,10 @@ fn the_upload_page_works_in_chromium() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     println!("{stdout}");
-    assert!(out.status.success(), "browser test failed:\n{stdout}\n{stderr}");
+    assert!(
+        out.status.success(),
+        "browser test failed:\n{stdout}\n{stderr}"
+    );
     // Every stored file is on both servers, byte for byte.
     let (a, b) = (s1.stored(), s2.stored());
     assert!(a.len() >= 3, "{} files on s1", a.len());

@@ -55,6 +55,7 @@ pub(crate) fn read() -> Result<FileConfig, ConfigError> {
         allowed_types: list("ALLOWED_TYPES"),
         trusted_proxies: list("TRUSTED_PROXIES"),
         client_idle_timeout_secs: parsed("CLIENT_IDLE_TIMEOUT_SECS")?,
+        client_min_bytes_per_sec: parsed("CLIENT_MIN_BYTES_PER_SEC")?,
         header_timeout_secs: parsed("HEADER_TIMEOUT_SECS")?,
         shutdown_grace_secs: parsed("SHUTDOWN_GRACE_SECS")?,
         replication: super::file::ReplicationFile {

@@ -26,6 +26,7 @@ pub(crate) struct FileConfig {
     pub allowed_types: Option<Vec<String>>,
     pub trusted_proxies: Option<Vec<String>>,
     pub client_idle_timeout_secs: Option<u64>,
+    pub client_min_bytes_per_sec: Option<u64>,
     pub header_timeout_secs: Option<u64>,
     pub shutdown_grace_secs: Option<u64>,
     #[serde(default)]

@@ -92,6 +92,9 @@ pub struct Config {
     pub trusted_proxies: Vec<IpAddr>,
     /// A client that sends no body bytes for this long is dropped.
     pub client_idle_timeout: Duration,
+    /// A client must average this many body bytes per second over each
+    /// `client_idle_timeout` window (0: no minimum).
+    pub client_min_bytes_per_sec: u64,
     /// A client must finish its request headers within this time.
     pub header_timeout: Duration,
     /// How long in-flight requests may run on after a shutdown signal.
@@ -271,6 +274,7 @@ impl Config {
             allowed_types,
             trusted_proxies,
             client_idle_timeout: secs("client_idle_timeout_secs", c.client_idle_timeout_secs, 60)?,
+            client_min_bytes_per_sec: c.client_min_bytes_per_sec.unwrap_or(1024),
             header_timeout: secs("header_timeout_secs", c.header_timeout_secs, 30)?,
             shutdown_grace: secs("shutdown_grace_secs", c.shutdown_grace_secs, 30)?,
             replication,
@@ -307,6 +311,9 @@ impl FileConfig {
             client_idle_timeout_secs: upper
                 .client_idle_timeout_secs
                 .or(self.client_idle_timeout_secs),
+            client_min_bytes_per_sec: upper
+                .client_min_bytes_per_sec
+                .or(self.client_min_bytes_per_sec),
             header_timeout_secs: upper.header_timeout_secs.or(self.header_timeout_secs),
             shutdown_grace_secs: upper.shutdown_grace_secs.or(self.shutdown_grace_secs),
             replication: file::ReplicationFile {

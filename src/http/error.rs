@@ -7,6 +7,7 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use serde_json::{Map, Value};
 
+use super::body::BodyError;
 use super::respond::{Format, answer};
 use crate::storage::StorageError;
 
@@ -27,9 +28,9 @@ pub enum Error {
         action: &'static str,
         allowed: &'static str,
     },
-    /// 408: the client stopped sending in the middle of the body.
-    #[error("the client sent nothing for {0} s; the request was dropped")]
-    ClientStalled(u64),
+    /// 408: the client stopped sending, or dripped, in the middle of the body.
+    #[error("{0}; the request was dropped")]
+    ClientTooSlow(String),
     /// 409: a different replica already has this name.
     #[error("{0}")]
     Conflict(String),
@@ -53,7 +54,7 @@ impl Error {
             Self::Forbidden => StatusCode::FORBIDDEN,
             Self::BadRequest(_) | Self::UnknownAction => StatusCode::BAD_REQUEST,
             Self::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
-            Self::ClientStalled(_) => StatusCode::REQUEST_TIMEOUT,
+            Self::ClientTooSlow(_) => StatusCode::REQUEST_TIMEOUT,
             Self::Conflict(_) => StatusCode::CONFLICT,
             Self::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -79,6 +80,17 @@ impl Error {
         resp.insert("error".into(), self.to_string().into());
         resp.extend(extra);
         answer(format, self.status(), resp)
+    }
+}
+
+impl From<BodyError> for Error {
+    fn from(e: BodyError) -> Self {
+        match e {
+            BodyError::Stalled(_) | BodyError::TooSlow(_) => Self::ClientTooSlow(e.to_string()),
+            BodyError::Read(read) => {
+                Self::BadRequest(format!("the body could not be read: {read}"))
+            }
+        }
     }
 }
 

@@ -45,6 +45,16 @@ pub struct AppState {
     pub replayer: Arc<Replayer>,
 }
 
+impl AppState {
+    /// How slow an uploading client may be.
+    fn pace(&self) -> body::Pace {
+        body::Pace {
+            idle: self.config.client_idle_timeout,
+            min_rate: self.config.client_min_bytes_per_sec,
+        }
+    }
+}
+
 pub fn router(state: Arc<AppState>) -> Router {
     Router::new()
         .route("/do.ashx", any(do_ashx))

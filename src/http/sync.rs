@@ -3,17 +3,22 @@
 //! `X-Content-SHA256`; it is written like an upload (temporary file, fsync,
 //! rename) under the sender's name. Receiving a file already present is a
 //! success. A replica is never forwarded: that is what prevents loops.
+//!
+//! A refused replica is answered with `Connection: close`: its body may not
+//! have been read (a bad path or hash header is refused before it), and hyper
+//! then closes the connection after the answer; without the header a pooling
+//! sender would reuse it and see its next replica fail.
 
 use std::sync::Arc;
 
 use axum::body::Body;
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::Response;
 use futures_util::StreamExt;
 use serde_json::Map;
 
 use super::AppState;
-use super::body::{BodyError, idle_limited};
+use super::body::paced;
 use super::error::Error;
 use super::respond::{Format, answer};
 use crate::storage::{Arrival, ImageType, StoredPath};
@@ -38,7 +43,13 @@ pub async fn handle(
             );
             answer(format, StatusCode::OK, resp)
         }
-        Err(e) => e.answer(format, Map::new()),
+        Err(e) => {
+            let mut response = e.answer(format, Map::new());
+            response
+                .headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            response
+        }
     }
 }
 
@@ -70,13 +81,9 @@ async fn receive(
     // Replicas are checked against every type this service knows, not this
     // server's `allowed_types`: the sender already accepted the file.
     let mut incoming = state.storage.begin(limit, &ImageType::ALL).await?;
-    let mut stream = std::pin::pin!(idle_limited(body, state.config.client_idle_timeout));
+    let mut stream = std::pin::pin!(paced(body, state.pace()));
     while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(|e| match e {
-            BodyError::Stalled(secs) => Error::ClientStalled(secs),
-            BodyError::Read(e) => Error::BadRequest(format!("the body could not be read: {e}")),
-        })?;
-        incoming.write(chunk).await?;
+        incoming.write(chunk?).await?;
     }
     let written = incoming.finish().await?;
     let arrival = state

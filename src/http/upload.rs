@@ -15,7 +15,7 @@ use serde_json::{Map, Value, json};
 use tokio::task::JoinHandle;
 
 use super::AppState;
-use super::body::{BodyError, idle_limited};
+use super::body::{BodyError, paced};
 use super::error::Error;
 use super::origin::Origin;
 use super::respond::{Format, answer};
@@ -108,7 +108,7 @@ async fn receive(
     })?;
     let constraints = multer::Constraints::new()
         .size_limit(multer::SizeLimit::new().whole_stream(config.max_request_bytes));
-    let stream = idle_limited(body, config.client_idle_timeout);
+    let stream = paced(body, state.pace());
     let mut multipart = multer::Multipart::with_constraints(stream, boundary, constraints);
     let mut count = 0usize;
     while let Some(mut field) = multipart.next_field().await.map_err(multipart_error)? {
@@ -221,10 +221,7 @@ fn client_name(raw: &str) -> String {
 fn multipart_error(e: multer::Error) -> Error {
     match e {
         multer::Error::StreamReadFailed(source) => match source.downcast::<BodyError>() {
-            Ok(body) => match *body {
-                BodyError::Stalled(secs) => Error::ClientStalled(secs),
-                BodyError::Read(e) => Error::BadRequest(format!("the body could not be read: {e}")),
-            },
+            Ok(body) => Error::from(*body),
             Err(other) => Error::BadRequest(format!("the body could not be read: {other}")),
         },
         multer::Error::StreamSizeExceeded { limit } => Error::TooLarge(format!(
