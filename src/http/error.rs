@@ -3,7 +3,7 @@
 //! envelope. Internal causes are logged here and never sent: they can carry
 //! paths of this machine.
 
-use axum::http::StatusCode;
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::Response;
 use serde_json::{Map, Value};
 
@@ -79,7 +79,15 @@ impl Error {
         resp.insert("success".into(), 0.into());
         resp.insert("error".into(), self.to_string().into());
         resp.extend(extra);
-        answer(format, self.status(), resp)
+        let mut response = answer(format, self.status(), resp);
+        // A refused request's body may be unread (refused on its headers, or
+        // part way); hyper then closes the connection after the answer. Saying
+        // so keeps a pooling client (our own replicator among them) from
+        // sending its next request on a connection about to close.
+        response
+            .headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        response
     }
 }
 

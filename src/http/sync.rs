@@ -3,16 +3,11 @@
 //! `X-Content-SHA256`; it is written like an upload (temporary file, fsync,
 //! rename) under the sender's name. Receiving a file already present is a
 //! success. A replica is never forwarded: that is what prevents loops.
-//!
-//! A refused replica is answered with `Connection: close`: its body may not
-//! have been read (a bad path or hash header is refused before it), and hyper
-//! then closes the connection after the answer; without the header a pooling
-//! sender would reuse it and see its next replica fail.
 
 use std::sync::Arc;
 
 use axum::body::Body;
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::Response;
 use futures_util::StreamExt;
 use serde_json::Map;
@@ -43,13 +38,7 @@ pub async fn handle(
             );
             answer(format, StatusCode::OK, resp)
         }
-        Err(e) => {
-            let mut response = e.answer(format, Map::new());
-            response
-                .headers_mut()
-                .insert(header::CONNECTION, HeaderValue::from_static("close"));
-            response
-        }
+        Err(e) => e.answer(format, Map::new()),
     }
 }
 

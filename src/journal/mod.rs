@@ -73,10 +73,27 @@ enum Line {
 impl Journal {
     pub fn open(log_dir: &Path, fsync: bool) -> io::Result<Self> {
         std::fs::create_dir_all(log_dir)?;
-        Ok(Self {
+        let journal = Self {
             dir: log_dir.to_path_buf(),
             fsync,
-        })
+        };
+        journal.remove_abandoned_replacements()?;
+        Ok(journal)
+    }
+
+    /// Removes replacement files of a settle that was killed before its
+    /// rename. They are written only under the journal lock, so while this
+    /// holds it none of them is in use.
+    fn remove_abandoned_replacements(&self) -> io::Result<()> {
+        let _lock = self.lock()?;
+        for entry in std::fs::read_dir(&self.dir)?.flatten() {
+            let name = entry.file_name();
+            let name = name.to_string_lossy();
+            if name.starts_with(&format!("{JOURNAL}.")) && name.ends_with(".tmp") {
+                std::fs::remove_file(entry.path())?;
+            }
+        }
+        Ok(())
     }
 
     pub fn path(&self) -> PathBuf {
@@ -333,6 +350,17 @@ mod tests {
             .expect("settle");
         let text = std::fs::read_to_string(journal.path()).expect("read");
         assert_eq!(text, "{\"id\":\"torn\n");
+    }
+
+    #[test]
+    fn a_replacement_abandoned_by_a_kill_is_removed_at_open() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let abandoned = dir.path().join(format!("{JOURNAL}.{}.tmp", Uuid::new_v4()));
+        std::fs::write(&abandoned, b"half").expect("write");
+        std::fs::write(dir.path().join(JOURNAL), b"").expect("write");
+        Journal::open(dir.path(), false).expect("open");
+        assert!(!abandoned.exists());
+        assert!(dir.path().join(JOURNAL).exists());
     }
 
     #[test]

@@ -144,7 +144,8 @@ impl Storage {
         let Written {
             tmp, size, sha256, ..
         } = written;
-        tokio::task::spawn_blocking(move || publish(tmp, &target, &data_dir, fsync))
+        // A fresh uuid: nothing can be in the way, a rename is enough.
+        tokio::task::spawn_blocking(move || publish(tmp, &target, &data_dir, fsync, Place::Rename))
             .await
             .map_err(io::Error::other)??;
         Ok(StoredFile { path, size, sha256 })
@@ -170,15 +171,19 @@ impl Storage {
         let fsync = self.fsync;
         let data_dir = self.data_dir.clone();
         tokio::task::spawn_blocking(move || {
-            if target.exists() {
-                return if hash_file(&target)? == written.sha256 {
-                    Ok(Arrival::AlreadyPresent)
-                } else {
-                    Err(StorageError::Conflict)
-                };
+            // Two senders may deliver the same name at once (a replay beside
+            // a late original): only one may create it, the other compares.
+            match publish(written.tmp, &target, &data_dir, fsync, Place::NoReplace) {
+                Ok(()) => Ok(Arrival::New),
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                    if hash_file(&target)? == written.sha256 {
+                        Ok(Arrival::AlreadyPresent)
+                    } else {
+                        Err(StorageError::Conflict)
+                    }
+                }
+                Err(e) => Err(e.into()),
             }
-            publish(written.tmp, &target, &data_dir, fsync)?;
-            Ok(Arrival::New)
         })
         .await
         .map_err(io::Error::other)?
@@ -314,16 +319,35 @@ fn write_all(file: File, mut rx: mpsc::Receiver<Bytes>, fsync: bool) -> io::Resu
     Ok(hex::encode(hasher.finalize()))
 }
 
-/// Renames a complete temporary file to `target`, creating (and syncing) the
-/// dated folders on the way.
-fn publish(mut tmp: TempFile, target: &Path, data_dir: &Path, fsync: bool) -> io::Result<()> {
+/// How a complete temporary file takes its public name.
+enum Place {
+    Rename,
+    /// Fail with `AlreadyExists` if the name is taken: a hard link is an
+    /// atomic create-if-absent; the temporary name is removed afterwards.
+    NoReplace,
+}
+
+/// Gives a complete temporary file the name `target`, creating (and
+/// syncing) the dated folders on the way.
+fn publish(
+    mut tmp: TempFile,
+    target: &Path,
+    data_dir: &Path,
+    fsync: bool,
+    place: Place,
+) -> io::Result<()> {
     let parent = target
         .parent()
         .ok_or_else(|| io::Error::other("stored path has no folder"))?;
     let created = !parent.exists();
     std::fs::create_dir_all(parent)?;
-    std::fs::rename(&tmp.0, target)?;
-    tmp.0 = PathBuf::new();
+    match place {
+        Place::Rename => {
+            std::fs::rename(&tmp.0, target)?;
+            tmp.0 = PathBuf::new();
+        }
+        Place::NoReplace => std::fs::hard_link(&tmp.0, target)?,
+    }
     if fsync {
         sync_dir(parent)?;
         if created {
