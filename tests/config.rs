@@ -8,7 +8,7 @@ mod common;
 use std::path::Path;
 use std::process::{Command, Output};
 
-use common::{BIN, Cluster, form, free_port, jpeg, json};
+use common::{BIN, Cluster, free_port, jpeg, upload};
 
 fn repo() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -48,15 +48,7 @@ async fn the_shipped_files_serve_uploads_out_of_the_box() {
     let mut node = common::Node::detached("s1", "change-me", port, dir.path().to_path_buf());
     node.args = vec!["--listen".into(), format!("127.0.0.1:{port}")];
     node.start();
-    let (status, v) = json(
-        reqwest::Client::new()
-            .post(node.keyed("action=upload&format=json"))
-            .multipart(form(&[("a.jpg", &jpeg(1000, 1))]))
-            .send()
-            .await
-            .expect("upload"),
-    )
-    .await;
+    let (status, v) = upload(&node, &[("a.jpg", &jpeg(1000, 1))]).await;
     assert_eq!(status, 200, "{v}");
     // s2 is not running: the copy is journaled, the upload still succeeds.
     assert_eq!(v["resp"]["files"][0]["replicas"][0]["peer"], "s2");

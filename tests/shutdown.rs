@@ -7,7 +7,7 @@ mod common;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{Cluster, Node, eventually, form, jpeg, json};
+use common::{Cluster, Node, eventually, jpeg, upload};
 
 /// curl uploading `bytes` of a JPEG-looking sparse file at `rate`.
 fn slow_upload(node: &Node, dir: &std::path::Path, bytes: u64, rate: &str) -> Child {
@@ -34,15 +34,7 @@ async fn sigterm_mid_upload_leaves_no_partial_file_and_a_consistent_journal() {
     cluster.node(0).start();
     let s1 = &mut cluster.nodes[0];
     for i in 0..5 {
-        let (status, v) = json(
-            reqwest::Client::new()
-                .post(s1.keyed("action=upload&format=json"))
-                .multipart(form(&[("a.jpg", &jpeg(10_000, i))]))
-                .send()
-                .await
-                .expect("upload"),
-        )
-        .await;
+        let (status, v) = upload(s1, &[("a.jpg", &jpeg(10_000, i))]).await;
         assert_eq!(status, 200, "{v}");
     }
     let work = tempfile::tempdir().expect("tempdir");

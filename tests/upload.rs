@@ -5,7 +5,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Cluster, form, jpeg, json, png, raw, sha256};
+use common::{Cluster, form, jpeg, json, png, raw, sha256, upload};
 
 const FAST: &str = "fsync = false\n";
 
@@ -304,15 +304,7 @@ async fn a_file_over_the_limit_is_413_and_its_partial_file_is_deleted() {
     let s1 = &cluster.nodes[0];
     let small = jpeg(1000, 5);
     let big = jpeg(300_000, 6);
-    let (status, v) = json(
-        reqwest::Client::new()
-            .post(s1.keyed("action=upload&format=json"))
-            .multipart(form(&[("small.jpg", &small), ("big.jpg", &big)]))
-            .send()
-            .await
-            .expect("send"),
-    )
-    .await;
+    let (status, v) = upload(s1, &[("small.jpg", &small), ("big.jpg", &big)]).await;
     assert_eq!(status, 413, "{v}");
     assert!(error_of(&v).contains("100000"), "{v}");
     // The file stored before the failing part stays, and is listed.
@@ -332,17 +324,9 @@ async fn too_many_files_is_413() {
     let cluster = Cluster::single("fsync = false\nmax_files_per_request = 2\n");
     let s1 = &cluster.nodes[0];
     let image = jpeg(2000, 7);
-    let (status, v) = json(
-        reqwest::Client::new()
-            .post(s1.keyed("action=upload&format=json"))
-            .multipart(form(&[
-                ("1.jpg", &image),
-                ("2.jpg", &image),
-                ("3.jpg", &image),
-            ]))
-            .send()
-            .await
-            .expect("send"),
+    let (status, v) = upload(
+        s1,
+        &[("1.jpg", &image), ("2.jpg", &image), ("3.jpg", &image)],
     )
     .await;
     assert_eq!(status, 413, "{v}");
@@ -374,15 +358,7 @@ async fn content_that_is_not_an_allowed_image_is_415_whatever_its_name() {
         ("tiny.gif", b"GIF8"),
     ];
     for (name, bytes) in cases {
-        let (status, v) = json(
-            reqwest::Client::new()
-                .post(s1.keyed("action=upload&format=json"))
-                .multipart(form(&[(name, bytes)]))
-                .send()
-                .await
-                .expect("send"),
-        )
-        .await;
+        let (status, v) = upload(s1, &[(name, bytes)]).await;
         assert_eq!(status, 415, "{name}: {v}");
         assert!(error_of(&v).contains("jpg, png, gif, webp, bmp"), "{v}");
     }
@@ -398,15 +374,7 @@ async fn a_gif_polyglot_is_stored_as_gif_and_served_so_no_browser_runs_it() {
     let s1 = &cluster.nodes[0];
     let polyglot =
         b"GIF89a/*\x01\x00\x01\x00*/=1;alert(document.domain)//<html><script>alert(1)</script>";
-    let (status, v) = json(
-        reqwest::Client::new()
-            .post(s1.keyed("action=upload&format=json"))
-            .multipart(form(&[("evil.html", polyglot)]))
-            .send()
-            .await
-            .expect("send"),
-    )
-    .await;
+    let (status, v) = upload(s1, &[("evil.html", polyglot)]).await;
     assert_eq!(status, 200, "{v}");
     let link = v["resp"]["link"].as_str().expect("link");
     assert!(link.ends_with(".gif"), "{link}");
@@ -509,15 +477,7 @@ async fn stored_files_support_head_range_and_etag() {
     let cluster = Cluster::single(FAST);
     let s1 = &cluster.nodes[0];
     let image = jpeg(20_000, 10);
-    let (_, v) = json(
-        reqwest::Client::new()
-            .post(s1.keyed("action=upload&format=json"))
-            .multipart(form(&[("a.jpg", &image)]))
-            .send()
-            .await
-            .expect("send"),
-    )
-    .await;
+    let (_, v) = upload(s1, &[("a.jpg", &image)]).await;
     let link = v["resp"]["link"].as_str().expect("link").to_owned();
     let client = reqwest::Client::new();
     let head = client.head(&link).send().await.expect("head");
@@ -627,19 +587,7 @@ fn disk_full_while_writing_is_507_and_the_service_keeps_running() {
     cluster.nodes[0].start();
     let s1 = &cluster.nodes[0];
     let rt = tokio::runtime::Runtime::new().expect("runtime");
-    let upload = |bytes: Vec<u8>| {
-        rt.block_on(async {
-            json(
-                reqwest::Client::new()
-                    .post(s1.keyed("action=upload&format=json"))
-                    .multipart(form(&[("a.jpg", &bytes)]))
-                    .send()
-                    .await
-                    .expect("send"),
-            )
-            .await
-        })
-    };
+    let upload = |bytes: Vec<u8>| rt.block_on(async { upload(s1, &[("a.jpg", &bytes)]).await });
     let (status, v) = upload(jpeg(3 << 20, 11));
     assert_eq!(status, 507, "{v}");
     assert!(error_of(&v).contains("disk is full"), "{v}");

@@ -12,6 +12,27 @@ use std::time::{Duration, Instant};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_multiserver-upload");
 
+/// The program `Node::start` runs: BIN, or, when `MULTISERVER_UPLOAD_TEST_EXE`
+/// is set, that program started through `MULTISERVER_UPLOAD_TEST_RUNNER`
+/// (default `wine`; empty: run it directly). scripts/windows-test.sh sets it to
+/// run the same tests against the Windows .exe under Wine; the harness's Linux
+/// paths (`/tmp/...`) reach it through Wine's Z: drive, and `kill` reaches the
+/// Windows process (the wine loader execs into it). Commands a test starts
+/// itself with `Command::new(BIN)` stay on the Linux binary.
+pub fn server_command() -> Command {
+    let Some(exe) = std::env::var_os("MULTISERVER_UPLOAD_TEST_EXE") else {
+        return Command::new(BIN);
+    };
+    match std::env::var_os("MULTISERVER_UPLOAD_TEST_RUNNER").unwrap_or_else(|| "wine".into()) {
+        runner if runner.is_empty() => Command::new(exe),
+        runner => {
+            let mut command = Command::new(runner);
+            command.arg(exe);
+            command
+        }
+    }
+}
+
 /// A free loopback port (bound and released; the race is acceptable here).
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
@@ -145,7 +166,7 @@ impl Node {
             .open(self.dir.join("stdout.log"))
             .expect("stdout log");
         let err = out.try_clone().expect("clone");
-        let child = Command::new(BIN)
+        let child = server_command()
             .args(["serve", "--config"])
             .arg(self.config())
             .args(&self.args)
@@ -339,6 +360,20 @@ pub fn form(files: &[(&str, &[u8])]) -> reqwest::multipart::Form {
                     .expect("mime"),
             )
         })
+}
+
+/// Uploads `files` in one request (key in the URL, as the original) and
+/// returns the status and the JSON answer.
+pub async fn upload(node: &Node, files: &[(&str, &[u8])]) -> (u16, serde_json::Value) {
+    json(
+        reqwest::Client::new()
+            .post(node.keyed("action=upload&format=json"))
+            .multipart(form(files))
+            .send()
+            .await
+            .expect("upload"),
+    )
+    .await
 }
 
 /// Sends raw bytes and returns what came back until close or `wait`.
