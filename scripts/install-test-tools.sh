@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Installs everything the test suite needs that cargo does not bring:
 # mono (to compile and run the original C# client), curl, nginx and openssl (reverse-proxy
-# test), Debian's chromium (browser test) and the browser test's npm packages.
+# test), Debian's chromium (browser test), the browser test's npm packages, and
+# for scripts/windows-build.sh MinGW-w64 (links the Windows .exe), Wine (runs
+# the integration tests against it) and the nightly toolchain's rust-src.
 # Safe to run again: it installs only what is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -17,6 +19,9 @@ command -v chromium >/dev/null || need+=(chromium)
 # Chinese text in the page's screenshots
 [ -d /usr/share/fonts/opentype/noto ] || need+=(fonts-noto-cjk)
 command -v node >/dev/null || need+=(nodejs npm)
+command -v x86_64-w64-mingw32-gcc >/dev/null || need+=(gcc-mingw-w64-x86-64)
+command -v x86_64-w64-mingw32-objdump >/dev/null || need+=(binutils-mingw-w64-x86-64)
+command -v wine >/dev/null && command -v wineserver >/dev/null || need+=(wine wine64)
 
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing: ${need[*]}"
@@ -25,6 +30,13 @@ if [ ${#need[@]} -gt 0 ]; then
   $sudo apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq -o DPkg::Lock::Timeout=600 \
     --no-install-recommends "${need[@]}" >/dev/null
+fi
+
+# -Zbuild-std compiles std for the win7 target from the rust-src component.
+nightly=${WIN7_TOOLCHAIN:-nightly}
+if rustup run "$nightly" rustc --version >/dev/null 2>&1 \
+  && [ ! -d "$(rustup run "$nightly" rustc --print sysroot)/lib/rustlib/src/rust/library/std" ]; then
+  rustup component add rust-src --toolchain "$nightly"
 fi
 
 if [ ! -d tests/browser/node_modules/playwright-core ]; then

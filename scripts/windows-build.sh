@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Build the Windows .exe that must run on Windows 7 / Windows Server 2008 R2,
-# then check its import table against scripts/win7-missing-imports.txt.
+# then check its import table against scripts/win7-missing-imports.txt, then
+# run a selection of the integration tests against it under Wine
+# (scripts/windows-test.sh).
 #
 # Why this is not a plain `cargo build --target x86_64-pc-windows-gnu`:
 # since Rust 1.78 the tier-1 Windows targets need Windows 10 (std imports
@@ -11,7 +13,8 @@
 #
 # Usage: scripts/windows-build.sh [options]
 #   --skip-install      do not try to install missing tools
-#   --check-only        do not build; only check the existing .exe
+#   --check-only        do not build; only check (and test) the existing .exe
+#   --no-wine-test      do not run the integration tests under Wine
 #   --wine-smoke        also run `<exe> --help` under Wine (installs wine64)
 #   --manifest-dir DIR  build the crate in DIR instead of this repository
 #   -h, --help          this text
@@ -36,12 +39,13 @@ TOOLCHAIN=${WIN7_TOOLCHAIN:-nightly}
 NICE=${WIN7_NICE:-10}
 MINGW=x86_64-w64-mingw32
 
-install=1 build=1 smoke=0
+install=1 build=1 smoke=0 wine_test=1
 cargo_args=()
 while [ $# -gt 0 ]; do
     case "$1" in
         --skip-install) install=0 ;;
         --check-only) build=0 ;;
+        --no-wine-test) wine_test=0 ;;
         --wine-smoke) smoke=1 ;;
         --manifest-dir) shift; CRATE_DIR=$(cd "${1:?--manifest-dir needs a directory}" && pwd) ;;
         --) shift; cargo_args=("$@"); break ;;
@@ -222,4 +226,11 @@ if [ "$smoke" -eq 1 ]; then
     fi
     printf '%s\n' "$out" | grep -v '^wine: ' | head -n 5 >&2
     log "wine smoke test passed"
+fi
+
+# ---------------------------------------------------------------- integration tests under Wine
+if [ "$wine_test" -eq 1 ]; then
+    wt_args=(--manifest-dir "$CRATE_DIR")
+    [ "$install" -eq 1 ] || wt_args+=(--skip-install)
+    bash "$SCRIPT_DIR/windows-test.sh" "${wt_args[@]}" "$EXE"
 fi
