@@ -197,16 +197,53 @@ fn file_entry(base: &str, name: &str, file: &StoredFile, replicas: &[ReplicaOutc
 /// multer only reads UTF-8 names; a part whose `filename` is in another
 /// encoding (GBK from a Chinese Windows client) is still a file.
 fn file_part_name(field: &multer::Field<'_>) -> Option<String> {
+    let raw = field.headers().get(header::CONTENT_DISPOSITION)?.as_bytes();
+    // Decided here, not by multer, which also finds ` filename=` inside a
+    // quoted field name.
+    let value = filename_parameter(raw)?;
     if let Some(name) = field.file_name() {
         return Some(client_name(name));
     }
-    let raw = field.headers().get(header::CONTENT_DISPOSITION)?.as_bytes();
-    let at = raw
-        .windows(8)
-        .position(|w| w.eq_ignore_ascii_case(b"filename"))?;
-    let value = String::from_utf8_lossy(&raw[at + 8..]);
-    let value = value.trim_start_matches(['*', '=', ' ', '"']);
+    let value = String::from_utf8_lossy(value);
+    let value = value.trim_start_matches([' ', '\t', '"']);
     Some(client_name(value.split(['"', ';']).next().unwrap_or("")))
+}
+
+/// The raw value after `filename=` (or `filename*=`) in a Content-Disposition,
+/// if it has that parameter. Only a parameter counts: `filename` inside a
+/// quoted value or as part of another name (a text field called `filename`
+/// or `original_filename`) does not make the part a file.
+fn filename_parameter(raw: &[u8]) -> Option<&[u8]> {
+    let mut quoted = false;
+    let mut escaped = false;
+    for (at, &b) in raw.iter().enumerate() {
+        if quoted {
+            match b {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => quoted = false,
+                _ => {}
+            }
+            continue;
+        }
+        if b == b'"' {
+            quoted = true;
+            continue;
+        }
+        let starts = at == 0 || raw[at - 1] == b';' || raw[at - 1].is_ascii_whitespace();
+        let Some(rest) = raw
+            .get(at..at + 8)
+            .filter(|name| starts && name.eq_ignore_ascii_case(b"filename"))
+            .map(|_| &raw[at + 8..])
+        else {
+            continue;
+        };
+        let rest = rest.strip_prefix(b"*").unwrap_or(rest);
+        if let Some(value) = rest.trim_ascii_start().strip_prefix(b"=") {
+            return Some(value);
+        }
+    }
+    None
 }
 
 /// The client's filename, for the answer only: never part of any path.
@@ -246,5 +283,30 @@ mod tests {
         assert_eq!(client_name("C:\\Users\\a\\photo.jpg"), "photo.jpg");
         assert_eq!(client_name("a\0b\r\n.jpg"), "ab.jpg");
         assert_eq!(client_name(&"x".repeat(1000)).len(), NAME_LIMIT);
+    }
+
+    #[test]
+    fn only_a_filename_parameter_makes_a_file() {
+        for (raw, value) in [
+            (
+                r#"form-data; name="file"; filename="a.jpg""#,
+                Some(r#""a.jpg""#),
+            ),
+            ("form-data; name=file; FileName = a.jpg", Some(" a.jpg")),
+            (
+                "form-data; filename*=UTF-8''%E4%B8%AD.jpg",
+                Some("UTF-8''%E4%B8%AD.jpg"),
+            ),
+            (r#"filename="a\"b.jpg""#, Some(r#""a\"b.jpg""#)),
+            (r#"form-data; name="filename""#, None),
+            (r#"form-data; name="original_filename""#, None),
+            (r#"form-data; name="a; filename=b""#, None),
+            (r#"form-data; name="a\" filename=b""#, None),
+            (r#"form-data; name="gfilename*=U""#, None),
+            (r#"form-data; name="file"; filenames="a.jpg""#, None),
+        ] {
+            let found = filename_parameter(raw.as_bytes()).map(String::from_utf8_lossy);
+            assert_eq!(found.as_deref(), value, "{raw}");
+        }
     }
 }

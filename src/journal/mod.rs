@@ -67,7 +67,9 @@ pub struct Journal {
 /// A line of the journal file: an entry, or text kept verbatim.
 enum Line {
     Entry(JournalEntry),
-    Unreadable(String),
+    /// The line's bytes without its `\n`, whatever they are (a write torn
+    /// inside a character is not UTF-8).
+    Unreadable(Vec<u8>),
 }
 
 impl Journal {
@@ -162,12 +164,12 @@ impl Journal {
         blocking(move || {
             let _lock = this.lock()?;
             let now = Local::now();
-            let mut text = String::new();
+            let mut text = Vec::new();
             for line in this.read_lines()? {
                 match line {
                     Line::Unreadable(raw) => {
-                        text.push_str(&raw);
-                        text.push('\n');
+                        text.extend_from_slice(&raw);
+                        text.push(b'\n');
                     }
                     Line::Entry(mut e) => {
                         match outcomes.get(&e.id) {
@@ -179,12 +181,12 @@ impl Journal {
                             }
                             None => {}
                         }
-                        text.push_str(&serde_json::to_string(&e).map_err(io::Error::other)?);
-                        text.push('\n');
+                        serde_json::to_writer(&mut text, &e).map_err(io::Error::other)?;
+                        text.push(b'\n');
                     }
                 }
             }
-            this.replace(text.as_bytes())
+            this.replace(&text)
         })
         .await
     }
@@ -216,19 +218,19 @@ impl Journal {
     }
 
     fn read_lines(&self) -> io::Result<Vec<Line>> {
-        let text = match std::fs::read(self.path()) {
-            Ok(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
+        let bytes = match std::fs::read(self.path()) {
+            Ok(bytes) => bytes,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
             Err(e) => return Err(e),
         };
-        Ok(text
-            .lines()
-            .filter(|l| !l.trim().is_empty())
-            .map(|l| match serde_json::from_str(l) {
+        Ok(bytes
+            .split(|&b| b == b'\n')
+            .filter(|l| !l.trim_ascii().is_empty())
+            .map(|l| match serde_json::from_slice(l) {
                 Ok(e) => Line::Entry(e),
                 Err(err) => {
                     tracing::warn!(error = %err, "unreadable line in the journal kept as is");
-                    Line::Unreadable(l.to_owned())
+                    Line::Unreadable(l.to_vec())
                 }
             })
             .collect())

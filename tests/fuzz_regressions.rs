@@ -1,0 +1,598 @@
+//! The fuzzing invariants of `fuzz/` (see fuzz/README.md) for the parsers of
+//! untrusted input, as bounded property tests that run in every `cargo test`,
+//! and the inputs the fuzzers found, as explicit regression tests.
+//!
+//! Each property below is the cheap form of a fuzz target's invariant:
+//! `StoredPath::parse` accepts exactly the stored-file pattern and prints it
+//! back unchanged; `servers::parse` never panics and reads a valid file back
+//! exactly; `redact` never lets the value of any spelling of `securitykey`
+//! through; the journal keeps unreadable lines and round-trips entries.
+
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::http::Request;
+use multiserver_upload::cli::Overrides;
+use multiserver_upload::config::{Config, servers};
+use multiserver_upload::http::{AppState, redact, router};
+use multiserver_upload::journal::{Journal, JournalEntry, Replayer, Settlement};
+use multiserver_upload::replication::Replicator;
+use multiserver_upload::storage::{Storage, StoredPath};
+use proptest::prelude::*;
+use tower::ServiceExt;
+
+fn config(cases: u32) -> ProptestConfig {
+    ProptestConfig {
+        cases,
+        // The fuzzers' findings are kept as the explicit tests at the end.
+        failure_persistence: None,
+        ..ProptestConfig::default()
+    }
+}
+
+// ---- StoredPath::parse ----------------------------------------------------
+
+const EXTENSIONS: [&str; 5] = ["jpg", "png", "gif", "webp", "bmp"];
+
+/// The stored-file pattern from SPEC §2.1, written without the service's
+/// code: `{yyyy}/{M}/{d}/{uuid}.{ext}`, no zero padding, a real date, a
+/// lowercase hyphenated UUID.
+fn is_stored_path(s: &str) -> bool {
+    let parts: Vec<&str> = s.split('/').collect();
+    let [y, m, d, name] = parts.as_slice() else {
+        return false;
+    };
+    let plain = |s: &str, max: usize| {
+        let ok = (1..=max).contains(&s.len())
+            && s.bytes().all(|b| b.is_ascii_digit())
+            && !s.starts_with('0');
+        ok.then(|| s.parse::<u32>().ok()).flatten()
+    };
+    let (Some(year), Some(month), Some(day)) = (plain(y, 4), plain(m, 2), plain(d, 2)) else {
+        return false;
+    };
+    let leap = (year % 4 == 0 && year % 100 != 0) || year % 400 == 0;
+    let days = match month {
+        2 if leap => 29,
+        2 => 28,
+        4 | 6 | 9 | 11 => 30,
+        1..=12 => 31,
+        _ => 0,
+    };
+    let Some((stem, ext)) = name.split_once('.') else {
+        return false;
+    };
+    y.len() == 4
+        && (1..=days).contains(&day)
+        && EXTENSIONS.contains(&ext)
+        && stem.len() == 36
+        && stem.bytes().enumerate().all(|(i, b)| match i {
+            8 | 13 | 18 | 23 => b == b'-',
+            _ => b.is_ascii_digit() || (b'a'..=b'f').contains(&b),
+        })
+}
+
+fn valid_path() -> impl Strategy<Value = String> {
+    (
+        1000u32..=9999,
+        1u32..=12,
+        1u32..=31,
+        any::<[u8; 16]>(),
+        0..EXTENSIONS.len(),
+    )
+        .prop_filter_map("a real date", |(y, m, d, id, ext)| {
+            chrono::NaiveDate::from_ymd_opt(y as i32, m, d)?;
+            let id = uuid::Uuid::from_bytes(id).hyphenated();
+            Some(format!("{y}/{m}/{d}/{id}.{}", EXTENSIONS[ext]))
+        })
+}
+
+/// Valid paths with one edit: the shapes the pattern must refuse or accept
+/// exactly as the oracle says.
+fn near_path() -> impl Strategy<Value = String> {
+    (
+        valid_path(),
+        any::<prop::sample::Index>(),
+        prop::sample::select(vec![
+            "", "0", "/", "\\", ".", "..", "A", "F", "-", "+", " ", "\0", "é", "jpg", ".tmp",
+        ]),
+        0u8..3,
+    )
+        .prop_map(|(path, at, insert, how)| {
+            let mut chars: Vec<char> = path.chars().collect();
+            let at = at.index(chars.len());
+            match how {
+                0 => {
+                    chars.remove(at);
+                }
+                1 => {
+                    chars.splice(at..at, insert.chars());
+                }
+                _ => {
+                    chars.splice(at..=at, insert.chars());
+                }
+            }
+            chars.into_iter().collect()
+        })
+}
+
+fn check_stored_path(s: &str) -> Result<(), TestCaseError> {
+    let printed = StoredPath::parse(s).map(|p| p.to_string());
+    prop_assert_eq!(printed.as_deref() == Some(s), is_stored_path(s), "{:?}", s);
+    prop_assert_eq!(printed.is_some(), is_stored_path(s), "{:?}", s);
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(config(1000))]
+
+    #[test]
+    fn stored_path_round_trips_exactly_the_pattern(s in any::<String>()) {
+        check_stored_path(&s)?;
+    }
+
+    #[test]
+    fn stored_path_accepts_every_valid_path(s in valid_path()) {
+        prop_assert!(is_stored_path(&s));
+        check_stored_path(&s)?;
+    }
+
+    #[test]
+    fn stored_path_edges(s in near_path()) {
+        check_stored_path(&s)?;
+    }
+}
+
+// ---- servers.xml.config -----------------------------------------------------
+
+fn xml_text() -> impl Strategy<Value = String> {
+    prop::collection::vec(
+        prop_oneof![
+            any::<String>(),
+            prop::sample::select(vec![
+                "<Servers>",
+                "</Servers>",
+                "<Server ",
+                "/>",
+                "Name=\"",
+                "Uri=\"",
+                "SecurityKey=\"",
+                "\"",
+                "http://a/do.ashx",
+                "<!--",
+                "-->",
+                "<![CDATA[",
+                "]]>",
+                "&amp;",
+                "&#0;",
+                "<?xml version=\"1.0\"?>",
+            ])
+            .prop_map(str::to_owned),
+        ],
+        0..12,
+    )
+    .prop_map(|pieces| pieces.concat())
+}
+
+/// Attribute values without control characters, which XML would normalise.
+fn attribute() -> impl Strategy<Value = String> {
+    "[^\\p{Cc}]{0,16}"
+}
+
+proptest! {
+    #![proptest_config(config(512))]
+
+    #[test]
+    fn servers_parse_never_panics(text in xml_text()) {
+        if let Ok(entries) = servers::parse(Path::new("servers.xml.config"), &text) {
+            let mut names = HashSet::new();
+            for e in entries {
+                prop_assert!(!e.name.trim().is_empty());
+                prop_assert!(names.insert(e.name));
+            }
+        }
+    }
+
+    #[test]
+    fn servers_parse_reads_a_valid_file_back(
+        entries in prop::collection::vec((attribute(), "[a-z0-9.-]{1,12}", attribute()), 0..4),
+        https in any::<bool>(),
+    ) {
+        let scheme = if https { "https" } else { "http" };
+        let escape = |s: &str| quick_xml::escape::escape(s).into_owned();
+        let mut text = String::from("<?xml version=\"1.0\" encoding=\"utf-8\" ?>\n<Servers>\n");
+        let mut want = Vec::new();
+        for (name, host, key) in &entries {
+            let uri = format!("{scheme}://{host}/do.ashx");
+            text.push_str(&format!(
+                "  <Server Name=\"{}\" Uri=\"{}\" SecurityKey=\"{}\" />\n",
+                escape(name),
+                escape(&uri),
+                escape(key)
+            ));
+            want.push((name.clone(), uri, key.clone()));
+        }
+        text.push_str("</Servers>\n");
+        let mut names = HashSet::new();
+        let valid = want.iter().all(|(n, u, _)| {
+            !n.trim().is_empty() && names.insert(n.clone()) && reqwest::Url::parse(u).is_ok()
+        });
+        let got = servers::parse(Path::new("servers.xml.config"), &text);
+        if valid {
+            let got: Vec<_> = got
+                .map_err(|e| TestCaseError::fail(format!("{text:?}: {e}")))?
+                .into_iter()
+                .map(|e| (e.name, e.uri, e.security_key))
+                .collect();
+            prop_assert_eq!(got, want);
+        } else {
+            prop_assert!(got.is_err(), "{:?}", text);
+        }
+    }
+}
+
+// ---- redact -----------------------------------------------------------------
+
+#[derive(Debug, Clone)]
+enum Piece {
+    /// `securitykey` with these bits upper-cased and these percent-encoded.
+    Key(u16, u16, bool),
+    Text(String),
+}
+
+fn piece() -> impl Strategy<Value = Piece> {
+    prop_oneof![
+        (any::<u16>(), any::<u16>(), any::<bool>()).prop_map(|(c, e, v)| Piece::Key(c, e, v)),
+        "[a-zA-Z0-9%+=;&?._~ -]{0,12}".prop_map(Piece::Text),
+        any::<String>().prop_map(Piece::Text),
+    ]
+}
+
+fn key_name(case: u16, encode: u16) -> String {
+    b"securitykey"
+        .iter()
+        .enumerate()
+        .map(|(i, b)| {
+            let b = if case >> i & 1 == 1 {
+                b.to_ascii_uppercase()
+            } else {
+                *b
+            };
+            if encode >> i & 1 == 1 {
+                format!("%{b:02X}")
+            } else {
+                char::from(b).to_string()
+            }
+        })
+        .collect()
+}
+
+proptest! {
+    #![proptest_config(config(1000))]
+
+    #[test]
+    fn redact_never_leaks_the_key(
+        path in "/[a-z./]{0,12}",
+        pieces in prop::collection::vec(piece(), 0..8),
+        n in any::<u64>(),
+    ) {
+        let secret = format!("S3CR3T{n:016x}");
+        let query: Vec<String> = pieces
+            .iter()
+            .map(|p| match p {
+                Piece::Key(case, encode, true) => format!("{}={secret}", key_name(*case, *encode)),
+                Piece::Key(case, encode, false) => key_name(*case, *encode),
+                Piece::Text(t) => t.clone(),
+            })
+            .collect();
+        let target = format!("{path}?{}", query.join("&"));
+        let redacted = redact(&target);
+        prop_assert!(!redacted.contains(&secret), "{:?} -> {:?}", target, redacted);
+        let (_, q) = redacted.split_once('?').unwrap_or_default();
+        for (name, value) in form_urlencoded::parse(q.as_bytes()) {
+            if name.eq_ignore_ascii_case("securitykey") {
+                prop_assert_eq!(value, "***", "{:?} -> {:?}", target, redacted);
+            }
+        }
+    }
+}
+
+// ---- the journal ----------------------------------------------------------
+
+fn entry_line() -> impl Strategy<Value = String> {
+    (
+        any::<[u8; 16]>(),
+        "\\PC{0,8}",
+        any::<u32>(),
+        any::<String>(),
+        any::<bool>(),
+    )
+        .prop_map(|(id, peer, attempts, error, attempted)| {
+            let mut v = serde_json::json!({
+                "id": uuid::Uuid::from_bytes(id),
+                "time": "2014-04-15T10:00:00.123+08:00",
+                "from": "s1",
+                "peer": peer,
+                "path": "2014/4/15/5310bcaf-0f8a-45c5-9a61-9bf45b5e09c1.jpg",
+                "size": 3,
+                "sha256": "00".repeat(32),
+                "attempts": attempts,
+                "last_error": error,
+            });
+            if attempted {
+                v["last_attempt"] = "2014-04-16T00:00:00Z".into();
+            }
+            v.to_string()
+        })
+}
+
+/// A line of the journal file: an entry, or text that is not one (valid
+/// UTF-8; see `journal_keeps_unreadable_bytes_that_are_not_utf8` below).
+fn journal_line() -> impl Strategy<Value = String> {
+    prop_oneof![
+        3 => entry_line(),
+        1 => "[^\r\n]{0,40}",
+        1 => entry_line().prop_map(|l| l[..l.len() / 2].to_owned()),
+    ]
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime")
+}
+
+fn parse_entry(line: &str) -> Option<JournalEntry> {
+    serde_json::from_str(line).ok()
+}
+
+proptest! {
+    #![proptest_config(config(64))]
+
+    #[test]
+    fn journal_keeps_unreadable_lines_and_round_trips_entries(
+        lines in prop::collection::vec(journal_line(), 0..8),
+        outcomes in prop::collection::vec(0u8..4, 0..8),
+    ) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let journal = Journal::open(dir.path(), false).expect("open");
+        std::fs::write(journal.path(), lines.join("\n")).expect("write");
+        let rt = runtime();
+        let present: Vec<&String> = lines.iter().filter(|l| !l.trim_ascii().is_empty()).collect();
+        let (entries, unreadable) = rt.block_on(journal.read()).expect("read");
+        prop_assert_eq!(entries.len() + unreadable, present.len());
+        let mut settle = HashMap::new();
+        for (e, code) in entries.iter().zip(&outcomes) {
+            match code {
+                1 => settle.insert(e.id, Settlement::Delivered),
+                2 => settle.insert(e.id, Settlement::SourceGone),
+                3 => settle.insert(e.id, Settlement::Failed("again".into())),
+                _ => None,
+            };
+        }
+        rt.block_on(journal.settle(settle.clone())).expect("settle");
+        let after = std::fs::read_to_string(journal.path()).expect("read");
+        if settle.is_empty() {
+            prop_assert_eq!(after, lines.join("\n"));
+            return Ok(());
+        }
+        let mut kept = after.lines();
+        for line in present {
+            let Some(entry) = parse_entry(line) else {
+                prop_assert_eq!(kept.next(), Some(line.trim_end_matches('\r')));
+                continue;
+            };
+            match settle.get(&entry.id) {
+                Some(Settlement::Delivered | Settlement::SourceGone) => {}
+                Some(Settlement::Failed(_)) => {
+                    let got = kept.next().and_then(parse_entry).expect("kept");
+                    prop_assert_eq!(got.attempts, entry.attempts.saturating_add(1));
+                    prop_assert_eq!(got.id, entry.id);
+                }
+                _ => prop_assert_eq!(kept.next().and_then(parse_entry), Some(entry)),
+            }
+        }
+        prop_assert_eq!(kept.next(), None);
+    }
+}
+
+// ---- what the fuzzers found ------------------------------------------------
+
+/// One server with no peers behind the real router, as the `request` fuzz
+/// target runs it.
+struct Server {
+    _dir: tempfile::TempDir,
+    data_dir: PathBuf,
+    router: axum::Router,
+}
+
+const KEY: &str = "fuzz-regression-key";
+
+impl Server {
+    fn new() -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(
+            dir.path().join("servers.xml.config"),
+            format!("<Servers><Server Name=\"s1\" Uri=\"http://127.0.0.1:9/do.ashx\" SecurityKey=\"{KEY}\"/></Servers>"),
+        )
+        .expect("servers");
+        std::fs::write(
+            dir.path().join("app.toml"),
+            format!("server_name = \"s1\"\nsecurity_key = \"{KEY}\"\nfsync = false\n"),
+        )
+        .expect("app.toml");
+        let config = Arc::new(
+            Config::load(&dir.path().join("app.toml"), &Overrides::default()).expect("config"),
+        );
+        let storage = Storage::open(&config.data_dir, false).expect("storage");
+        let journal = Journal::open(&config.log_dir, false).expect("journal");
+        let replicator = Replicator::new(&config).expect("replicator");
+        let replayer = Arc::new(Replayer::new(
+            journal.clone(),
+            storage.clone(),
+            replicator.clone(),
+            config.server_name.clone(),
+        ));
+        let data_dir = config.data_dir.clone();
+        let router = router(Arc::new(AppState {
+            config,
+            storage,
+            replicator,
+            journal,
+            replayer,
+        }));
+        Self {
+            _dir: dir,
+            data_dir,
+            router,
+        }
+    }
+
+    async fn upload(&self, body: Vec<u8>) -> (u16, String) {
+        let request = Request::post("/do.ashx?action=upload&format=json")
+            .header("x-security-key", KEY)
+            .header("content-type", "multipart/form-data; boundary=B0UNDARY")
+            .body(Body::from(body))
+            .expect("request");
+        let response = self.router.clone().oneshot(request).await.expect("answer");
+        let status = response.status().as_u16();
+        let bytes = axum::body::to_bytes(response.into_body(), 1 << 20)
+            .await
+            .expect("body");
+        (status, String::from_utf8_lossy(&bytes).into_owned())
+    }
+}
+
+const JPEG: &[u8] = b"\xFF\xD8\xFF\xE0\x00\x10JFIF\x00\x01\x01\x00\x00\x01\x00\x01jpeg";
+
+/// A multipart body of parts with these Content-Disposition values (raw
+/// bytes: names need not be UTF-8) and contents.
+fn form(parts: &[(&[u8], &[u8])]) -> Vec<u8> {
+    let mut body = Vec::new();
+    for (disposition, content) in parts {
+        body.extend_from_slice(b"--B0UNDARY\r\nContent-Disposition: ");
+        body.extend_from_slice(disposition);
+        body.extend_from_slice(b"\r\n\r\n");
+        body.extend_from_slice(content);
+        body.extend_from_slice(b"\r\n");
+    }
+    body.extend_from_slice(b"--B0UNDARY--\r\n");
+    body
+}
+
+/// Files under `data_dir`, `.tmp` aside.
+fn stored(dir: &Path) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).expect("read_dir").flatten() {
+            if entry.file_name() == ".tmp" {
+                continue;
+            }
+            if entry.file_type().expect("type").is_dir() {
+                stack.push(entry.path());
+            } else {
+                found.push(entry.path());
+            }
+        }
+    }
+    found
+}
+
+/// Found by the `request` target: a text field whose name contains
+/// `filename` (here `gfilename*=U`) was taken for a file part, because the
+/// fallback for non-UTF-8 names looked for `filename` anywhere in the
+/// Content-Disposition; its content, a GIF by chance, was stored as a file
+/// the client never sent.
+#[tokio::test]
+async fn a_field_whose_name_holds_filename_is_not_stored() {
+    let server = Server::new();
+    let gif: &[u8] = b"GIF89a\x01\x00\x01\x00\x80\x00\x00\xff\xff\xff\x00\x00\x00";
+    let body = form(&[
+        (b"form-data; name=\"file\"; filename*=UTF-8''%0C", JPEG),
+        (b"form-data; name=\"gfilename*=U\"", gif),
+    ]);
+    let (status, answer) = server.upload(body).await;
+    assert_eq!(status, 200, "{answer}");
+    let files: serde_json::Value = serde_json::from_str(&answer).expect("json");
+    assert_eq!(
+        files["resp"]["files"].as_array().map(Vec::len),
+        Some(1),
+        "{answer}"
+    );
+    assert_eq!(stored(&server.data_dir).len(), 1);
+}
+
+/// The same cause, as a browser form shows it: a text field called
+/// `filename` beside the file made the whole upload fail with 415.
+#[tokio::test]
+async fn a_text_field_named_filename_is_ignored() {
+    let server = Server::new();
+    for name in [
+        "filename",
+        "original_filename",
+        "a filename=b.jpg",
+        "Filename",
+    ] {
+        let body = form(&[
+            (
+                format!("form-data; name=\"{name}\"").as_bytes(),
+                b"holiday.jpg",
+            ),
+            (b"form-data; name=\"file\"; filename=\"a.jpg\"", JPEG),
+        ]);
+        let (status, answer) = server.upload(body).await;
+        assert_eq!(status, 200, "{name}: {answer}");
+        assert!(answer.contains("\"name\":\"a.jpg\""), "{answer}");
+    }
+    // Still a file: names in other encodings and RFC 5987 names.
+    let body = form(&[(b"form-data; name=\"file\"; filename=\"\xd6\xd0.jpg\"", JPEG)]);
+    assert_eq!(server.upload(body).await.0, 200);
+    let body = form(&[(
+        b"form-data; name=\"file\"; filename*=UTF-8''%E4%B8%AD.jpg",
+        JPEG,
+    )]);
+    assert_eq!(server.upload(body).await.0, 200);
+}
+
+/// Found by the `journal` target: the journal read its file as lossy UTF-8,
+/// so an unreadable line with bytes that are not UTF-8 (a write torn inside a
+/// multi-byte character) was rewritten by `settle` with U+FFFD instead of
+/// being kept verbatim.
+#[tokio::test]
+async fn journal_keeps_unreadable_bytes_that_are_not_utf8() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let journal = Journal::open(dir.path(), false).expect("open");
+    let entry = JournalEntry {
+        id: uuid::Uuid::new_v4(),
+        time: chrono::Local::now(),
+        from: "s1".into(),
+        peer: "s2".into(),
+        path: "2014/4/15/5310bcaf-0f8a-45c5-9a61-9bf45b5e09c1.jpg".into(),
+        size: 3,
+        sha256: "00".repeat(32),
+        attempts: 1,
+        last_error: "refused".into(),
+        last_attempt: None,
+    };
+    // The fuzzer's line was b"\xaf\x04"; a torn "中" is the realistic one.
+    let torn: &[u8] = b"{\"id\":\"x\",\"peer\":\"\xe4\xb8";
+    let mut content = torn.to_vec();
+    content.push(b'\n');
+    content.extend_from_slice(b"\xaf\x04\n");
+    content.extend_from_slice(serde_json::to_string(&entry).expect("json").as_bytes());
+    content.push(b'\n');
+    std::fs::write(journal.path(), &content).expect("write");
+    let (entries, unreadable) = journal.read().await.expect("read");
+    assert_eq!((entries.len(), unreadable), (1, 2));
+    journal
+        .settle(HashMap::from([(entry.id, Settlement::Delivered)]))
+        .await
+        .expect("settle");
+    let mut expected = torn.to_vec();
+    expected.extend_from_slice(b"\n\xaf\x04\n");
+    assert_eq!(std::fs::read(journal.path()).expect("read"), expected);
+}
