@@ -69,7 +69,7 @@ async fn receive(
     }
     // Replicas are checked against every type this service knows, not this
     // server's `allowed_types`: the sender already accepted the file.
-    let mut incoming = state.storage.begin(limit, &ImageType::ALL).await?;
+    let mut incoming = state.storage.begin(limit, &ImageType::ALL);
     let mut stream = std::pin::pin!(paced(body, state.pace()));
     while let Some(chunk) = stream.next().await {
         incoming.write(chunk?).await?;

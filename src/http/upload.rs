@@ -20,17 +20,20 @@ use super::error::Error;
 use super::origin::Origin;
 use super::respond::{Format, answer};
 use crate::replication::{self, ReplicaOutcome};
-use crate::storage::StoredFile;
+use crate::storage::{StorageError, StoredFile};
 
 /// Longest client filename echoed back in an answer.
 const NAME_LIMIT: usize = 255;
 
-/// A stored file whose delivery to the peers is under way.
+/// A received file on its way to its public name and to the peers.
 struct Pending {
     name: String,
-    file: StoredFile,
-    delivery: JoinHandle<std::io::Result<Vec<ReplicaOutcome>>>,
+    delivery: JoinHandle<Result<Delivered, StorageError>>,
 }
+
+/// A stored file and what became of its copies; `Err` if a failed copy could
+/// not be journaled.
+type Delivered = (StoredFile, std::io::Result<Vec<ReplicaOutcome>>);
 
 pub async fn handle(
     state: Arc<AppState>,
@@ -52,14 +55,18 @@ pub async fn handle(
     let mut failure = result.err();
     for p in pending {
         match p.delivery.await {
-            Ok(Ok(replicas)) => files.push(file_entry(&base, &p.name, &p.file, &replicas)),
-            Ok(Err(e)) => {
+            Ok(Ok((file, Ok(replicas)))) => {
+                files.push(file_entry(&base, &p.name, &file, &replicas));
+            }
+            Ok(Ok((file, Err(e)))) => {
                 failure.get_or_insert(Error::internal(format!("journal append failed: {e}")));
-                discard(&state, &p.file).await;
+                discard(&state, &file).await;
+            }
+            Ok(Err(e)) => {
+                failure.get_or_insert(e.into());
             }
             Err(e) => {
                 failure.get_or_insert(Error::internal(format!("delivery task failed: {e}")));
-                discard(&state, &p.file).await;
             }
         }
     }
@@ -124,35 +131,32 @@ async fn receive(
         }
         let mut incoming = state
             .storage
-            .begin(config.max_file_bytes, &config.allowed_types)
-            .await?;
+            .begin(config.max_file_bytes, &config.allowed_types);
         while let Some(chunk) = field.next().await {
             incoming.write(chunk.map_err(multipart_error)?).await?;
         }
         let written = incoming.finish().await?;
-        let file = state.storage.commit_dated(written).await?;
-        tracing::info!(path = %file.path, size = file.size, sha256 = %file.sha256, "stored");
         let delivery = {
             let state = state.clone();
-            let file = file.clone();
-            // A task of its own: the delivery and its journal entries finish
-            // even if the client goes away meanwhile.
+            // A task of its own from the moment the file is complete: once it
+            // takes its public name, its delivery and journal entries happen
+            // even if the client goes away, so no file stays on this server
+            // alone unrecorded.
             tokio::spawn(async move {
-                replication::deliver(
+                let file = state.storage.commit_dated(written).await?;
+                tracing::info!(path = %file.path, size = file.size, sha256 = %file.sha256, "stored");
+                let replicas = replication::deliver(
                     &state.replicator,
                     &state.storage,
                     &state.journal,
                     &state.config.server_name,
                     &file,
                 )
-                .await
+                .await;
+                Ok((file, replicas))
             })
         };
-        pending.push(Pending {
-            name,
-            file,
-            delivery,
-        });
+        pending.push(Pending { name, delivery });
     }
     if count == 0 {
         return Err(Error::BadRequest(

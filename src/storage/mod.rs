@@ -8,15 +8,17 @@
 //! under a public name: whatever is not committed is deleted when its
 //! [`Incoming`] is dropped.
 //!
-//! Hashing and writing run on a blocking thread fed by a small channel, so the
-//! multipart parser on the async side and the disk work proceed in parallel.
+//! Creating, hashing and writing the file run on one blocking task fed by a
+//! small channel, so the multipart parser on the async side and the disk work
+//! proceed in parallel. Chunks go over in batches: a small image is one
+//! hand-off, not one wake-up of the writer per network chunk.
 //! This module knows nothing of HTTP.
 
 mod path;
 mod sniff;
 
 use std::fs::File;
-use std::io::{self, BufWriter, Read, Write};
+use std::io::{self, IoSlice, Read, Write};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
@@ -33,10 +35,10 @@ pub use sniff::{ImageType, SNIFF_LEN};
 const TMP_DIR: &str = ".tmp";
 /// Temporary files untouched for this long belong to a process that died.
 const STALE_TMP: Duration = Duration::from_secs(3600);
-/// Write buffer of the blocking writer: few, large `write` calls.
-const WRITE_BUFFER: usize = 512 * 1024;
-/// Chunks in flight between the parser and the writer thread.
-const PIPE_DEPTH: usize = 16;
+/// Bytes gathered before a batch goes to the writer (one vectored write).
+const BATCH_BYTES: usize = 256 * 1024;
+/// Batches in flight between the parser and the writer.
+const PIPE_DEPTH: usize = 4;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StorageError {
@@ -112,26 +114,23 @@ impl Storage {
     }
 
     /// Starts receiving a file of at most `limit` bytes of one of `allowed`.
-    pub async fn begin(&self, limit: u64, allowed: &[ImageType]) -> Result<Incoming, StorageError> {
+    pub fn begin(&self, limit: u64, allowed: &[ImageType]) -> Incoming {
         let tmp = TempFile(self.tmp_dir.join(format!("{}.part", Uuid::new_v4())));
-        let file = {
-            let path = tmp.0.clone();
-            tokio::task::spawn_blocking(move || File::create_new(path))
-                .await
-                .map_err(io::Error::other)??
-        };
         let (tx, rx) = mpsc::channel(PIPE_DEPTH);
         let fsync = self.fsync;
-        let writer = tokio::task::spawn_blocking(move || write_all(file, rx, fsync));
-        Ok(Incoming {
+        let path = tmp.0.clone();
+        let writer = tokio::task::spawn_blocking(move || write_all(&path, rx, fsync));
+        Incoming {
             tmp,
             tx: Some(tx),
             writer: Some(writer),
+            batch: Vec::new(),
+            batch_len: 0,
             size: 0,
             limit,
             head: Vec::with_capacity(SNIFF_LEN),
             allowed: allowed.to_vec(),
-        })
+        }
     }
 
     /// Gives a complete upload its dated public name (today, local time).
@@ -205,8 +204,11 @@ impl Storage {
 /// and deletes its temporary file.
 pub struct Incoming {
     tmp: TempFile,
-    tx: Option<mpsc::Sender<Bytes>>,
+    tx: Option<mpsc::Sender<Piece>>,
     writer: Option<JoinHandle<io::Result<String>>>,
+    /// Chunks not yet handed to the writer.
+    batch: Vec<Bytes>,
+    batch_len: usize,
     size: u64,
     limit: u64,
     head: Vec<u8>,
@@ -237,8 +239,23 @@ impl Incoming {
                 self.image_type()?;
             }
         }
+        self.batch_len += chunk.len();
+        self.batch.push(chunk);
+        if self.batch_len >= BATCH_BYTES {
+            self.hand_over(false).await?;
+        }
+        Ok(())
+    }
+
+    /// Sends the gathered chunks (and, at the end, the end mark) to the writer.
+    async fn hand_over(&mut self, end: bool) -> Result<(), StorageError> {
+        let batch = std::mem::take(&mut self.batch);
+        self.batch_len = 0;
         let sent = match &self.tx {
-            Some(tx) => tx.send(chunk).await.is_ok(),
+            Some(tx) => {
+                (batch.is_empty() || tx.send(Piece::Data(batch)).await.is_ok())
+                    && (!end || tx.send(Piece::End).await.is_ok())
+            }
             None => false,
         };
         if sent {
@@ -254,6 +271,7 @@ impl Incoming {
             return Err(StorageError::Empty);
         }
         let image_type = self.image_type()?;
+        self.hand_over(true).await?;
         drop(self.tx.take());
         let sha256 = match self.writer.take() {
             Some(writer) => writer.await.map_err(io::Error::other)??,
@@ -303,20 +321,53 @@ impl Drop for TempFile {
     }
 }
 
-/// The writer thread: hash and write every chunk; on a clean end of input,
-/// flush and fsync and return the hash.
-fn write_all(file: File, mut rx: mpsc::Receiver<Bytes>, fsync: bool) -> io::Result<String> {
-    let mut out = BufWriter::with_capacity(WRITE_BUFFER, file);
+/// What the parser hands to the writer.
+enum Piece {
+    Data(Vec<Bytes>),
+    /// The file is complete. Without it, a closed channel means abandoned.
+    End,
+}
+
+/// The writer task: create the file, hash and write every batch; at the end
+/// mark, fsync and return the hash. An abandoned file is removed here too,
+/// as the [`TempFile`] may have been dropped before the file existed.
+fn write_all(path: &Path, mut rx: mpsc::Receiver<Piece>, fsync: bool) -> io::Result<String> {
+    let mut file = File::create_new(path)?;
     let mut hasher = Sha256::new();
-    while let Some(chunk) = rx.blocking_recv() {
-        hasher.update(&chunk);
-        out.write_all(&chunk)?;
+    while let Some(piece) = rx.blocking_recv() {
+        match piece {
+            Piece::Data(batch) => {
+                for chunk in &batch {
+                    hasher.update(chunk);
+                }
+                write_batch(&mut file, &batch)?;
+            }
+            Piece::End => {
+                if fsync {
+                    file.sync_all()?;
+                }
+                return Ok(hex::encode(hasher.finalize()));
+            }
+        }
     }
-    let file = out.into_inner().map_err(io::IntoInnerError::into_error)?;
-    if fsync {
-        file.sync_all()?;
+    drop(file);
+    let _ = std::fs::remove_file(path);
+    Err(io::Error::other("upload abandoned"))
+}
+
+/// Writes a batch of chunks with as few system calls as the OS allows.
+fn write_batch(file: &mut File, batch: &[Bytes]) -> io::Result<()> {
+    let mut slices: Vec<IoSlice<'_>> = batch.iter().map(|b| IoSlice::new(b)).collect();
+    let mut rest = &mut slices[..];
+    while !rest.is_empty() {
+        match file.write_vectored(rest) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => IoSlice::advance_slices(&mut rest, n),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
     }
-    Ok(hex::encode(hasher.finalize()))
+    Ok(())
 }
 
 /// How a complete temporary file takes its public name.
