@@ -104,10 +104,6 @@ impl Storage {
         })
     }
 
-    pub fn data_dir(&self) -> &Path {
-        &self.data_dir
-    }
-
     /// Where a stored file lives on disk.
     pub fn file_path(&self, path: &StoredPath) -> PathBuf {
         self.data_dir.join(path.to_relative_path())
