@@ -91,42 +91,42 @@ fn check_config(config: &Config) {
     }
 }
 
-/// The pieces every mode shares.
-fn open(config: &Arc<Config>) -> anyhow::Result<(Storage, Journal, Replicator, Arc<Replayer>)> {
+/// Opens storage and journal and builds the replication client and the
+/// replayer for `config`: the state every mode (and the fuzz targets) run on.
+pub fn open(config: Arc<Config>) -> anyhow::Result<AppState> {
     let storage = Storage::open(&config.data_dir, config.fsync)
         .with_context(|| format!("cannot use data_dir {}", config.data_dir.display()))?;
     let journal = Journal::open(&config.log_dir, config.fsync)
         .with_context(|| format!("cannot use log_dir {}", config.log_dir.display()))?;
-    let replicator = Replicator::new(config).context("cannot build the HTTP client")?;
+    let replicator = Replicator::new(&config).context("cannot build the HTTP client")?;
     let replayer = Arc::new(Replayer::new(
         journal.clone(),
         storage.clone(),
         replicator.clone(),
         config.server_name.clone(),
     ));
-    Ok((storage, journal, replicator, replayer))
+    Ok(AppState {
+        config,
+        storage,
+        replicator,
+        journal,
+        replayer,
+    })
 }
 
 async fn serve(config: Config) -> anyhow::Result<()> {
     let config = Arc::new(config);
     let _log = logging::init(Some(&config.log_dir))?;
-    let (storage, journal, replicator, replayer) = open(&config)?;
+    let state = Arc::new(open(config.clone())?);
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
     let local = listener.local_addr()?;
     tracing::info!(server = %config.server_name, peers = config.peers.len(), "listening on {local}");
-    let background = tokio::spawn(replayer.clone().run_background(
+    let background = tokio::spawn(state.replayer.clone().run_background(
         config.replication.retry_interval,
         config.replication.max_retry_interval,
     ));
-    let state = Arc::new(AppState {
-        config: config.clone(),
-        storage,
-        replicator,
-        journal,
-        replayer,
-    });
     server::serve(
         listener,
         http::router(state),
@@ -146,8 +146,11 @@ async fn replay(config: Config, url: Option<String>) -> anyhow::Result<()> {
     match url {
         Some(url) => replay_remote(&config, &url).await,
         None => {
-            let (_, _, _, replayer) = open(&config)?;
-            let report = replayer.replay(None).await.context("replay failed")?;
+            let report = open(config)?
+                .replayer
+                .replay(None)
+                .await
+                .context("replay failed")?;
             println!("{}", serde_json::to_string(&report)?);
             if report.busy {
                 anyhow::bail!("another replay is running; nothing done");

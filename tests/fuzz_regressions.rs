@@ -16,10 +16,9 @@ use axum::body::Body;
 use axum::http::Request;
 use multiserver_upload::cli::Overrides;
 use multiserver_upload::config::{Config, servers};
-use multiserver_upload::http::{AppState, redact, router};
-use multiserver_upload::journal::{Journal, JournalEntry, Replayer, Settlement};
-use multiserver_upload::replication::Replicator;
-use multiserver_upload::storage::{Storage, StoredPath};
+use multiserver_upload::http::{redact, router};
+use multiserver_upload::journal::{Journal, JournalEntry, Settlement};
+use multiserver_upload::storage::StoredPath;
 use proptest::prelude::*;
 use tower::ServiceExt;
 
@@ -427,23 +426,8 @@ impl Server {
         let config = Arc::new(
             Config::load(&dir.path().join("app.toml"), &Overrides::default()).expect("config"),
         );
-        let storage = Storage::open(&config.data_dir, false).expect("storage");
-        let journal = Journal::open(&config.log_dir, false).expect("journal");
-        let replicator = Replicator::new(&config).expect("replicator");
-        let replayer = Arc::new(Replayer::new(
-            journal.clone(),
-            storage.clone(),
-            replicator.clone(),
-            config.server_name.clone(),
-        ));
         let data_dir = config.data_dir.clone();
-        let router = router(Arc::new(AppState {
-            config,
-            storage,
-            replicator,
-            journal,
-            replayer,
-        }));
+        let router = router(Arc::new(multiserver_upload::open(config).expect("state")));
         Self {
             _dir: dir,
             data_dir,

@@ -36,10 +36,7 @@ use axum::http::{HeaderValue, Method, Request, StatusCode};
 use libfuzzer_sys::fuzz_target;
 use multiserver_upload::cli::Overrides;
 use multiserver_upload::config::Config;
-use multiserver_upload::http::{AppState, router};
-use multiserver_upload::journal::{Journal, Replayer};
-use multiserver_upload::replication::Replicator;
-use multiserver_upload::storage::Storage;
+use multiserver_upload::http::router;
 use multiserver_upload_fuzz::{PathInput, is_stored_path};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
@@ -94,23 +91,8 @@ fn world() -> &'static World {
             .enable_all()
             .build()
             .expect("runtime");
-        let storage = Storage::open(&config.data_dir, config.fsync).expect("storage");
-        let journal = Journal::open(&config.log_dir, config.fsync).expect("journal");
-        let replicator = Replicator::new(&config).expect("replicator");
-        let replayer = Arc::new(Replayer::new(
-            journal.clone(),
-            storage.clone(),
-            replicator.clone(),
-            config.server_name.clone(),
-        ));
         let data_dir = config.data_dir.clone();
-        let router = router(Arc::new(AppState {
-            config,
-            storage,
-            replicator,
-            journal,
-            replayer,
-        }));
+        let router = router(Arc::new(multiserver_upload::open(config).expect("state")));
         World {
             rt,
             router,
