@@ -14,8 +14,13 @@ import argparse
 import os
 import sys
 
-# SOI, APP0 "JFIF" 1.1, no thumbnail: what every JPEG camera file starts with.
-JPEG_HEAD = bytes.fromhex("ffd8ffe000104a46494600010100000100010000")
+# SOI, APP0 "JFIF" 1.1, no thumbnail, then a baseline frame header (SOF0,
+# 640x480, three components): what every JPEG camera file starts with, and
+# where the service reads the dimensions.
+JPEG_HEAD = bytes.fromhex(
+    "ffd8ffe000104a46494600010100000100010000"
+    "ffc0001108" "01e0" "0280" "03012200021101031101"
+)
 BOUNDARY = "----multiserverUploadBench7MA4YWxkTrZu0gW"
 
 

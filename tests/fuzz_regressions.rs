@@ -450,7 +450,9 @@ impl Server {
     }
 }
 
-const JPEG: &[u8] = b"\xFF\xD8\xFF\xE0\x00\x10JFIF\x00\x01\x01\x00\x00\x01\x00\x01jpeg";
+/// SOI, APP0 and a 1×1 frame header: the least a JPEG's header parse takes.
+const JPEG: &[u8] = b"\xFF\xD8\xFF\xE0\x00\x10JFIF\x00\x01\x01\x00\x00\x01\x00\x01\x00\x00\
+\xFF\xC0\x00\x0B\x08\x00\x01\x00\x01\x01\x01\x11\x00jpeg";
 
 /// A multipart body of parts with these Content-Disposition values (raw
 /// bytes: names need not be UTF-8) and contents.

@@ -28,7 +28,7 @@ fn a_1_gib_upload_through_curl_keeps_memory_flat() {
     {
         // A JPEG signature, then a sparse GiB: quick to make, real to send.
         let f = std::fs::File::create(&file).expect("create");
-        std::io::Write::write_all(&mut &f, b"\xFF\xD8\xFF\xE0\x00\x10JFIF\x00").expect("head");
+        std::io::Write::write_all(&mut &f, common::JPEG_HEAD).expect("head");
         f.set_len(GIB).expect("size");
     }
     let before = peak_rss_kib(s1.pid().expect("pid"));

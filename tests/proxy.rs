@@ -124,7 +124,7 @@ fn large_upload_download_and_replay_through_nginx() {
     let file = work.path().join("large.jpg");
     {
         let f = std::fs::File::create(&file).expect("create");
-        std::io::Write::write_all(&mut &f, b"\xFF\xD8\xFF\xE0\x00\x10JFIF\x00").expect("head");
+        std::io::Write::write_all(&mut &f, common::JPEG_HEAD).expect("head");
         f.set_len(300 << 20).expect("size");
     }
     let text = curl(&[

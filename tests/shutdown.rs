@@ -13,7 +13,7 @@ use common::{Cluster, Node, eventually, jpeg, upload};
 fn slow_upload(node: &Node, dir: &std::path::Path, bytes: u64, rate: &str) -> Child {
     let file = dir.join("slow.jpg");
     let f = std::fs::File::create(&file).expect("create");
-    std::io::Write::write_all(&mut &f, b"\xFF\xD8\xFF\xE0\x00\x10JFIF\x00").expect("head");
+    std::io::Write::write_all(&mut &f, common::JPEG_HEAD).expect("head");
     f.set_len(bytes).expect("size");
     Command::new("curl")
         .args(["-sS", "--limit-rate", rate, "-H"])

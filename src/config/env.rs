@@ -58,6 +58,10 @@ pub(crate) fn read() -> Result<FileConfig, ConfigError> {
         client_min_bytes_per_sec: parsed("CLIENT_MIN_BYTES_PER_SEC")?,
         header_timeout_secs: parsed("HEADER_TIMEOUT_SECS")?,
         shutdown_grace_secs: parsed("SHUTDOWN_GRACE_SECS")?,
+        max_uploads_in_flight: parsed("MAX_UPLOADS_IN_FLIGHT")?,
+        max_connections: parsed("MAX_CONNECTIONS")?,
+        max_connections_per_client: parsed("MAX_CONNECTIONS_PER_CLIENT")?,
+        send_timeout_secs: parsed("SEND_TIMEOUT_SECS")?,
         replication: super::file::ReplicationFile {
             connect_timeout_secs: parsed("REPLICATION_CONNECT_TIMEOUT_SECS")?,
             idle_timeout_secs: parsed("REPLICATION_IDLE_TIMEOUT_SECS")?,

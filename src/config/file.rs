@@ -29,6 +29,10 @@ pub(crate) struct FileConfig {
     pub client_min_bytes_per_sec: Option<u64>,
     pub header_timeout_secs: Option<u64>,
     pub shutdown_grace_secs: Option<u64>,
+    pub max_uploads_in_flight: Option<usize>,
+    pub max_connections: Option<usize>,
+    pub max_connections_per_client: Option<usize>,
+    pub send_timeout_secs: Option<u64>,
     #[serde(default)]
     pub replication: ReplicationFile,
 }

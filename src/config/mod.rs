@@ -99,6 +99,15 @@ pub struct Config {
     pub header_timeout: Duration,
     /// How long in-flight requests may run on after a shutdown signal.
     pub shutdown_grace: Duration,
+    /// Uploads and replicas received at once; more are answered 503.
+    pub max_uploads_in_flight: usize,
+    /// Open client connections at once, over all clients.
+    pub max_connections: usize,
+    /// Open connections of one client address (trusted proxies are exempt:
+    /// behind IIS or nginx every client comes from the proxy).
+    pub max_connections_per_client: usize,
+    /// A response the client does not read for this long is dropped.
+    pub send_timeout: Duration,
     pub replication: ReplicationSettings,
 }
 
@@ -277,6 +286,19 @@ impl Config {
             client_min_bytes_per_sec: c.client_min_bytes_per_sec.unwrap_or(1024),
             header_timeout: secs("header_timeout_secs", c.header_timeout_secs, 30)?,
             shutdown_grace: secs("shutdown_grace_secs", c.shutdown_grace_secs, 30)?,
+            max_uploads_in_flight: positive(
+                "max_uploads_in_flight",
+                c.max_uploads_in_flight.map(|n| n as u64),
+                256,
+            )? as usize,
+            max_connections: positive("max_connections", c.max_connections.map(|n| n as u64), 4096)?
+                as usize,
+            max_connections_per_client: positive(
+                "max_connections_per_client",
+                c.max_connections_per_client.map(|n| n as u64),
+                128,
+            )? as usize,
+            send_timeout: secs("send_timeout_secs", c.send_timeout_secs, 60)?,
             replication,
         })
     }
@@ -316,6 +338,12 @@ impl FileConfig {
                 .or(self.client_min_bytes_per_sec),
             header_timeout_secs: upper.header_timeout_secs.or(self.header_timeout_secs),
             shutdown_grace_secs: upper.shutdown_grace_secs.or(self.shutdown_grace_secs),
+            max_uploads_in_flight: upper.max_uploads_in_flight.or(self.max_uploads_in_flight),
+            max_connections: upper.max_connections.or(self.max_connections),
+            max_connections_per_client: upper
+                .max_connections_per_client
+                .or(self.max_connections_per_client),
+            send_timeout_secs: upper.send_timeout_secs.or(self.send_timeout_secs),
             replication: file::ReplicationFile {
                 connect_timeout_secs: u.connect_timeout_secs.or(r.connect_timeout_secs),
                 idle_timeout_secs: u.idle_timeout_secs.or(r.idle_timeout_secs),

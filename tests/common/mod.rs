@@ -320,9 +320,16 @@ fn collect(root: &Path, dir: &Path, out: &mut Vec<(String, Vec<u8>)>) {
     }
 }
 
-/// A JPEG-looking file: the JFIF signature, then `size` pseudo-random bytes.
+/// The start of a baseline JPEG as cameras write it: SOI, APP0 "JFIF" 1.1,
+/// and a frame header (SOF0, 640×480, three components), which is where the
+/// service reads the dimensions.
+pub const JPEG_HEAD: &[u8] =
+    b"\xFF\xD8\xFF\xE0\x00\x10JFIF\x00\x01\x01\x00\x00\x01\x00\x01\x00\x00\
+\xFF\xC0\x00\x11\x08\x01\xE0\x02\x80\x03\x01\x22\x00\x02\x11\x01\x03\x11\x01";
+
+/// A JPEG-looking file: [`JPEG_HEAD`], then `size` pseudo-random bytes.
 pub fn jpeg(size: usize, seed: u64) -> Vec<u8> {
-    let mut out = b"\xFF\xD8\xFF\xE0\x00\x10JFIF\x00\x01\x01\x00\x00\x01\x00\x01\x00\x00".to_vec();
+    let mut out = JPEG_HEAD.to_vec();
     let mut x = seed
         .wrapping_mul(6364136223846793005)
         .wrapping_add(1442695040888963407)
@@ -333,7 +340,7 @@ pub fn jpeg(size: usize, seed: u64) -> Vec<u8> {
         x ^= x << 17;
         out.extend_from_slice(&x.to_le_bytes());
     }
-    out.truncate(size.max(20));
+    out.truncate(size.max(JPEG_HEAD.len()));
     out.extend_from_slice(b"\xFF\xD9");
     out
 }
