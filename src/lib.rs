@@ -9,6 +9,7 @@
 pub mod cli;
 pub mod config;
 pub mod http;
+pub mod images;
 pub mod journal;
 mod logging;
 pub mod replication;
@@ -106,6 +107,7 @@ pub fn open(config: Arc<Config>) -> anyhow::Result<AppState> {
         config.server_name.clone(),
     ));
     Ok(AppState {
+        receiving: Arc::new(tokio::sync::Semaphore::new(config.max_uploads_in_flight)),
         config,
         storage,
         replicator,
@@ -123,6 +125,12 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         .with_context(|| format!("cannot listen on {}", config.listen))?;
     let local = listener.local_addr()?;
     tracing::info!(server = %config.server_name, peers = config.peers.len(), "listening on {local}");
+    if config.security_key == config::PLACEHOLDER_KEY {
+        tracing::warn!(
+            "security_key is the shipped placeholder `{}`: anyone who can reach this port can upload; set a secret key",
+            config::PLACEHOLDER_KEY
+        );
+    }
     let background = tokio::spawn(state.replayer.clone().run_background(
         config.replication.retry_interval,
         config.replication.max_retry_interval,
@@ -171,7 +179,12 @@ async fn replay_remote(config: &Config, url: &str) -> anyhow::Result<()> {
         .header("X-Security-Key", &config.security_key)
         .send()
         .await
-        .with_context(|| format!("cannot reach {}", http::redact(url.as_str())))?;
+        .with_context(|| {
+            format!(
+                "cannot reach {}",
+                http::redact(url.as_str(), &[&config.security_key])
+            )
+        })?;
     let status = response.status();
     let text = response.text().await.context("cannot read the answer")?;
     println!("{text}");

@@ -130,15 +130,25 @@
     return s;
   }
 
-  /* The key: query parameter name is case-insensitive (SecurityKey, securitykey, ...). */
+  /* The key: query parameter name is case-insensitive (SecurityKey, securitykey, ...).
+     Once read, it is taken out of the address bar, so it does not stay on
+     screen, in screenshots or in a link copied from there; the page keeps it
+     in memory only (a reload asks for it again). */
   function readKey() {
     var params = new URLSearchParams(location.search);
     var found = "";
+    var rest = new URLSearchParams();
     params.forEach(function (value, name) {
-      if (!found && name.toLowerCase() === "securitykey") {
-        found = value;
+      if (name.toLowerCase() === "securitykey") {
+        if (!found) found = value;
+      } else {
+        rest.append(name, value);
       }
     });
+    if (found && window.history && history.replaceState) {
+      var query = rest.toString();
+      history.replaceState(null, "", location.pathname + (query ? "?" + query : "") + location.hash);
+    }
     return found;
   }
 

@@ -103,6 +103,11 @@ fn bad_settings_exit_2_naming_file_and_key() {
             "server_name = \"s1\"\nsecurity_key = \"change-me\"\nlisten = \"0.0.0.0:8080\"\n",
             "security_key",
         ),
+        (
+            "server_name = \"s1\"\nsecurity_key = \"change-me\"\n\
+             trusted_proxies = [\"127.0.0.1\", \"192.0.2.10\"]\n",
+            "security_key",
+        ),
     ];
     for (app, key) in cases {
         let dir = tempfile::tempdir().expect("tempdir");
@@ -169,6 +174,35 @@ fn the_original_web_config_app_settings_fill_what_app_toml_leaves_unset() {
     let out = String::from_utf8_lossy(&o.stdout);
     assert!(out.contains("server_name   s2"), "{out}");
     assert!(out.contains("oldlog"), "{out}");
+}
+
+#[test]
+fn the_placeholder_key_is_refused_under_iis_and_warned_about_on_loopback() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = write(
+        dir.path(),
+        "server_name = \"s1\"\nsecurity_key = \"change-me\"\n",
+    );
+    let port = free_port().to_string();
+    let o = check(&path, &[("HTTP_PLATFORM_PORT", &port)]);
+    assert_eq!(o.status.code(), Some(2));
+    let e = stderr(&o);
+    assert!(e.contains("`security_key`") && e.contains("IIS"), "{e}");
+
+    let mut cluster = Cluster::new(&["s1"], "fsync = false\n");
+    let node = cluster.node(0);
+    let app = std::fs::read_to_string(node.config()).expect("app.toml");
+    std::fs::write(
+        node.config(),
+        app.replace(&format!("\"{}\"", node.key), "\"change-me\""),
+    )
+    .expect("app.toml");
+    node.start();
+    assert!(
+        node.output().contains("shipped placeholder"),
+        "{}",
+        node.output()
+    );
 }
 
 #[test]

@@ -6,18 +6,9 @@ mod common;
 
 use std::process::Command;
 
-use common::Cluster;
+use common::{Cluster, peak_rss_kib};
 
 const GIB: u64 = 1 << 30;
-
-fn peak_rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("VmHWM")
-}
 
 #[test]
 fn a_1_gib_upload_through_curl_keeps_memory_flat() {

@@ -126,11 +126,17 @@ impl Config {
             log_dir: flags.log_dir.clone(),
             ..FileConfig::default()
         };
+        let behind_iis = platform.listen.is_some();
         let merged = web.overlay(app).overlay(env).overlay(platform).overlay(cli);
-        Self::validate(config_file, &folder, merged)
+        Self::validate(config_file, &folder, merged, behind_iis)
     }
 
-    fn validate(file: &Path, folder: &Path, c: FileConfig) -> Result<Self, ConfigError> {
+    fn validate(
+        file: &Path,
+        folder: &Path,
+        c: FileConfig,
+        behind_iis: bool,
+    ) -> Result<Self, ConfigError> {
         let err = |key: &str, problem: String| ConfigError::new(file, key, problem);
         let server_name = c
             .server_name
@@ -146,15 +152,6 @@ impl Config {
             .unwrap_or("127.0.0.1:8080")
             .parse()
             .map_err(|e| err("listen", format!("not an address like 127.0.0.1:8080: {e}")))?;
-        if security_key == PLACEHOLDER_KEY && !listen.ip().is_loopback() {
-            return Err(err(
-                "security_key",
-                format!(
-                    "is still the shipped placeholder `{PLACEHOLDER_KEY}`; \
-                     set a secret key before listening on {listen}"
-                ),
-            ));
-        }
         let domain = match c.domain.filter(|d| !d.trim().is_empty()) {
             None => None,
             Some(d) => {
@@ -226,6 +223,27 @@ impl Config {
                 })
             })
             .collect::<Result<Vec<_>, _>>()?;
+        // Under IIS or behind a proxy on another machine the service listens
+        // on loopback, yet the whole network reaches it through the proxy.
+        let exposed_through = if !listen.ip().is_loopback() {
+            Some(format!("listening on {listen}"))
+        } else if behind_iis {
+            Some("running under IIS (HTTP_PLATFORM_PORT is set)".to_owned())
+        } else {
+            trusted_proxies
+                .iter()
+                .find(|p| !p.is_loopback())
+                .map(|p| format!("trusting the proxy {p}"))
+        };
+        if let (PLACEHOLDER_KEY, Some(exposure)) = (security_key.as_str(), exposed_through) {
+            return Err(err(
+                "security_key",
+                format!(
+                    "is still the shipped placeholder `{PLACEHOLDER_KEY}`; \
+                     set a secret key before {exposure}"
+                ),
+            ));
+        }
         let positive = |key: &str, v: Option<u64>, default: u64| -> Result<u64, ConfigError> {
             match v.unwrap_or(default) {
                 0 => Err(err(key, "must be greater than 0".into())),

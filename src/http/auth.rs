@@ -3,6 +3,7 @@
 //! compared in constant time. It is never logged or echoed.
 
 use axum::http::HeaderMap;
+use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use super::error::Error;
@@ -17,9 +18,18 @@ pub fn check(expected: &str, params: &Params, headers: &HeaderMap) -> Result<(),
         .map(|v| v.as_bytes())
         .or_else(|| params.security_key.as_deref().map(str::as_bytes));
     match given {
-        Some(given) if bool::from(given.ct_eq(expected.as_bytes())) => Ok(()),
+        Some(given) if same_secret(given, expected.as_bytes()) => Ok(()),
         _ => Err(Error::Forbidden),
     }
+}
+
+/// Compares digests, not the keys: a byte-wise comparison, constant-time or
+/// not, returns at once when the lengths differ and so tells the key's
+/// length; digests are always 32 bytes.
+fn same_secret(given: &[u8], expected: &[u8]) -> bool {
+    Sha256::digest(given)
+        .ct_eq(&Sha256::digest(expected))
+        .into()
 }
 
 #[cfg(test)]

@@ -11,6 +11,9 @@ use super::body::BodyError;
 use super::respond::{Format, answer};
 use crate::storage::StorageError;
 
+/// What a busy server asks a client to wait before it tries again.
+const RETRY_AFTER_SECS: &str = "5";
+
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// 403: missing or wrong key.
@@ -40,6 +43,10 @@ pub enum Error {
     /// 415: the content is not an allowed image type.
     #[error("{0}")]
     UnsupportedType(String),
+    /// 503 with `Retry-After`: more uploads in flight than the configured
+    /// maximum; nothing of this request was read.
+    #[error("the server is busy with other uploads; try again in a few seconds")]
+    Busy,
     /// 507: the disk is full.
     #[error("the server's disk is full; nothing was stored")]
     DiskFull,
@@ -58,6 +65,7 @@ impl Error {
             Self::Conflict(_) => StatusCode::CONFLICT,
             Self::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::Busy => StatusCode::SERVICE_UNAVAILABLE,
             Self::DiskFull => StatusCode::INSUFFICIENT_STORAGE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -84,9 +92,14 @@ impl Error {
         // part way); hyper then closes the connection after the answer. Saying
         // so keeps a pooling client (our own replicator among them) from
         // sending its next request on a connection about to close.
-        response
-            .headers_mut()
-            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        let headers = response.headers_mut();
+        headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
+        if matches!(self, Self::Busy) {
+            headers.insert(
+                header::RETRY_AFTER,
+                HeaderValue::from_static(RETRY_AFTER_SECS),
+            );
+        }
         response
     }
 }
@@ -98,6 +111,7 @@ impl From<BodyError> for Error {
             BodyError::Read(read) => {
                 Self::BadRequest(format!("the body could not be read: {read}"))
             }
+            BodyError::HeadersTooLong(_) => Self::BadRequest(e.to_string()),
         }
     }
 }
@@ -107,7 +121,9 @@ impl From<StorageError> for Error {
         match e {
             StorageError::TooLarge { .. } => Self::TooLarge(e.to_string()),
             StorageError::Empty | StorageError::HashMismatch => Self::BadRequest(e.to_string()),
-            StorageError::UnsupportedType { .. } => Self::UnsupportedType(e.to_string()),
+            StorageError::UnsupportedType { .. } | StorageError::Malformed { .. } => {
+                Self::UnsupportedType(e.to_string())
+            }
             StorageError::Conflict => Self::Conflict(e.to_string()),
             StorageError::DiskFull(_) => Self::DiskFull,
             StorageError::Io(io) => Self::internal(io),

@@ -51,7 +51,8 @@ pub async fn handle(
             Err(e) => match e {},
         }
     };
-    let is_content = response_is_content(response.status());
+    let response_status = response.status();
+    let is_content = response_is_content(response_status);
     let headers = response.headers_mut();
     if is_content {
         headers.insert(
@@ -62,7 +63,14 @@ pub async fn handle(
     if let Ok(etag) = HeaderValue::from_str(&etag) {
         headers.insert(header::ETAG, etag);
     }
-    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static(IMMUTABLE));
+    // 304 repeats what the 200 would say (RFC 9110 §15.4.5); any other
+    // answer (416 for a range past the end) is about this request only.
+    let cache = if is_content || response_status == StatusCode::NOT_MODIFIED {
+        IMMUTABLE
+    } else {
+        "no-store"
+    };
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static(cache));
     headers.insert(
         header::X_CONTENT_TYPE_OPTIONS,
         HeaderValue::from_static("nosniff"),

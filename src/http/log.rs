@@ -24,7 +24,7 @@ pub async fn request_line(
     let target = request
         .uri()
         .path_and_query()
-        .map(|pq| redact(pq.as_str()).into_owned())
+        .map(|pq| redact(pq.as_str(), &state.secrets()).into_owned())
         .unwrap_or_default();
     let client = Origin::of(&request, &state.config.trusted_proxies).client;
     let bytes_in = content_length(request.headers());

@@ -24,6 +24,7 @@ use axum::http::Method;
 use axum::response::Response;
 use axum::routing::{any, get};
 use serde_json::Map;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::config::Config;
 use crate::journal::{Journal, Replayer};
@@ -39,6 +40,8 @@ pub use params::redact;
 /// Everything a request may need, built once in `serve`.
 pub struct AppState {
     pub config: Arc<Config>,
+    /// Uploads and replicas being received; `max_uploads_in_flight` permits.
+    pub receiving: Arc<Semaphore>,
     pub storage: Storage,
     pub replicator: Replicator,
     pub journal: Journal,
@@ -46,6 +49,22 @@ pub struct AppState {
 }
 
 impl AppState {
+    /// A place among the uploads in flight, or `Busy`.
+    fn receive_permit(&self) -> Result<OwnedSemaphorePermit, Error> {
+        self.receiving
+            .clone()
+            .try_acquire_owned()
+            .map_err(|_| Error::Busy)
+    }
+
+    /// Every key this server knows (its own and its peers'), for logs to
+    /// leave out.
+    fn secrets(&self) -> Vec<&str> {
+        std::iter::once(self.config.security_key.as_str())
+            .chain(self.config.peers.iter().map(|p| p.security_key.as_str()))
+            .collect()
+    }
+
     /// How slow an uploading client may be.
     fn pace(&self) -> body::Pace {
         body::Pace {
@@ -84,6 +103,10 @@ async fn do_ashx(State(state): State<Arc<AppState>>, request: Request) -> Respon
     let method = request.method().clone();
     match action.as_str() {
         "upload" if method == Method::POST => {
+            let _permit = match state.receive_permit() {
+                Ok(permit) => permit,
+                Err(e) => return e.answer(format, Map::new()),
+            };
             let origin = Origin::of(&request, &state.config.trusted_proxies);
             let (parts, body) = request.into_parts();
             upload::handle(state, format, origin, &parts.headers, body).await
@@ -94,6 +117,10 @@ async fn do_ashx(State(state): State<Arc<AppState>>, request: Request) -> Respon
         }
         "uploaderrors" => not_allowed(format, "uploaderrors", "GET or POST"),
         "sync" if method == Method::PUT || method == Method::POST => {
+            let _permit = match state.receive_permit() {
+                Ok(permit) => permit,
+                Err(e) => return e.answer(format, Map::new()),
+            };
             let (parts, body) = request.into_parts();
             sync::handle(state, format, params.path.as_deref(), &parts.headers, body).await
         }

@@ -18,19 +18,32 @@ const SCRIPT: &str = include_str!("../../static/upload.js");
 const STYLE: &str = include_str!("../../static/upload.css");
 
 const HTML: &str = "text/html; charset=utf-8";
+/// The page runs only its own script and style, talks only to this server,
+/// shows previews from `blob:` URLs, and is never framed (clickjacking a
+/// page that holds the key).
+const PAGE_POLICY: &str = "default-src 'none'; script-src 'self'; style-src 'self'; \
+     img-src 'self' blob: data:; connect-src 'self'; frame-ancestors 'none'; \
+     base-uri 'none'; form-action 'none'";
+/// The 403 page has its style inline and nothing else.
+const FORBIDDEN_POLICY: &str = "default-src 'none'; style-src 'unsafe-inline'; \
+     img-src data:; frame-ancestors 'none'; base-uri 'none'; form-action 'none'";
 
 pub async fn handle(State(state): State<Arc<AppState>>, request: Request) -> Response {
     let params = Params::parse(request.uri().query());
-    let (status, body) = match auth::check(&state.config.security_key, &params, request.headers()) {
-        Ok(()) => (StatusCode::OK, PAGE),
-        Err(_) => (StatusCode::FORBIDDEN, FORBIDDEN),
-    };
+    let (status, body, policy) =
+        match auth::check(&state.config.security_key, &params, request.headers()) {
+            Ok(()) => (StatusCode::OK, PAGE, PAGE_POLICY),
+            Err(_) => (StatusCode::FORBIDDEN, FORBIDDEN, FORBIDDEN_POLICY),
+        };
     (
         status,
         [
             (header::CONTENT_TYPE, HTML),
             (header::CACHE_CONTROL, "no-store"),
             (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+            (header::CONTENT_SECURITY_POLICY, policy),
+            (header::X_FRAME_OPTIONS, "DENY"),
+            (header::REFERRER_POLICY, "no-referrer"),
         ],
         body,
     )

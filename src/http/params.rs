@@ -31,9 +31,10 @@ impl Params {
     }
 }
 
-/// The request target with the value of every `SecurityKey` (any case)
-/// replaced, for logs.
-pub fn redact(path_and_query: &str) -> Cow<'_, str> {
+/// The request target with the value of every `SecurityKey` (any case), and
+/// every value equal to one of `secrets` whatever its name (a misspelled
+/// `Security+Key=`, a key pasted into another field), replaced, for logs.
+pub fn redact<'a>(path_and_query: &'a str, secrets: &[&str]) -> Cow<'a, str> {
     let Some((path, query)) = path_and_query.split_once('?') else {
         return Cow::Borrowed(path_and_query);
     };
@@ -42,11 +43,12 @@ pub fn redact(path_and_query: &str) -> Cow<'_, str> {
         .split('&')
         .map(|pair| {
             let name = pair.split_once('=').map_or(pair, |(n, _)| n);
-            let decoded: String = form_urlencoded::parse(name.as_bytes())
+            let (decoded, value) = form_urlencoded::parse(pair.as_bytes())
                 .next()
-                .map(|(n, _)| n.into_owned())
+                .map(|(n, v)| (n.into_owned(), v.into_owned()))
                 .unwrap_or_default();
-            if decoded.eq_ignore_ascii_case("securitykey") {
+            let secret = !value.is_empty() && secrets.contains(&value.as_str());
+            if secret || decoded.eq_ignore_ascii_case("securitykey") {
                 changed = true;
                 Cow::Owned(format!("{name}=***"))
             } else {
@@ -91,18 +93,27 @@ mod tests {
     #[test]
     fn redacts_every_spelling_of_the_key() {
         assert_eq!(
-            redact("/do.ashx?action=upload&SecurityKey=secret&format=xml"),
+            redact("/do.ashx?action=upload&SecurityKey=secret&format=xml", &[]),
             "/do.ashx?action=upload&SecurityKey=***&format=xml"
         );
         assert_eq!(
-            redact("/do.ashx?SECURITYKEY=secret"),
+            redact("/do.ashx?SECURITYKEY=secret", &[]),
             "/do.ashx?SECURITYKEY=***"
         );
         assert_eq!(
-            redact("/do.ashx?Security%4Bey=secret"),
+            redact("/do.ashx?Security%4Bey=secret", &[]),
             "/do.ashx?Security%4Bey=***"
         );
-        assert_eq!(redact("/2014/4/15/a.jpg"), "/2014/4/15/a.jpg");
-        assert!(!redact("/x?a=1&securitykey").contains("secret"));
+        assert_eq!(redact("/2014/4/15/a.jpg", &[]), "/2014/4/15/a.jpg");
+        assert!(!redact("/x?a=1&securitykey", &[]).contains("secret"));
+    }
+
+    #[test]
+    fn redacts_a_key_under_any_name() {
+        assert_eq!(
+            redact("/do.ashx?Security+Key=s%2Fk&key=s/k&x=1", &["s/k"]),
+            "/do.ashx?Security+Key=***&key=***&x=1"
+        );
+        assert_eq!(redact("/do.ashx?x=", &[""]), "/do.ashx?x=");
     }
 }

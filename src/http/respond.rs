@@ -27,27 +27,31 @@ impl Format {
     }
 }
 
-/// Renders `resp` as the whole answer, with `status`.
+/// Renders `resp` as the whole answer, with `status`. Answers are about one
+/// request (links, counts, errors): never cached, never sniffed.
 pub fn answer(format: Format, status: StatusCode, resp: Map<String, Value>) -> Response {
     let resp = Value::Object(resp);
-    match format {
+    let (content_type, body) = match format {
         Format::Json => (
-            status,
-            [(header::CONTENT_TYPE, "application/json; charset=utf-8")],
+            "application/json; charset=utf-8",
             serde_json::json!({ "resp": resp }).to_string(),
-        )
-            .into_response(),
+        ),
         Format::Xml => {
             let mut out = String::with_capacity(256);
             element(&mut out, "resp", &resp);
-            (
-                status,
-                [(header::CONTENT_TYPE, "text/xml; charset=utf-8")],
-                out,
-            )
-                .into_response()
+            ("text/xml; charset=utf-8", out)
         }
-    }
+    };
+    (
+        status,
+        [
+            (header::CONTENT_TYPE, content_type),
+            (header::CACHE_CONTROL, "no-store"),
+            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        ],
+        body,
+    )
+        .into_response()
 }
 
 fn element(out: &mut String, name: &str, value: &Value) {
@@ -78,11 +82,17 @@ fn element(out: &mut String, name: &str, value: &Value) {
     }
 }
 
-/// XML 1.0 cannot carry most control characters, even escaped.
+/// XML 1.0 cannot carry most control characters, even escaped, nor U+FFFE
+/// and U+FFFF; .NET's reader (the original's clients) throws on them, and a
+/// client that retries would store its file twice. The other Unicode
+/// noncharacters are replaced too: they are never text.
 fn xml_chars(s: &str) -> String {
     s.chars()
         .map(|c| {
-            if c.is_control() && !matches!(c, '\t' | '\n' | '\r') {
+            let control = c.is_control() && !matches!(c, '\t' | '\n' | '\r');
+            let code = u32::from(c);
+            let noncharacter = (0xFDD0..=0xFDEF).contains(&code) || code & 0xFFFE == 0xFFFE;
+            if control || noncharacter {
                 '\u{FFFD}'
             } else {
                 c
@@ -132,6 +142,11 @@ mod tests {
             "<resp><success>0</success><files><file><name>&lt;a&amp;b&gt;\u{FFFD}.jpg</name><ok>1</ok></file></files></resp>"
         );
         assert_eq!(Format::from_param(Some("JSON")), Format::Json);
+        let resp = map(json!({"error": "a\u{FFFE}b\u{FFFF}c\u{FDD0}d\u{10FFFF}e\u{1FFFE}"}));
+        assert_eq!(
+            body(answer(Format::Xml, StatusCode::OK, resp)).await,
+            "<resp><error>a\u{FFFD}b\u{FFFD}c\u{FFFD}d\u{FFFD}e\u{FFFD}</error></resp>"
+        );
         assert_eq!(Format::from_param(Some("yaml")), Format::Xml);
     }
 }

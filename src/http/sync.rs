@@ -16,7 +16,7 @@ use super::AppState;
 use super::body::paced;
 use super::error::Error;
 use super::respond::{Format, answer};
-use crate::storage::{Arrival, ImageType, StoredPath};
+use crate::storage::{Arrival, StoredPath};
 
 pub const HASH_HEADER: &str = "x-content-sha256";
 
@@ -67,9 +67,11 @@ async fn receive(
             "the replica is larger than the limit of {limit} bytes"
         )));
     }
-    // Replicas are checked against every type this service knows, not this
-    // server's `allowed_types`: the sender already accepted the file.
-    let mut incoming = state.storage.begin(limit, &ImageType::ALL);
+    // The same checks as an upload: a peer with a stricter `allowed_types`
+    // refuses what it would refuse from a client (the sender then keeps the
+    // copy in its journal for an operator), and a sender is not trusted to
+    // have checked the content.
+    let mut incoming = state.storage.begin(limit, &state.config.allowed_types);
     let mut stream = std::pin::pin!(paced(body, state.pace()));
     while let Some(chunk) = stream.next().await {
         incoming.write(chunk?).await?;

@@ -15,19 +15,24 @@ use serde_json::{Map, Value, json};
 use tokio::task::JoinHandle;
 
 use super::AppState;
-use super::body::{BodyError, paced};
+use super::body::{BodyError, HeaderBudget, paced};
 use super::error::Error;
 use super::origin::Origin;
 use super::respond::{Format, answer};
+use crate::images::Dimensions;
 use crate::replication::{self, ReplicaOutcome};
 use crate::storage::{StorageError, StoredFile};
 
 /// Longest client filename echoed back in an answer.
 const NAME_LIMIT: usize = 255;
+/// Bytes that may arrive before the first boundary, and between a boundary
+/// and the end of the part's header block (SPEC §8: a few tens of KiB).
+const HEADER_BYTES: u64 = 32 * 1024;
 
 /// A received file on its way to its public name and to the peers.
 struct Pending {
     name: String,
+    dimensions: Dimensions,
     delivery: JoinHandle<Result<Delivered, StorageError>>,
 }
 
@@ -56,7 +61,7 @@ pub async fn handle(
     for p in pending {
         match p.delivery.await {
             Ok(Ok((file, Ok(replicas)))) => {
-                files.push(file_entry(&base, &p.name, &file, &replicas));
+                files.push(file_entry(&base, &p.name, p.dimensions, &file, &replicas));
             }
             Ok(Ok((file, Err(e)))) => {
                 failure.get_or_insert(Error::internal(format!("journal append failed: {e}")));
@@ -115,11 +120,23 @@ async fn receive(
     })?;
     let constraints = multer::Constraints::new()
         .size_limit(multer::SizeLimit::new().whole_stream(config.max_request_bytes));
-    let stream = paced(body, state.pace());
+    let budget = HeaderBudget::new(HEADER_BYTES);
+    let stream = budget.guard(paced(body, state.pace()));
     let mut multipart = multer::Multipart::with_constraints(stream, boundary, constraints);
     let mut count = 0usize;
-    while let Some(mut field) = multipart.next_field().await.map_err(multipart_error)? {
+    loop {
+        budget.open();
+        let next = multipart.next_field().await.map_err(multipart_error)?;
+        budget.close();
+        let Some(mut field) = next else {
+            break;
+        };
         let Some(name) = file_part_name(&field) else {
+            // An ordinary form field: read past it here, so its data is not
+            // counted as header bytes by the search for the next part.
+            while let Some(chunk) = field.next().await {
+                chunk.map_err(multipart_error)?;
+            }
             continue;
         };
         count += 1;
@@ -136,6 +153,7 @@ async fn receive(
             incoming.write(chunk.map_err(multipart_error)?).await?;
         }
         let written = incoming.finish().await?;
+        let dimensions = written.dimensions;
         let delivery = {
             let state = state.clone();
             // A task of its own from the moment the file is complete: once it
@@ -156,7 +174,11 @@ async fn receive(
                 Ok((file, replicas))
             })
         };
-        pending.push(Pending { name, delivery });
+        pending.push(Pending {
+            name,
+            dimensions,
+            delivery,
+        });
     }
     if count == 0 {
         return Err(Error::BadRequest(
@@ -174,7 +196,13 @@ async fn discard(state: &AppState, file: &StoredFile) {
     }
 }
 
-fn file_entry(base: &str, name: &str, file: &StoredFile, replicas: &[ReplicaOutcome]) -> Value {
+fn file_entry(
+    base: &str,
+    name: &str,
+    dimensions: Dimensions,
+    file: &StoredFile,
+    replicas: &[ReplicaOutcome],
+) -> Value {
     let replicas: Vec<Value> = replicas
         .iter()
         .map(|r| {
@@ -193,6 +221,8 @@ fn file_entry(base: &str, name: &str, file: &StoredFile, replicas: &[ReplicaOutc
         "size": file.size,
         "sha256": file.sha256,
         "type": file.path.image_type().mime(),
+        "width": dimensions.width,
+        "height": dimensions.height,
         "replicas": replicas,
     })
 }

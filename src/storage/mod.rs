@@ -8,26 +8,29 @@
 //! under a public name: whatever is not committed is deleted when its
 //! [`Incoming`] is dropped.
 //!
-//! Creating, hashing and writing the file run on one blocking task fed by a
-//! small channel, so the multipart parser on the async side and the disk work
-//! proceed in parallel. Chunks go over in batches: a small image is one
-//! hand-off, not one wake-up of the writer per network chunk.
+//! Receiving a file is [`Incoming`]'s job (`incoming.rs`). All blocking
+//! file work of uploads and replicas goes through [`DiskTasks`], a bounded
+//! share of the blocking thread pool, so uploads can never take the threads
+//! that serving stored files and health checks need.
 //! This module knows nothing of HTTP.
 
+mod incoming;
 mod path;
 mod sniff;
 
 use std::fs::File;
-use std::io::{self, IoSlice, Read, Write};
+use std::io::{self, Read};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use bytes::Bytes;
 use sha2::{Digest, Sha256};
-use tokio::sync::mpsc;
+use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
 use uuid::Uuid;
 
+use incoming::TempFile;
+pub use incoming::{Incoming, Written};
 pub use path::StoredPath;
 pub use sniff::{ImageType, SNIFF_LEN};
 
@@ -35,10 +38,10 @@ pub use sniff::{ImageType, SNIFF_LEN};
 const TMP_DIR: &str = ".tmp";
 /// Temporary files untouched for this long belong to a process that died.
 const STALE_TMP: Duration = Duration::from_secs(3600);
-/// Bytes gathered before a batch goes to the writer (one vectored write).
-const BATCH_BYTES: usize = 256 * 1024;
-/// Batches in flight between the parser and the writer.
-const PIPE_DEPTH: usize = 4;
+/// Blocking file tasks of uploads and replicas at once. tokio's blocking
+/// pool has 512 threads; the rest stay free for serving files, the journal
+/// and health checks whatever the uploads do.
+const DISK_TASKS: usize = 64;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StorageError {
@@ -48,6 +51,8 @@ pub enum StorageError {
     Empty,
     #[error("the content is not an allowed image type ({allowed})")]
     UnsupportedType { allowed: String },
+    #[error("the content starts like a {kind} but its header does not parse")]
+    Malformed { kind: &'static str },
     #[error("the content does not match its X-Content-SHA256")]
     HashMismatch,
     #[error("a different file is already stored under this name")]
@@ -89,6 +94,42 @@ pub struct Storage {
     data_dir: PathBuf,
     tmp_dir: PathBuf,
     fsync: bool,
+    disk: DiskTasks,
+}
+
+/// The bounded share of blocking threads that storage work runs on.
+#[derive(Debug, Clone)]
+pub(crate) struct DiskTasks(Arc<Semaphore>);
+
+impl DiskTasks {
+    fn new(tasks: usize) -> Self {
+        Self(Arc::new(Semaphore::new(tasks)))
+    }
+
+    /// Starts `work` on a blocking thread once a place is free.
+    async fn spawn<T: Send + 'static>(
+        &self,
+        work: impl FnOnce() -> T + Send + 'static,
+    ) -> io::Result<JoinHandle<T>> {
+        let permit = self
+            .0
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(io::Error::other)?;
+        Ok(tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            work()
+        }))
+    }
+
+    /// Runs `work` on a blocking thread and waits for it.
+    async fn run<T: Send + 'static>(
+        &self,
+        work: impl FnOnce() -> io::Result<T> + Send + 'static,
+    ) -> io::Result<T> {
+        self.spawn(work).await?.await.map_err(io::Error::other)?
+    }
 }
 
 impl Storage {
@@ -101,6 +142,7 @@ impl Storage {
             data_dir: data_dir.to_path_buf(),
             tmp_dir,
             fsync,
+            disk: DiskTasks::new(DISK_TASKS),
         })
     }
 
@@ -112,21 +154,7 @@ impl Storage {
     /// Starts receiving a file of at most `limit` bytes of one of `allowed`.
     pub fn begin(&self, limit: u64, allowed: &[ImageType]) -> Incoming {
         let tmp = TempFile(self.tmp_dir.join(format!("{}.part", Uuid::new_v4())));
-        let (tx, rx) = mpsc::channel(PIPE_DEPTH);
-        let fsync = self.fsync;
-        let path = tmp.0.clone();
-        let writer = tokio::task::spawn_blocking(move || write_all(&path, rx, fsync));
-        Incoming {
-            tmp,
-            tx: Some(tx),
-            writer: Some(writer),
-            batch: Vec::new(),
-            batch_len: 0,
-            size: 0,
-            limit,
-            head: Vec::with_capacity(SNIFF_LEN),
-            allowed: allowed.to_vec(),
-        }
+        Incoming::new(tmp, self.disk.clone(), self.fsync, limit, allowed)
     }
 
     /// Gives a complete upload its dated public name (today, local time).
@@ -140,9 +168,9 @@ impl Storage {
             tmp, size, sha256, ..
         } = written;
         // A fresh uuid: nothing can be in the way, a rename is enough.
-        tokio::task::spawn_blocking(move || publish(tmp, &target, &data_dir, fsync, Place::Rename))
-            .await
-            .map_err(io::Error::other)??;
+        self.disk
+            .run(move || publish(tmp, &target, &data_dir, fsync, Place::Rename))
+            .await?;
         Ok(StoredFile { path, size, sha256 })
     }
 
@@ -165,23 +193,26 @@ impl Storage {
         let target = self.file_path(path);
         let fsync = self.fsync;
         let data_dir = self.data_dir.clone();
-        tokio::task::spawn_blocking(move || {
-            // Two senders may deliver the same name at once (a replay beside
-            // a late original): only one may create it, the other compares.
-            match publish(written.tmp, &target, &data_dir, fsync, Place::NoReplace) {
-                Ok(()) => Ok(Arrival::New),
-                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
-                    if hash_file(&target)? == written.sha256 {
-                        Ok(Arrival::AlreadyPresent)
-                    } else {
-                        Err(StorageError::Conflict)
+        self.disk
+            .spawn(move || {
+                // Two senders may deliver the same name at once (a replay
+                // beside a late original): only one may create it, the other
+                // compares.
+                match publish(written.tmp, &target, &data_dir, fsync, Place::NoReplace) {
+                    Ok(()) => Ok(Arrival::New),
+                    Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                        if hash_file(&target)? == written.sha256 {
+                            Ok(Arrival::AlreadyPresent)
+                        } else {
+                            Err(StorageError::Conflict)
+                        }
                     }
+                    Err(e) => Err(e.into()),
                 }
-                Err(e) => Err(e.into()),
-            }
-        })
-        .await
-        .map_err(io::Error::other)?
+            })
+            .await?
+            .await
+            .map_err(io::Error::other)?
     }
 
     /// Writes and removes a probe file: can this server still store uploads?
@@ -194,176 +225,6 @@ impl Storage {
         .await
         .map_err(io::Error::other)?
     }
-}
-
-/// A file being received. Dropping it before [`Incoming::finish`] abandons it
-/// and deletes its temporary file.
-pub struct Incoming {
-    tmp: TempFile,
-    tx: Option<mpsc::Sender<Piece>>,
-    writer: Option<JoinHandle<io::Result<String>>>,
-    /// Chunks not yet handed to the writer.
-    batch: Vec<Bytes>,
-    batch_len: usize,
-    size: u64,
-    limit: u64,
-    head: Vec<u8>,
-    allowed: Vec<ImageType>,
-}
-
-/// A complete, flushed temporary file, not yet under a public name.
-pub struct Written {
-    tmp: TempFile,
-    pub size: u64,
-    pub sha256: String,
-    pub image_type: ImageType,
-}
-
-impl Incoming {
-    /// Appends a chunk. Fails as soon as the limit is passed or the first
-    /// bytes show a type that is not allowed, so a refused file is not read
-    /// to its end.
-    pub async fn write(&mut self, chunk: Bytes) -> Result<(), StorageError> {
-        self.size += chunk.len() as u64;
-        if self.size > self.limit {
-            return Err(StorageError::TooLarge { limit: self.limit });
-        }
-        if self.head.len() < SNIFF_LEN {
-            let take = (SNIFF_LEN - self.head.len()).min(chunk.len());
-            self.head.extend_from_slice(&chunk[..take]);
-            if self.head.len() == SNIFF_LEN {
-                self.image_type()?;
-            }
-        }
-        self.batch_len += chunk.len();
-        self.batch.push(chunk);
-        if self.batch_len >= BATCH_BYTES {
-            self.hand_over(false).await?;
-        }
-        Ok(())
-    }
-
-    /// Sends the gathered chunks (and, at the end, the end mark) to the writer.
-    async fn hand_over(&mut self, end: bool) -> Result<(), StorageError> {
-        let batch = std::mem::take(&mut self.batch);
-        self.batch_len = 0;
-        let sent = match &self.tx {
-            Some(tx) => {
-                (batch.is_empty() || tx.send(Piece::Data(batch)).await.is_ok())
-                    && (!end || tx.send(Piece::End).await.is_ok())
-            }
-            None => false,
-        };
-        if sent {
-            Ok(())
-        } else {
-            Err(self.writer_error().await)
-        }
-    }
-
-    /// Flushes the file and checks it is a non-empty allowed image.
-    pub async fn finish(mut self) -> Result<Written, StorageError> {
-        if self.size == 0 {
-            return Err(StorageError::Empty);
-        }
-        let image_type = self.image_type()?;
-        self.hand_over(true).await?;
-        drop(self.tx.take());
-        let sha256 = match self.writer.take() {
-            Some(writer) => writer.await.map_err(io::Error::other)??,
-            None => return Err(StorageError::Io(io::Error::other("writer already gone"))),
-        };
-        Ok(Written {
-            tmp: self.tmp,
-            size: self.size,
-            sha256,
-            image_type,
-        })
-    }
-
-    fn image_type(&self) -> Result<ImageType, StorageError> {
-        ImageType::sniff(&self.head)
-            .filter(|t| self.allowed.contains(t))
-            .ok_or_else(|| StorageError::UnsupportedType {
-                allowed: self
-                    .allowed
-                    .iter()
-                    .map(|t| t.extension())
-                    .collect::<Vec<_>>()
-                    .join(", "),
-            })
-    }
-
-    async fn writer_error(&mut self) -> StorageError {
-        match self.writer.take() {
-            Some(writer) => match writer.await {
-                Ok(Err(e)) => e.into(),
-                Ok(Ok(_)) => StorageError::Io(io::Error::other("writer stopped early")),
-                Err(e) => StorageError::Io(io::Error::other(e)),
-            },
-            None => StorageError::Io(io::Error::other("writer already gone")),
-        }
-    }
-}
-
-/// A temporary file path, deleted on drop unless it was published (emptied).
-struct TempFile(PathBuf);
-
-impl Drop for TempFile {
-    fn drop(&mut self) {
-        if !self.0.as_os_str().is_empty() {
-            let _ = std::fs::remove_file(&self.0);
-        }
-    }
-}
-
-/// What the parser hands to the writer.
-enum Piece {
-    Data(Vec<Bytes>),
-    /// The file is complete. Without it, a closed channel means abandoned.
-    End,
-}
-
-/// The writer task: create the file, hash and write every batch; at the end
-/// mark, fsync and return the hash. An abandoned file is removed here too,
-/// as the [`TempFile`] may have been dropped before the file existed.
-fn write_all(path: &Path, mut rx: mpsc::Receiver<Piece>, fsync: bool) -> io::Result<String> {
-    let mut file = File::create_new(path)?;
-    let mut hasher = Sha256::new();
-    while let Some(piece) = rx.blocking_recv() {
-        match piece {
-            Piece::Data(batch) => {
-                for chunk in &batch {
-                    hasher.update(chunk);
-                }
-                write_batch(&mut file, &batch)?;
-            }
-            Piece::End => {
-                if fsync {
-                    file.sync_all()?;
-                }
-                return Ok(hex::encode(hasher.finalize()));
-            }
-        }
-    }
-    drop(file);
-    let _ = std::fs::remove_file(path);
-    Err(io::Error::other("upload abandoned"))
-}
-
-/// Writes a batch of chunks with as few system calls as the OS allows.
-fn write_batch(file: &mut File, batch: &[Bytes]) -> io::Result<()> {
-    let mut slices: Vec<IoSlice<'_>> = batch.iter().map(|b| IoSlice::new(b)).collect();
-    let mut rest = &mut slices[..];
-    while !rest.is_empty() {
-        match file.write_vectored(rest) {
-            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-            Ok(n) => IoSlice::advance_slices(&mut rest, n),
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(())
 }
 
 /// How a complete temporary file takes its public name.

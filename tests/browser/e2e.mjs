@@ -317,6 +317,13 @@ async function run(opts, state) {
     check(await input.getAttribute("multiple") !== null, "the file input does not allow multiple files");
     check(/image/.test((await input.getAttribute("accept")) || ""), "the file input does not accept images");
     ok("GET /.m/upload?SecurityKey=…: 200, page loaded");
+    const policy = res.headers()["content-security-policy"] || "";
+    check(/frame-ancestors 'none'/.test(policy) && /script-src 'self'/.test(policy),
+      `the page has no Content-Security-Policy with frame-ancestors and script-src: "${policy}"`);
+    await page.waitForFunction(() => !/securitykey=/i.test(location.search), null, { timeout: 5_000 })
+      .catch(() => {});
+    check(!page.url().includes(opts.key), "the key stays in the address bar after the page read it");
+    ok("Content-Security-Policy with frame-ancestors 'none'; the key is taken out of the address bar");
 
     // Keyboard: Tab reaches the drop zone, Enter and Space open the file picker.
     let focused = false;
