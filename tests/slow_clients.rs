@@ -111,11 +111,10 @@ async fn many_slow_clients_do_not_stop_real_uploads() {
         }
         slow.push(s);
     }
-    assert!(
-        eventually(Duration::from_secs(6), || s1.temp_files().len() == 100),
-        "{} of 100 stalled uploads in progress",
-        s1.temp_files().len()
-    );
+    // None of the stalled uploads has a temporary file: a file is created by
+    // its first full batch of bytes.
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(s1.temp_files().is_empty(), "{:?}", s1.temp_files());
     // Meanwhile 20 real uploads, 10 at a time, all succeed.
     let client = reqwest::Client::new();
     let uploads = (0..20).map(|i| {
