@@ -119,6 +119,7 @@ pub fn open(config: Arc<Config>) -> anyhow::Result<AppState> {
 async fn serve(config: Config) -> anyhow::Result<()> {
     let config = Arc::new(config);
     let _log = logging::init(Some(&config.log_dir))?;
+    let max_connections = server::fit_connections(config.max_connections);
     let state = Arc::new(open(config.clone())?);
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
@@ -135,14 +136,15 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         config.replication.retry_interval,
         config.replication.max_retry_interval,
     ));
-    server::serve(
-        listener,
-        http::router(state),
-        config.header_timeout,
-        config.shutdown_grace,
-        shutdown::signal(),
-    )
-    .await;
+    let settings = server::Settings {
+        header_timeout: config.header_timeout,
+        send_timeout: config.send_timeout,
+        grace: config.shutdown_grace,
+        max_connections,
+        max_connections_per_client: config.max_connections_per_client,
+        trusted_proxies: config.trusted_proxies.clone(),
+    };
+    server::serve(listener, http::router(state), settings, shutdown::signal()).await;
     background.abort();
     tracing::info!("stopped");
     Ok(())

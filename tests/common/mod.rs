@@ -33,6 +33,19 @@ pub fn server_command() -> Command {
     }
 }
 
+/// `command` run by `sh` after `setup`, in the same process (`exec`), so
+/// that what `setup` sets (limits, umask) applies to it and its pid stays
+/// the one `Child` knows.
+fn after_shell_line(command: Command, setup: &str) -> Command {
+    let mut shell = Command::new("sh");
+    shell
+        .arg("-c")
+        .arg(format!("{setup}\nexec \"$0\" \"$@\""))
+        .arg(command.get_program())
+        .args(command.get_args());
+    shell
+}
+
 /// A free loopback port (bound and released; the race is acceptable here).
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
@@ -49,6 +62,9 @@ pub struct Node {
     pub env: Vec<(String, String)>,
     /// Extra `serve` flags.
     pub args: Vec<String>,
+    /// A shell line run just before the server, in the process that then
+    /// becomes the server (e.g. `ulimit -Sn 1024`); unix only.
+    pub shell_setup: Option<String>,
     child: Option<Child>,
 }
 
@@ -71,6 +87,7 @@ impl Cluster {
                 dir: tmp.path().join(name),
                 env: Vec::new(),
                 args: Vec::new(),
+                shell_setup: None,
                 child: None,
             })
             .collect();
@@ -133,6 +150,7 @@ impl Node {
             dir,
             env: Vec::new(),
             args: Vec::new(),
+            shell_setup: None,
             child: None,
         }
     }
@@ -166,7 +184,11 @@ impl Node {
             .open(self.dir.join("stdout.log"))
             .expect("stdout log");
         let err = out.try_clone().expect("clone");
-        let child = server_command()
+        let mut command = server_command();
+        if let Some(setup) = &self.shell_setup {
+            command = after_shell_line(command, setup);
+        }
+        let child = command
             .args(["serve", "--config"])
             .arg(self.config())
             .args(&self.args)
