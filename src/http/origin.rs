@@ -27,6 +27,8 @@ impl Origin {
 
     pub fn from_parts(peer: Option<IpAddr>, headers: &HeaderMap, trusted: &[IpAddr]) -> Self {
         let host = || header_str(headers, header::HOST.as_str()).map(str::to_owned);
+        // On a dual-stack listener an IPv4 client arrives as ::ffff:a.b.c.d.
+        let peer = peer.map(|p| p.to_canonical());
         let via_proxy = peer.is_some_and(|p| trusted.contains(&p));
         if !via_proxy {
             return Self {
@@ -96,6 +98,14 @@ mod tests {
         let o = Origin::from_parts(Some(proxy), &headers(), &[proxy]);
         assert_eq!(o.client, "198.51.100.7".parse().ok());
         assert_eq!(o.base_url(), "https://i-1.xx.com");
+    }
+
+    #[test]
+    fn a_proxy_on_a_dual_stack_listener_is_still_the_proxy() {
+        let proxy: IpAddr = "127.0.0.1".parse().expect("ip");
+        let mapped: IpAddr = "::ffff:127.0.0.1".parse().expect("ip");
+        let o = Origin::from_parts(Some(mapped), &headers(), &[proxy]);
+        assert_eq!(o.client, "198.51.100.7".parse().ok());
     }
 
     #[test]
