@@ -173,6 +173,20 @@ impl Config {
             .servers
             .unwrap_or_else(|| folder.join("servers.xml.config"));
         let entries = servers::read(&servers_file)?;
+        if let Some(bad) = entries
+            .iter()
+            .find(|s| s.name.chars().any(char::is_control))
+        {
+            return Err(ConfigError::new(
+                &servers_file,
+                "Server/@Name",
+                format!(
+                    "`{}` has a control character; a name travels in an HTTP header",
+                    bad.name.escape_debug()
+                ),
+            ));
+        }
+        servers::check_uris(&servers_file, &entries, &server_name)?;
         if !entries.iter().any(|s| s.name == server_name) {
             return Err(ConfigError::new(
                 &servers_file,
