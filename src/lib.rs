@@ -105,13 +105,9 @@ pub fn open(config: Arc<Config>) -> anyhow::Result<AppState> {
         replicator.clone(),
         config.server_name.clone(),
     ));
-    Ok(AppState {
-        config,
-        storage,
-        replicator,
-        journal,
-        replayer,
-    })
+    Ok(AppState::new(
+        config, storage, replicator, journal, replayer,
+    ))
 }
 
 async fn serve(config: Config) -> anyhow::Result<()> {

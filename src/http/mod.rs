@@ -43,9 +43,28 @@ pub struct AppState {
     pub replicator: Replicator,
     pub journal: Journal,
     pub replayer: Arc<Replayer>,
+    /// The last writability probes, shared by `/healthz` callers.
+    health: health::Probes,
 }
 
 impl AppState {
+    pub fn new(
+        config: Arc<Config>,
+        storage: Storage,
+        replicator: Replicator,
+        journal: Journal,
+        replayer: Arc<Replayer>,
+    ) -> Self {
+        Self {
+            config,
+            storage,
+            replicator,
+            journal,
+            replayer,
+            health: health::Probes::default(),
+        }
+    }
+
     /// How slow an uploading client may be.
     fn pace(&self) -> body::Pace {
         body::Pace {

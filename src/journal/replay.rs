@@ -3,6 +3,9 @@
 //! second caller gets a `busy` report instead of a second replay), never
 //! holding the journal lock while sending, so uploads keep appending.
 //!
+//! Entries a peer refused for good are marked `needs_operator` and never
+//! resent; they stay in the journal for an operator.
+//!
 //! Also the background loop that replays on its own with exponential backoff
 //! per peer, so that Task Scheduler's `uploaderrors` call is a safety net.
 
@@ -31,8 +34,13 @@ pub struct ReplayReport {
     pub failed: usize,
     /// Removed because the local file is gone.
     pub dropped: usize,
+    /// Refused for good by the peer in this replay; kept for an operator.
+    pub refused: usize,
     /// Entries in the journal after this replay.
     pub remaining: usize,
+    /// Of those, entries a peer refused for good: never resent, left to an
+    /// operator.
+    pub needs_operator: usize,
     /// Another replay was running; this call did nothing.
     pub busy: bool,
     #[serde(skip)]
@@ -61,7 +69,8 @@ impl Replayer {
         }
     }
 
-    /// Replays this server's entries (for the peers in `only`, or all).
+    /// Replays this server's entries (for the peers in `only`, or all),
+    /// except those left to an operator.
     pub async fn replay(&self, only: Option<&HashSet<String>>) -> io::Result<ReplayReport> {
         let journal = self.journal.clone();
         let Some(_running) = tokio::task::spawn_blocking(move || journal.try_replay_lock())
@@ -76,7 +85,7 @@ impl Replayer {
         let (entries, _) = self.journal.read().await?;
         let mine: Vec<JournalEntry> = entries
             .into_iter()
-            .filter(|e| e.from == self.server_name)
+            .filter(|e| e.from == self.server_name && !e.needs_operator)
             .filter(|e| only.is_none_or(|peers| peers.contains(&e.peer)))
             .collect();
         let settled: Vec<(JournalEntry, Settlement)> = futures_util::stream::iter(mine)
@@ -104,11 +113,16 @@ impl Replayer {
                     report.failed_peers.insert(entry.peer.clone());
                     tracing::warn!(peer = %entry.peer, path = %entry.path, %error, "replay failed again");
                 }
+                Settlement::Refused(error) => {
+                    report.refused += 1;
+                    tracing::warn!(peer = %entry.peer, path = %entry.path, %error, "replica refused, left to an operator");
+                }
             }
             outcomes.insert(entry.id, settlement);
         }
-        self.journal.settle(outcomes).await?;
-        report.remaining = self.journal.read().await?.0.len();
+        let counts = self.journal.settle(outcomes).await?;
+        report.remaining = counts.entries;
+        report.needs_operator = counts.needs_operator;
         Ok(report)
     }
 

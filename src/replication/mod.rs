@@ -185,6 +185,7 @@ pub async fn deliver(
                     attempts: 1,
                     last_error: e.to_string(),
                     last_attempt: None,
+                    needs_operator: false,
                 });
                 outcomes.push(ReplicaOutcome {
                     peer: peer.name.clone(),
