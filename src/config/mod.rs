@@ -62,10 +62,12 @@ pub struct ReplicationSettings {
     pub connect_timeout: Duration,
     /// A peer that makes no progress for this long has failed.
     pub idle_timeout: Duration,
-    /// Replica transfers in flight at once, over all uploads and peers.
+    /// Replica transfers in flight at once to one peer for uploads; replays
+    /// have as many again of their own.
     pub concurrency: usize,
-    /// First wait of the background replay after a failure; doubles per
-    /// failed round up to `max_retry_interval`.
+    /// How often the background replay runs, and a peer's first backoff
+    /// after a failure (its breaker); doubles per consecutive failure up to
+    /// `max_retry_interval`.
     pub retry_interval: Duration,
     pub max_retry_interval: Duration,
 }

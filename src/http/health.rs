@@ -1,6 +1,6 @@
 //! `GET /healthz` (no key): 200 while `data_dir` and `log_dir` both take
 //! writes, 503 otherwise, for load balancers and monitoring; with the journal
-//! backlog.
+//! backlog and each peer's breaker.
 //!
 //! It costs O(1) whatever the backlog: the journal's counts are counters (no
 //! lock, no read of the journal; see the journal module for whose view they
@@ -15,7 +15,7 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use serde_json::json;
+use serde_json::{Map, Value, json};
 use tokio::sync::Mutex;
 use tokio::time::Instant;
 
@@ -83,6 +83,18 @@ pub async fn handle(State(state): State<Arc<AppState>>) -> Response {
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
+    let breakers: Map<String, Value> = state
+        .replicator
+        .breakers()
+        .map(|(peer, b)| {
+            let state = json!({
+                "open": b.open,
+                "consecutive_failures": b.consecutive_failures,
+                "retry_in_secs": b.retry_in_secs,
+            });
+            (peer.to_owned(), state)
+        })
+        .collect();
     let body = json!({
         "status": if healthy { "ok" } else { "failing" },
         "server": state.config.server_name,
@@ -92,6 +104,7 @@ pub async fn handle(State(state): State<Arc<AppState>>) -> Response {
         "journal_needs_operator": journal.needs_operator,
         "journal_unreadable_lines": journal.unreadable,
         "peers": state.replicator.peers().iter().map(|p| p.name.as_str()).collect::<Vec<_>>(),
+        "breakers": breakers,
     });
     (status, Json(body)).into_response()
 }
