@@ -106,14 +106,9 @@ pub fn open(config: Arc<Config>) -> anyhow::Result<AppState> {
         replicator.clone(),
         config.server_name.clone(),
     ));
-    Ok(AppState {
-        receiving: Arc::new(tokio::sync::Semaphore::new(config.max_uploads_in_flight)),
-        config,
-        storage,
-        replicator,
-        journal,
-        replayer,
-    })
+    Ok(AppState::new(
+        config, storage, replicator, journal, replayer,
+    ))
 }
 
 async fn serve(config: Config) -> anyhow::Result<()> {
@@ -132,10 +127,12 @@ async fn serve(config: Config) -> anyhow::Result<()> {
             config::PLACEHOLDER_KEY
         );
     }
-    let background = tokio::spawn(state.replayer.clone().run_background(
-        config.replication.retry_interval,
-        config.replication.max_retry_interval,
-    ));
+    let background = tokio::spawn(
+        state
+            .replayer
+            .clone()
+            .run_background(config.replication.retry_interval),
+    );
     let settings = server::Settings {
         header_timeout: config.header_timeout,
         send_timeout: config.send_timeout,
@@ -170,28 +167,55 @@ async fn replay(config: Config, url: Option<String>) -> anyhow::Result<()> {
     }
 }
 
-/// Asks a running server to replay, as Task Scheduler's job does.
+/// Asks a running server to replay, as Task Scheduler's job does. The key
+/// goes to that URL only: a redirect is not followed but reported. Exits
+/// with an error unless the answer is the service's success envelope.
 async fn replay_remote(config: &Config, url: &str) -> anyhow::Result<()> {
+    /// An `uploaderrors` answer is a few counts; more is not one.
+    const ANSWER_LIMIT: usize = 64 * 1024;
     let mut url = reqwest::Url::parse(url).with_context(|| format!("`{url}` is not a URL"))?;
     url.query_pairs_mut()
         .append_pair("action", "uploaderrors")
         .append_pair("format", "json");
-    let response = reqwest::Client::new()
-        .post(url.clone())
+    let shown = http::redact(url.as_str(), &[&config.security_key]).into_owned();
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .context("cannot build the HTTP client")?;
+    let response = client
+        .post(url)
         .header("X-Security-Key", &config.security_key)
         .send()
         .await
-        .with_context(|| {
-            format!(
-                "cannot reach {}",
-                http::redact(url.as_str(), &[&config.security_key])
-            )
-        })?;
+        .with_context(|| format!("cannot reach {shown}"))?;
     let status = response.status();
-    let text = response.text().await.context("cannot read the answer")?;
-    println!("{text}");
+    if status.is_redirection() {
+        let to = response
+            .headers()
+            .get(reqwest::header::LOCATION)
+            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+            .unwrap_or_default();
+        anyhow::bail!(
+            "{shown} answered {status}, a redirect to `{}`; redirects are not followed \
+             (the key would go along): give the server's own do.ashx URL with --url",
+            replication::escape_controls(&http::redact(&to, &[&config.security_key]))
+        );
+    }
+    let body = replication::read_limited(response, ANSWER_LIMIT, || ())
+        .await
+        .context("cannot read the answer")?;
+    println!(
+        "{}",
+        replication::escape_controls(&String::from_utf8_lossy(&body))
+    );
     if !status.is_success() {
         anyhow::bail!("the server answered {status}");
+    }
+    if !replication::envelope(&body).is_some_and(|resp| replication::is_success(&resp)) {
+        anyhow::bail!(
+            "{shown} answered {status} but not with a success envelope \
+             ({{\"resp\":{{\"success\":1,…}}}}): is it this service's do.ashx?"
+        );
     }
     Ok(())
 }

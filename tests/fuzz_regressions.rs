@@ -563,6 +563,7 @@ async fn journal_keeps_unreadable_bytes_that_are_not_utf8() {
         attempts: 1,
         last_error: "refused".into(),
         last_attempt: None,
+        needs_operator: false,
     };
     // The fuzzer's line was b"\xaf\x04"; a torn "中" is the realistic one.
     let torn: &[u8] = b"{\"id\":\"x\",\"peer\":\"\xe4\xb8";

@@ -143,7 +143,8 @@ fn blank(line: &[u8]) -> bool {
 enum Expected<'a> {
     Verbatim(&'a [u8]),
     Entry(JournalEntry),
-    Attempted(JournalEntry, String),
+    /// Attempted again; the flag: refused for good in this settle.
+    Attempted(JournalEntry, String, bool),
 }
 
 fuzz_target!(|input: Input| {
@@ -177,11 +178,12 @@ fuzz_target!(|input: Input| {
 
     let mut outcomes = HashMap::new();
     for (e, code) in entries.iter().zip(&input.outcomes) {
-        let settlement = match code % 4 {
+        let settlement = match code % 5 {
             0 => continue,
             1 => Settlement::Delivered,
             2 => Settlement::SourceGone,
-            _ => Settlement::Failed(format!("failed again {code}")),
+            3 => Settlement::Failed(format!("failed again {code}")),
+            _ => Settlement::Refused(format!("refused {code}")),
         };
         outcomes.insert(e.id, settlement);
     }
@@ -206,7 +208,10 @@ fuzz_target!(|input: Input| {
             Some(e) => match outcomes.get(&e.id) {
                 Some(Settlement::Delivered | Settlement::SourceGone) => {}
                 Some(Settlement::Failed(error)) => {
-                    expected.push(Expected::Attempted(e, error.clone()));
+                    expected.push(Expected::Attempted(e, error.clone(), false));
+                }
+                Some(Settlement::Refused(error)) => {
+                    expected.push(Expected::Attempted(e, error.clone(), true));
                 }
                 None => expected.push(Expected::Entry(e)),
             },
@@ -228,15 +233,17 @@ fuzz_target!(|input: Input| {
                 "an unreadable line changed"
             ),
             Expected::Entry(e) => assert_eq!(entry_of(line).as_ref(), Some(e)),
-            Expected::Attempted(e, error) => {
+            Expected::Attempted(e, error, refused) => {
                 let got = entry_of(line).expect("a settled entry reads back");
                 assert_eq!(got.attempts, e.attempts.saturating_add(1));
                 assert_eq!(&got.last_error, error);
                 assert!(got.last_attempt.is_some_and(|t| t <= Local::now()));
+                assert_eq!(got.needs_operator, e.needs_operator || *refused);
                 let same = JournalEntry {
                     attempts: e.attempts,
                     last_error: e.last_error.clone(),
                     last_attempt: e.last_attempt,
+                    needs_operator: e.needs_operator,
                     ..got
                 };
                 assert_eq!(&same, e);

@@ -62,10 +62,12 @@ pub struct ReplicationSettings {
     pub connect_timeout: Duration,
     /// A peer that makes no progress for this long has failed.
     pub idle_timeout: Duration,
-    /// Replica transfers in flight at once, over all uploads and peers.
+    /// Replica transfers in flight at once to one peer for uploads; replays
+    /// have as many again of their own.
     pub concurrency: usize,
-    /// First wait of the background replay after a failure; doubles per
-    /// failed round up to `max_retry_interval`.
+    /// How often the background replay runs, and a peer's first backoff
+    /// after a failure (its breaker); doubles per consecutive failure up to
+    /// `max_retry_interval`.
     pub retry_interval: Duration,
     pub max_retry_interval: Duration,
 }
@@ -170,6 +172,20 @@ impl Config {
             .servers
             .unwrap_or_else(|| folder.join("servers.xml.config"));
         let entries = servers::read(&servers_file)?;
+        if let Some(bad) = entries
+            .iter()
+            .find(|s| s.name.chars().any(char::is_control))
+        {
+            return Err(ConfigError::new(
+                &servers_file,
+                "Server/@Name",
+                format!(
+                    "`{}` has a control character; a name travels in an HTTP header",
+                    bad.name.escape_debug()
+                ),
+            ));
+        }
+        servers::check_uris(&servers_file, &entries, &server_name)?;
         if !entries.iter().any(|s| s.name == server_name) {
             return Err(ConfigError::new(
                 &servers_file,

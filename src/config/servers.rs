@@ -58,6 +58,55 @@ pub fn parse(path: &Path, text: &str) -> Result<Vec<ServerEntry>, ConfigError> {
     Ok(servers.server)
 }
 
+/// Refuses a peer whose Uri is this server's own (`own` is this server's
+/// Name), and two entries with the same Uri: either way copies meant for a
+/// peer would land on a server that already has them. Uris are compared as
+/// parsed URLs (scheme and host case, default port, dot segments
+/// normalised; the fragment ignored). Another spelling of the same server
+/// (`localhost` for `127.0.0.1`) cannot be seen here; the sender catches it
+/// by the name in the answer.
+pub(crate) fn check_uris(
+    path: &Path,
+    entries: &[ServerEntry],
+    own: &str,
+) -> Result<(), ConfigError> {
+    let mut seen: Vec<(String, &ServerEntry)> = Vec::with_capacity(entries.len());
+    for entry in entries {
+        let mut url = reqwest::Url::parse(&entry.uri).map_err(|e| {
+            ConfigError::new(
+                path,
+                "Server/@Uri",
+                format!("`{}` of {} is not a URL: {e}", entry.uri, entry.name),
+            )
+        })?;
+        url.set_fragment(None);
+        let normal = url.to_string();
+        if let Some((_, first)) = seen.iter().find(|(u, _)| *u == normal) {
+            let problem = match [first, entry].into_iter().find(|e| e.name == own) {
+                Some(this) => {
+                    let peer = if this.name == first.name {
+                        entry
+                    } else {
+                        first
+                    };
+                    format!(
+                        "`{}` of peer {} is the Uri of this server ({}): its copies would come \
+                         back here and never reach {}",
+                        peer.uri, peer.name, this.name, peer.name
+                    )
+                }
+                None => format!(
+                    "`{}` is the Uri of both {} and {}: one server cannot be two peers",
+                    entry.uri, first.name, entry.name
+                ),
+            };
+            return Err(ConfigError::new(path, "Server/@Uri", problem));
+        }
+        seen.push((normal, entry));
+    }
+    Ok(())
+}
+
 pub(crate) fn read(path: &Path) -> Result<Vec<ServerEntry>, ConfigError> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| ConfigError::new(path, "-", format!("cannot read the file: {e}")))?;
@@ -86,6 +135,45 @@ mod tests {
         assert_eq!(servers[1].name, "s2");
         assert_eq!(servers[1].uri, "http://s2.i-1.upload.xx.com/do.ashx");
         assert_eq!(servers[1].security_key, "asdfdsfsdf");
+    }
+
+    #[test]
+    fn one_uri_per_server() {
+        let entries = |uris: [&str; 3]| -> Vec<ServerEntry> {
+            ["s1", "s2", "s3"]
+                .iter()
+                .zip(uris)
+                .map(|(name, uri)| ServerEntry {
+                    name: (*name).into(),
+                    uri: uri.into(),
+                    security_key: "k".into(),
+                })
+                .collect()
+        };
+        let path = Path::new("servers.xml.config");
+        let fine = entries([
+            "http://a/do.ashx",
+            "http://b/do.ashx",
+            "http://a:81/do.ashx",
+        ]);
+        assert!(check_uris(path, &fine, "s1").is_ok());
+        let own = entries([
+            "http://a/do.ashx",
+            "HTTP://A:80/x/../do.ashx#f",
+            "http://c/do.ashx",
+        ]);
+        let e = check_uris(path, &own, "s1")
+            .expect_err("own Uri")
+            .to_string();
+        assert!(
+            e.contains("Server/@Uri") && e.contains("this server (s1)"),
+            "{e}"
+        );
+        let twice = entries(["http://a/do.ashx", "http://b/do.ashx", "http://b/do.ashx"]);
+        let e = check_uris(path, &twice, "s1")
+            .expect_err("twice")
+            .to_string();
+        assert!(e.contains("both s2 and s3"), "{e}");
     }
 
     #[test]

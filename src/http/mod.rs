@@ -20,7 +20,7 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, Request, State};
-use axum::http::Method;
+use axum::http::{HeaderName, HeaderValue, Method};
 use axum::response::Response;
 use axum::routing::{any, get};
 use serde_json::Map;
@@ -28,7 +28,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::config::Config;
 use crate::journal::{Journal, Replayer};
-use crate::replication::Replicator;
+use crate::replication::{Replicator, SERVER_HEADER};
 use crate::storage::Storage;
 use error::Error;
 use origin::Origin;
@@ -41,14 +41,34 @@ pub use params::redact;
 pub struct AppState {
     pub config: Arc<Config>,
     /// Uploads and replicas being received; `max_uploads_in_flight` permits.
-    pub receiving: Arc<Semaphore>,
+    receiving: Arc<Semaphore>,
     pub storage: Storage,
     pub replicator: Replicator,
     pub journal: Journal,
     pub replayer: Arc<Replayer>,
+    /// The last writability probes, shared by `/healthz` callers.
+    health: health::Probes,
 }
 
 impl AppState {
+    pub fn new(
+        config: Arc<Config>,
+        storage: Storage,
+        replicator: Replicator,
+        journal: Journal,
+        replayer: Arc<Replayer>,
+    ) -> Self {
+        Self {
+            receiving: Arc::new(Semaphore::new(config.max_uploads_in_flight)),
+            config,
+            storage,
+            replicator,
+            journal,
+            replayer,
+            health: health::Probes::default(),
+        }
+    }
+
     /// A place among the uploads in flight, or `Busy`.
     fn receive_permit(&self) -> Result<OwnedSemaphorePermit, Error> {
         self.receiving
@@ -91,7 +111,20 @@ pub fn router(state: Arc<AppState>) -> Router {
         .with_state(state)
 }
 
+/// Every `do.ashx` answer names this server (see [`SERVER_HEADER`]): a
+/// sender counts a copy only when the answer comes from the peer it meant.
 async fn do_ashx(State(state): State<Arc<AppState>>, request: Request) -> Response {
+    let name = HeaderValue::from_bytes(state.config.server_name.as_bytes()).ok();
+    let mut response = action(state, request).await;
+    if let Some(name) = name {
+        response
+            .headers_mut()
+            .insert(HeaderName::from_static(SERVER_HEADER), name);
+    }
+    response
+}
+
+async fn action(state: Arc<AppState>, request: Request) -> Response {
     let params = Params::parse(request.uri().query());
     let format = Format::from_param(params.format.as_deref());
     // The key is checked before anything else, and before any body byte is

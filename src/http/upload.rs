@@ -64,7 +64,13 @@ pub async fn handle(
                 files.push(file_entry(&base, &p.name, p.dimensions, &file, &replicas));
             }
             Ok(Ok((file, Err(e)))) => {
-                failure.get_or_insert(Error::internal(format!("journal append failed: {e}")));
+                failure.get_or_insert(match e.kind() {
+                    std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded => {
+                        tracing::error!(error = %e, "journal append failed: log_dir is full");
+                        Error::DiskFull
+                    }
+                    _ => Error::internal(format!("journal append failed: {e}")),
+                });
                 discard(&state, &file).await;
             }
             Ok(Err(e)) => {

@@ -8,7 +8,16 @@
 //! the replay ran are kept, and replaces it through a temporary file and an
 //! atomic rename, so a kill at any instant leaves either the old or the new
 //! journal whole. Lines that cannot be parsed (a torn write by a crash) are
-//! kept as they are and reported, never silently dropped.
+//! kept as they are and reported, never silently dropped. An append that
+//! fails part way (a full disk) is cut back to where it began, so it leaves
+//! no torn line either.
+//!
+//! The journal also keeps counters of its lines (owed copies, copies waiting
+//! for an operator, unreadable lines) so that health checks cost O(1): they
+//! are counted once at open, moved on every append, and recounted whenever
+//! this process reads or settles the whole file under the lock. They are this
+//! process's view: what another process (a second app pool, the `replay`
+//! command) appends or settles shows here at our next read or settle.
 //!
 //! The journal knows nothing of HTTP or of how replicas are sent.
 
@@ -18,6 +27,8 @@ use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use chrono::{DateTime, Local};
 use serde::{Deserialize, Serialize};
@@ -45,6 +56,19 @@ pub struct JournalEntry {
     pub last_error: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_attempt: Option<DateTime<Local>>,
+    /// The peer refused this file for good (a bad path, another file under
+    /// its name, too large, a type it does not take): it is kept for an
+    /// operator and never resent. Absent in entries of older versions.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub needs_operator: bool,
+}
+
+impl JournalEntry {
+    fn attempted(&mut self, error: &str, at: DateTime<Local>) {
+        self.attempts = self.attempts.saturating_add(1);
+        error.clone_into(&mut self.last_error);
+        self.last_attempt = Some(at);
+    }
 }
 
 /// What became of an entry in a replay.
@@ -56,12 +80,56 @@ pub enum Settlement {
     SourceGone,
     /// Failed again: keep it, count the attempt.
     Failed(String),
+    /// The peer refused it for good: keep it for an operator, stop resending.
+    Refused(String),
+}
+
+/// What the journal holds, as this process last saw it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Counts {
+    /// Readable entries: copies still owed to a peer.
+    pub entries: usize,
+    /// Of those, entries a peer refused for good, left to an operator.
+    pub needs_operator: usize,
+    /// Lines that could not be read, kept as they are.
+    pub unreadable: usize,
+}
+
+#[derive(Debug, Default)]
+struct Counters {
+    entries: AtomicUsize,
+    needs_operator: AtomicUsize,
+    unreadable: AtomicUsize,
+}
+
+impl Counters {
+    fn get(&self) -> Counts {
+        Counts {
+            entries: self.entries.load(Ordering::Relaxed),
+            needs_operator: self.needs_operator.load(Ordering::Relaxed),
+            unreadable: self.unreadable.load(Ordering::Relaxed),
+        }
+    }
+
+    fn set(&self, counts: Counts) {
+        self.entries.store(counts.entries, Ordering::Relaxed);
+        self.needs_operator
+            .store(counts.needs_operator, Ordering::Relaxed);
+        self.unreadable.store(counts.unreadable, Ordering::Relaxed);
+    }
+
+    fn add(&self, entries: &[JournalEntry]) {
+        let refused = entries.iter().filter(|e| e.needs_operator).count();
+        self.entries.fetch_add(entries.len(), Ordering::Relaxed);
+        self.needs_operator.fetch_add(refused, Ordering::Relaxed);
+    }
 }
 
 #[derive(Debug, Clone)]
 pub struct Journal {
     dir: PathBuf,
     fsync: bool,
+    counters: Arc<Counters>,
 }
 
 /// A line of the journal file: an entry, or text kept verbatim.
@@ -72,15 +140,61 @@ enum Line {
     Unreadable(Vec<u8>),
 }
 
+impl Line {
+    fn count(lines: &[Line]) -> Counts {
+        let mut counts = Counts::default();
+        for line in lines {
+            match line {
+                Line::Entry(e) => {
+                    counts.entries += 1;
+                    counts.needs_operator += usize::from(e.needs_operator);
+                }
+                Line::Unreadable(_) => counts.unreadable += 1,
+            }
+        }
+        counts
+    }
+}
+
 impl Journal {
+    /// Opens the journal in `log_dir`, counting its lines once.
     pub fn open(log_dir: &Path, fsync: bool) -> io::Result<Self> {
         std::fs::create_dir_all(log_dir)?;
         let journal = Self {
             dir: log_dir.to_path_buf(),
             fsync,
+            counters: Arc::default(),
         };
         journal.remove_abandoned_replacements()?;
+        let _lock = journal.lock()?;
+        journal.counters.set(Line::count(&journal.read_lines()?));
         Ok(journal)
+    }
+
+    /// What the journal holds, as this process last saw it (see the module
+    /// documentation): no lock, no read.
+    pub fn counts(&self) -> Counts {
+        self.counters.get()
+    }
+
+    /// Whether a file can be written in `log_dir` now: creates, writes and
+    /// removes a small file of its own.
+    pub async fn probe(&self) -> io::Result<()> {
+        let probe = self.dir.join(format!(".probe-{}", Uuid::new_v4()));
+        let fsync = self.fsync;
+        blocking(move || {
+            let written = (|| {
+                let mut file = File::create_new(&probe)?;
+                file.write_all(&[b'.'; 512])?;
+                if fsync {
+                    file.sync_all()?;
+                }
+                Ok(())
+            })();
+            let removed = std::fs::remove_file(&probe);
+            written.and(removed)
+        })
+        .await
     }
 
     /// Removes replacement files of a settle that was killed before its
@@ -124,10 +238,22 @@ impl Journal {
             if !ends_with_newline(&mut file)? {
                 text.insert(0, '\n');
             }
-            file.write_all(text.as_bytes())?;
-            if this.fsync {
-                file.sync_all()?;
+            let before = file.metadata()?.len();
+            let written = file.write_all(text.as_bytes()).and_then(|()| {
+                if this.fsync {
+                    file.sync_all()?;
+                }
+                Ok(())
+            });
+            if let Err(e) = written {
+                // Part of the text may be in the file (the disk filled up
+                // in the middle): cut it back so no torn line stays.
+                if let Err(cut) = file.set_len(before) {
+                    tracing::error!(error = %cut, "a failed journal append could not be cut back");
+                }
+                return Err(e);
             }
+            this.counters.add(&entries);
             Ok(())
         })
         .await
@@ -139,10 +265,9 @@ impl Journal {
         blocking(move || {
             let _lock = this.lock()?;
             let lines = this.read_lines()?;
-            let unreadable = lines
-                .iter()
-                .filter(|l| matches!(l, Line::Unreadable(_)))
-                .count();
+            let counts = Line::count(&lines);
+            this.counters.set(counts);
+            let unreadable = counts.unreadable;
             let entries = lines
                 .into_iter()
                 .filter_map(|l| match l {
@@ -155,38 +280,45 @@ impl Journal {
         .await
     }
 
-    /// Applies a replay's outcomes to the journal as it is now.
-    pub async fn settle(&self, outcomes: HashMap<Uuid, Settlement>) -> io::Result<()> {
+    /// Applies a replay's outcomes to the journal as it is now; returns
+    /// what the journal holds afterwards.
+    pub async fn settle(&self, outcomes: HashMap<Uuid, Settlement>) -> io::Result<Counts> {
         if outcomes.is_empty() {
-            return Ok(());
+            return Ok(self.counts());
         }
         let this = self.clone();
         blocking(move || {
             let _lock = this.lock()?;
             let now = Local::now();
             let mut text = Vec::new();
+            let mut counts = Counts::default();
             for line in this.read_lines()? {
                 match line {
                     Line::Unreadable(raw) => {
+                        counts.unreadable += 1;
                         text.extend_from_slice(&raw);
                         text.push(b'\n');
                     }
                     Line::Entry(mut e) => {
                         match outcomes.get(&e.id) {
                             Some(Settlement::Delivered | Settlement::SourceGone) => continue,
-                            Some(Settlement::Failed(error)) => {
-                                e.attempts = e.attempts.saturating_add(1);
-                                e.last_error.clone_from(error);
-                                e.last_attempt = Some(now);
+                            Some(Settlement::Failed(error)) => e.attempted(error, now),
+                            Some(Settlement::Refused(error)) => {
+                                e.attempted(error, now);
+                                e.needs_operator = true;
                             }
                             None => {}
                         }
+                        counts.entries += 1;
+                        counts.needs_operator += usize::from(e.needs_operator);
                         serde_json::to_writer(&mut text, &e).map_err(io::Error::other)?;
                         text.push(b'\n');
                     }
                 }
             }
-            this.replace(&text)
+            this.replace(&text)?;
+            this.counters.set(counts);
+            Ok(counts)
         })
         .await
     }
@@ -305,7 +437,88 @@ mod tests {
             attempts: 1,
             last_error: "connection refused".into(),
             last_attempt: None,
+            needs_operator: false,
         }
+    }
+
+    #[test]
+    fn entries_of_older_versions_read_and_the_mark_is_written_only_when_set() {
+        let old = r#"{"id":"5310bcaf-0f8a-45c5-9a61-9bf45b5e09c1","time":"2014-04-15T10:00:00+08:00","from":"s1","peer":"s2","path":"2014/4/15/5310bcaf-0f8a-45c5-9a61-9bf45b5e09c1.jpg","size":3,"sha256":"00","attempts":2,"last_error":"refused"}"#;
+        let e: JournalEntry = serde_json::from_str(old).expect("an older entry reads");
+        assert!(!e.needs_operator);
+        assert!(
+            !serde_json::to_string(&e)
+                .expect("json")
+                .contains("needs_operator")
+        );
+        let marked = JournalEntry {
+            needs_operator: true,
+            ..e
+        };
+        assert!(
+            serde_json::to_string(&marked)
+                .expect("json")
+                .contains(r#""needs_operator":true"#)
+        );
+    }
+
+    #[tokio::test]
+    async fn counts_follow_appends_and_settles_without_reading() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (a, b) = (entry("s2"), entry("s3"));
+        let mut text = serde_json::to_string(&a).expect("json");
+        text.push_str("\n{torn\n");
+        std::fs::write(dir.path().join(JOURNAL), text).expect("write");
+        let journal = Journal::open(dir.path(), false).expect("open");
+        let counts = |entries, needs_operator, unreadable| Counts {
+            entries,
+            needs_operator,
+            unreadable,
+        };
+        assert_eq!(journal.counts(), counts(1, 0, 1));
+        let refused = JournalEntry {
+            needs_operator: true,
+            ..entry("s2")
+        };
+        journal
+            .append(vec![b.clone(), refused])
+            .await
+            .expect("append");
+        assert_eq!(journal.counts(), counts(3, 1, 1));
+        let settled = journal
+            .settle(HashMap::from([
+                (a.id, Settlement::Delivered),
+                (b.id, Settlement::Refused("409: taken".into())),
+            ]))
+            .await
+            .expect("settle");
+        assert_eq!(settled, counts(2, 2, 1));
+        assert_eq!(journal.counts(), settled);
+        let (left, _) = journal.read().await.expect("read");
+        let b_now = left.iter().find(|e| e.id == b.id).expect("kept");
+        assert!(b_now.needs_operator);
+        assert_eq!(
+            (b_now.attempts, b_now.last_error.as_str()),
+            (2, "409: taken")
+        );
+    }
+
+    #[tokio::test]
+    async fn the_probe_leaves_nothing_behind() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let journal = Journal::open(dir.path(), true).expect("open");
+        let before: Vec<_> = std::fs::read_dir(dir.path())
+            .expect("ls")
+            .flatten()
+            .map(|e| e.file_name())
+            .collect();
+        journal.probe().await.expect("writable");
+        let after: Vec<_> = std::fs::read_dir(dir.path())
+            .expect("ls")
+            .flatten()
+            .map(|e| e.file_name())
+            .collect();
+        assert_eq!(before, after);
     }
 
     #[tokio::test]

@@ -3,8 +3,15 @@
 //! second caller gets a `busy` report instead of a second replay), never
 //! holding the journal lock while sending, so uploads keep appending.
 //!
-//! Also the background loop that replays on its own with exponential backoff
-//! per peer, so that Task Scheduler's `uploaderrors` call is a safety net.
+//! A replay is how a failing peer is probed: it sends even while the peer's
+//! breaker is open, but once the peer fails again during the round, the
+//! round's other copies for it are not sent (they count as failed again).
+//! Entries a peer refused for good are marked `needs_operator` and never
+//! resent; they stay in the journal for an operator.
+//!
+//! Also the background loop that replays on its own, to each peer whose
+//! breaker lets it (closed, or its backoff passed), so that Task Scheduler's
+//! `uploaderrors` call is a safety net.
 
 use std::collections::{HashMap, HashSet};
 use std::io;
@@ -13,10 +20,9 @@ use std::time::Duration;
 
 use futures_util::StreamExt;
 use serde::Serialize;
-use tokio::time::Instant;
 
 use super::{Journal, JournalEntry, Settlement};
-use crate::replication::Replicator;
+use crate::replication::{Lane, Replicator};
 use crate::storage::{Storage, StoredFile, StoredPath};
 
 /// Entries sent at once during a replay (the replicator bounds transfers too).
@@ -31,12 +37,15 @@ pub struct ReplayReport {
     pub failed: usize,
     /// Removed because the local file is gone.
     pub dropped: usize,
+    /// Refused for good by the peer in this replay; kept for an operator.
+    pub refused: usize,
     /// Entries in the journal after this replay.
     pub remaining: usize,
+    /// Of those, entries a peer refused for good: never resent, left to an
+    /// operator.
+    pub needs_operator: usize,
     /// Another replay was running; this call did nothing.
     pub busy: bool,
-    #[serde(skip)]
-    failed_peers: HashSet<String>,
 }
 
 pub struct Replayer {
@@ -61,7 +70,8 @@ impl Replayer {
         }
     }
 
-    /// Replays this server's entries (for the peers in `only`, or all).
+    /// Replays this server's entries (for the peers in `only`, or all),
+    /// except those left to an operator.
     pub async fn replay(&self, only: Option<&HashSet<String>>) -> io::Result<ReplayReport> {
         let journal = self.journal.clone();
         let Some(_running) = tokio::task::spawn_blocking(move || journal.try_replay_lock())
@@ -76,12 +86,20 @@ impl Replayer {
         let (entries, _) = self.journal.read().await?;
         let mine: Vec<JournalEntry> = entries
             .into_iter()
-            .filter(|e| e.from == self.server_name)
+            .filter(|e| e.from == self.server_name && !e.needs_operator)
             .filter(|e| only.is_none_or(|peers| peers.contains(&e.peer)))
             .collect();
+        let marks: HashMap<&str, u64> = self
+            .replicator
+            .peers()
+            .iter()
+            .map(|p| (p.name.as_str(), self.replicator.mark(&p.name)))
+            .collect();
+        let marks = &marks;
         let settled: Vec<(JournalEntry, Settlement)> = futures_util::stream::iter(mine)
             .map(|entry| async move {
-                let settlement = self.settle_one(&entry).await;
+                let since = marks.get(entry.peer.as_str()).copied().unwrap_or(0);
+                let settlement = self.settle_one(&entry, since).await;
                 (entry, settlement)
             })
             .buffer_unordered(REPLAY_PARALLELISM)
@@ -101,18 +119,22 @@ impl Replayer {
                 }
                 Settlement::Failed(error) => {
                     report.failed += 1;
-                    report.failed_peers.insert(entry.peer.clone());
                     tracing::warn!(peer = %entry.peer, path = %entry.path, %error, "replay failed again");
+                }
+                Settlement::Refused(error) => {
+                    report.refused += 1;
+                    tracing::warn!(peer = %entry.peer, path = %entry.path, %error, "replica refused, left to an operator");
                 }
             }
             outcomes.insert(entry.id, settlement);
         }
-        self.journal.settle(outcomes).await?;
-        report.remaining = self.journal.read().await?.0.len();
+        let counts = self.journal.settle(outcomes).await?;
+        report.remaining = counts.entries;
+        report.needs_operator = counts.needs_operator;
         Ok(report)
     }
 
-    async fn settle_one(&self, entry: &JournalEntry) -> Settlement {
+    async fn settle_one(&self, entry: &JournalEntry, since: u64) -> Settlement {
         let Some(path) = StoredPath::parse(&entry.path) else {
             return Settlement::SourceGone;
         };
@@ -133,44 +155,35 @@ impl Replayer {
             size: entry.size,
             sha256: entry.sha256.clone(),
         };
-        match self.replicator.send(peer, &source, &file).await {
+        match self
+            .replicator
+            .send(Lane::Replay { since }, peer, &source, &file)
+            .await
+        {
             Ok(()) => Settlement::Delivered,
+            Err(e) if e.is_permanent() => Settlement::Refused(e.to_string()),
             Err(e) => Settlement::Failed(e.to_string()),
         }
     }
 
-    /// Replays on its own forever: every `base` for peers that are due; a
-    /// peer that fails waits twice as long each round, up to `max`.
-    pub async fn run_background(self: Arc<Self>, base: Duration, max: Duration) {
-        let mut backoff: HashMap<String, (Instant, Duration)> = HashMap::new();
+    /// Replays on its own forever: every `every`, to the peers whose
+    /// breaker lets it. A peer that keeps failing is tried less and less
+    /// often: its breaker's backoff doubles per failure.
+    pub async fn run_background(self: Arc<Self>, every: Duration) {
         loop {
-            tokio::time::sleep(base).await;
-            let now = Instant::now();
+            tokio::time::sleep(every).await;
             let due: HashSet<String> = self
                 .replicator
                 .peers()
                 .iter()
-                .filter(|p| backoff.get(&p.name).is_none_or(|(next, _)| *next <= now))
+                .filter(|p| self.replicator.is_due(&p.name))
                 .map(|p| p.name.clone())
                 .collect();
             if due.is_empty() {
                 continue;
             }
-            let report = match self.replay(Some(&due)).await {
-                Ok(report) if report.busy => continue,
-                Ok(report) => report,
-                Err(e) => {
-                    tracing::error!(error = %e, "background replay could not use the journal");
-                    continue;
-                }
-            };
-            for peer in due {
-                if report.failed_peers.contains(&peer) {
-                    let wait = backoff.get(&peer).map_or(base, |(_, w)| (*w * 2).min(max));
-                    backoff.insert(peer, (Instant::now() + wait, wait));
-                } else {
-                    backoff.remove(&peer);
-                }
+            if let Err(e) = self.replay(Some(&due)).await {
+                tracing::error!(error = %e, "background replay could not use the journal");
             }
         }
     }

@@ -1,16 +1,32 @@
 //! Replication: copying a durable stored file to every peer (SPEC §4).
 //!
-//! Each copy is a `PUT {peer.Uri}?action=sync&path=…` streamed from disk over
-//! one process-wide pooled keep-alive client, with the peer's key in
-//! `X-Security-Key` and the content's SHA-256 in `X-Content-SHA256`. All peers
-//! are sent to at once; a semaphore bounds the transfers in flight over the
-//! whole process. A peer that makes no progress (no body bytes taken, no
-//! answer) for the idle timeout has failed: progress, not total time, is what
-//! is bounded, so a large file on a slow link still gets through.
+//! Each copy is a `PUT {peer.Uri}?action=sync&path=…&format=json` streamed
+//! from disk over one process-wide pooled keep-alive client, with the peer's
+//! key in `X-Security-Key` and the content's SHA-256 in `X-Content-SHA256`.
+//! All peers are sent to at once. A peer that makes no progress (no body
+//! bytes taken, no answer) for the idle timeout has failed: progress, not
+//! total time, is what is bounded, so a large file on a slow link still gets
+//! through.
+//!
+//! A copy counts only when the peer itself confirmed it: a 2xx answer, not a
+//! redirect (none is followed: the peer's key would go wherever it points),
+//! naming the peer in [`SERVER_HEADER`], with the service's success envelope
+//! for that path. At most a few KiB of any answer is read.
+//!
+//! Each peer has its own transfer permits for uploads and as many again for
+//! replays, so a hung peer holds up neither the other peers nor the replays,
+//! and its own [`breaker`]: once it failed in a way that costs time, its
+//! upload copies are journaled at once until its backoff passes. A per-file
+//! refusal (400, 409, 413, 415 from the peer itself) says nothing about the
+//! peer's health: such a copy is journaled for an operator and the breaker
+//! is left alone.
 //!
 //! [`deliver`] is the step the upload path calls: copy to all peers, then
 //! journal every failed copy before returning, so §4's invariant holds
 //! whenever a link is handed out.
+
+mod answer;
+mod breaker;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -18,6 +34,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use futures_util::StreamExt;
+use reqwest::StatusCode;
 use serde::Serialize;
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
@@ -26,11 +43,18 @@ use tokio_util::io::ReaderStream;
 use crate::config::{Config, Peer};
 use crate::journal::{Journal, JournalEntry};
 use crate::storage::{Storage, StoredFile};
+use answer::error_text;
+pub(crate) use answer::{SERVER_HEADER, envelope, escape_controls, is_success, read_limited};
+pub use breaker::BreakerStatus;
+use breaker::{Breaker, Open};
 
 /// Size of the reads that feed a replica's request body.
 const READ_CHUNK: usize = 256 * 1024;
-/// At most this much of a peer's error answer is kept for the journal.
-const ERROR_BODY_LIMIT: usize = 512;
+/// At most this much of a peer's answer is read; a `sync` answer is a
+/// hundred bytes or so.
+const ANSWER_LIMIT: usize = 4 * 1024;
+/// At most this many characters of a peer's error are kept.
+const ERROR_TEXT_LIMIT: usize = 512;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ReplicationError {
@@ -38,10 +62,65 @@ pub enum ReplicationError {
     Source(#[source] std::io::Error),
     #[error("no progress for {0} s")]
     Stalled(u64),
-    #[error("peer answered {status}: {message}")]
+    /// The peer refused this file for good; resending cannot help.
+    #[error("peer refused the file ({status}): {message}")]
     Refused { status: u16, message: String },
+    /// Nothing listens at the peer's address (its host said so at once).
+    #[error("{0}")]
+    ConnectionRefused(String),
+    #[error("peer answered {status}: {message}")]
+    Answered { status: u16, message: String },
+    /// The answer did not come from the peer (its Uri leads elsewhere).
+    #[error("the answer did not come from this peer: {0}; check its Uri in servers.xml.config")]
+    NotThePeer(String),
+    /// A 2xx answer that is not the service's success envelope.
+    #[error("peer answered {status} without confirming the copy: {message}")]
+    NotConfirmed { status: u16, message: String },
+    #[error("not sent: the peer failed just before ({cause}); next try in {retry_in_secs} s")]
+    BreakerOpen { cause: String, retry_in_secs: u64 },
     #[error("{0}")]
     Transport(String),
+}
+
+impl ReplicationError {
+    /// The copy will never succeed as it is: keep it for an operator.
+    pub fn is_permanent(&self) -> bool {
+        matches!(self, Self::Refused { .. })
+    }
+
+    /// How the failure bears on the peer's breaker: `None` if it says
+    /// nothing about the peer (this file, this server, not tried), else
+    /// whether it cost time.
+    fn peer_failure(&self) -> Option<bool> {
+        match self {
+            Self::Source(_) | Self::Refused { .. } | Self::BreakerOpen { .. } => None,
+            Self::ConnectionRefused(_) => Some(false),
+            Self::Stalled(_)
+            | Self::Answered { .. }
+            | Self::NotThePeer(_)
+            | Self::NotConfirmed { .. }
+            | Self::Transport(_) => Some(true),
+        }
+    }
+}
+
+impl From<Open> for ReplicationError {
+    fn from(open: Open) -> Self {
+        Self::BreakerOpen {
+            cause: open.cause,
+            retry_in_secs: open.retry_in.as_secs().max(1),
+        }
+    }
+}
+
+/// Which share of a peer's permits a copy takes.
+#[derive(Debug, Clone, Copy)]
+pub enum Lane {
+    /// A copy of a new upload.
+    Upload,
+    /// A replay round, begun when the peer's breaker had recorded `since`
+    /// failures ([`Replicator::mark`]).
+    Replay { since: u64 },
 }
 
 /// One peer's outcome for one file, as reported to the uploader.
@@ -55,12 +134,21 @@ pub struct ReplicaOutcome {
     pub journaled: bool,
 }
 
+/// A peer with its transfer permits and its breaker.
+#[derive(Debug)]
+struct Link {
+    peer: Peer,
+    uploads: Semaphore,
+    replays: Semaphore,
+    breaker: Breaker,
+}
+
 #[derive(Debug, Clone)]
 pub struct Replicator {
     client: reqwest::Client,
     peers: Arc<[Peer]>,
+    links: Arc<[Link]>,
     idle_timeout: Duration,
-    in_flight: Arc<Semaphore>,
 }
 
 impl Replicator {
@@ -70,13 +158,24 @@ impl Replicator {
             .connect_timeout(r.connect_timeout)
             .pool_idle_timeout(Duration::from_secs(90))
             .tcp_nodelay(true)
+            .redirect(reqwest::redirect::Policy::none())
             .user_agent(concat!("multiserver-upload/", env!("CARGO_PKG_VERSION")))
             .build()?;
+        let links = config
+            .peers
+            .iter()
+            .map(|peer| Link {
+                peer: peer.clone(),
+                uploads: Semaphore::new(r.concurrency),
+                replays: Semaphore::new(r.concurrency),
+                breaker: Breaker::new(r.retry_interval, r.max_retry_interval),
+            })
+            .collect();
         Ok(Self {
             client,
             peers: config.peers.clone().into(),
+            links,
             idle_timeout: r.idle_timeout,
-            in_flight: Arc::new(Semaphore::new(r.concurrency)),
         })
     }
 
@@ -88,18 +187,82 @@ impl Replicator {
         self.peers.iter().find(|p| p.name == name)
     }
 
+    fn link(&self, name: &str) -> Option<&Link> {
+        self.links.iter().find(|l| l.peer.name == name)
+    }
+
+    /// The failure count a replay round of `peer` starts from (see [`Lane`]).
+    pub fn mark(&self, peer: &str) -> u64 {
+        self.link(peer).map_or(0, |l| l.breaker.mark())
+    }
+
+    /// The peer's breaker is closed, or its backoff has passed: time to
+    /// replay to it.
+    pub fn is_due(&self, peer: &str) -> bool {
+        self.link(peer)
+            .is_some_and(|l| l.breaker.is_due(Instant::now()))
+    }
+
+    /// Each peer's breaker, in servers.xml.config order.
+    pub fn breakers(&self) -> impl Iterator<Item = (&str, BreakerStatus)> {
+        self.links
+            .iter()
+            .map(|l| (l.peer.name.as_str(), l.breaker.status(Instant::now())))
+    }
+
     /// Sends one stored file to one peer; `Ok` once the peer confirmed it.
+    /// A copy whose peer's breaker is open is not tried.
     pub async fn send(
+        &self,
+        lane: Lane,
+        peer: &Peer,
+        source: &Path,
+        file: &StoredFile,
+    ) -> Result<(), ReplicationError> {
+        let link = self
+            .link(&peer.name)
+            .ok_or_else(|| ReplicationError::Transport(format!("`{}` is not a peer", peer.name)))?;
+        let breaker = &link.breaker;
+        // Checked before waiting for a permit (no wait at all while the peer
+        // is known to fail), and again after: copies that waited while the
+        // peer failed must not each wait for it again.
+        let permits = match lane {
+            Lane::Upload => {
+                breaker.check(Instant::now())?;
+                &link.uploads
+            }
+            Lane::Replay { since } => {
+                breaker.check_replay(since, Instant::now())?;
+                &link.replays
+            }
+        };
+        let _permit = permits
+            .acquire()
+            .await
+            .map_err(|e| ReplicationError::Transport(e.to_string()))?;
+        let started = breaker.mark();
+        match lane {
+            Lane::Upload => breaker.admit(Instant::now())?,
+            Lane::Replay { since } => breaker.admit_replay(since, Instant::now())?,
+        }
+        let result = self.transfer(&link.peer, source, file).await;
+        match &result {
+            Ok(()) => breaker.succeeded(),
+            Err(e) => {
+                if let Some(costly) = e.peer_failure() {
+                    breaker.failed(&e.to_string(), costly, started, Instant::now());
+                }
+            }
+        }
+        result
+    }
+
+    async fn transfer(
         &self,
         peer: &Peer,
         source: &Path,
         file: &StoredFile,
     ) -> Result<(), ReplicationError> {
-        let _permit = self
-            .in_flight
-            .acquire()
-            .await
-            .map_err(|e| ReplicationError::Transport(e.to_string()))?;
         let body = tokio::fs::File::open(source)
             .await
             .map_err(ReplicationError::Source)?;
@@ -111,7 +274,8 @@ impl Replicator {
         let mut url = peer.uri.clone();
         url.query_pairs_mut()
             .append_pair("action", "sync")
-            .append_pair("path", &file.path.to_string());
+            .append_pair("path", &file.path.to_string())
+            .append_pair("format", "json");
         let request = self
             .client
             .put(url)
@@ -121,16 +285,8 @@ impl Replicator {
             .body(reqwest::Body::wrap_stream(stream));
         let exchange = async {
             let response = request.send().await.map_err(transport)?;
-            let status = response.status();
             progress.touch();
-            if status.is_success() {
-                return Ok(());
-            }
-            let text = response.text().await.unwrap_or_default();
-            Err(ReplicationError::Refused {
-                status: status.as_u16(),
-                message: error_message(&text),
-            })
+            judge(peer, file, response, &progress).await
         };
         tokio::select! {
             result = exchange => result,
@@ -139,6 +295,98 @@ impl Replicator {
             }
         }
     }
+}
+
+/// Whether `response` confirms that `peer` stored `file`.
+async fn judge(
+    peer: &Peer,
+    file: &StoredFile,
+    response: reqwest::Response,
+    progress: &Progress,
+) -> Result<(), ReplicationError> {
+    let status = response.status();
+    let named = response
+        .headers()
+        .get(SERVER_HEADER)
+        .map(|v| v.as_bytes().to_vec());
+    if status.is_redirection() {
+        let to = response
+            .headers()
+            .get(reqwest::header::LOCATION)
+            .map(|v| {
+                let text: String = String::from_utf8_lossy(v.as_bytes())
+                    .chars()
+                    .take(200)
+                    .collect();
+                escape_controls(&text)
+            })
+            .unwrap_or_default();
+        return Err(ReplicationError::Answered {
+            status: status.as_u16(),
+            message: format!("a redirect to `{to}`, not followed"),
+        });
+    }
+    let body = match read_limited(response, ANSWER_LIMIT, || progress.touch()).await {
+        Ok(body) => body,
+        Err(e) if status.is_success() => return Err(transport(e)),
+        // What a failing peer said is only for the message.
+        Err(_) => Vec::new(),
+    };
+    let from_peer = named.as_deref() == Some(peer.name.as_bytes());
+    if !status.is_success() {
+        let status_code = status.as_u16();
+        let message = error_text(&body, ERROR_TEXT_LIMIT);
+        return Err(if from_peer && refuses_for_good(status) {
+            ReplicationError::Refused {
+                status: status_code,
+                message,
+            }
+        } else {
+            ReplicationError::Answered {
+                status: status_code,
+                message,
+            }
+        });
+    }
+    if !from_peer {
+        return Err(ReplicationError::NotThePeer(match named {
+            Some(name) => format!(
+                "it names `{}`",
+                escape_controls(
+                    &String::from_utf8_lossy(&name)
+                        .chars()
+                        .take(64)
+                        .collect::<String>()
+                )
+            ),
+            None => format!("no {SERVER_HEADER} header"),
+        }));
+    }
+    let confirmed = envelope(&body).is_some_and(|resp| {
+        is_success(&resp)
+            && resp.get("path").and_then(serde_json::Value::as_str) == Some(&file.path.to_string())
+    });
+    if confirmed {
+        Ok(())
+    } else {
+        Err(ReplicationError::NotConfirmed {
+            status: status.as_u16(),
+            message: error_text(&body, ERROR_TEXT_LIMIT),
+        })
+    }
+}
+
+/// Statuses with which a peer refuses one file for a reason of the file's
+/// own (SPEC §8): bad path or hash, another file under the name, too large,
+/// a type it does not take.
+fn refuses_for_good(status: StatusCode) -> bool {
+    matches!(
+        status,
+        StatusCode::BAD_REQUEST
+            | StatusCode::CONFLICT
+            | StatusCode::PAYLOAD_TOO_LARGE
+            | StatusCode::UNSUPPORTED_MEDIA_TYPE
+    )
 }
 
 /// Copies `file` to every peer at once and journals each failed copy.
@@ -152,13 +400,14 @@ pub async fn deliver(
     file: &StoredFile,
 ) -> std::io::Result<Vec<ReplicaOutcome>> {
     let source = &storage.file_path(&file.path);
-    let results = futures_util::future::join_all(
-        replicator
-            .peers()
-            .iter()
-            .map(|peer| async move { (peer, replicator.send(peer, source, file).await) }),
-    )
-    .await;
+    let results =
+        futures_util::future::join_all(replicator.peers().iter().map(|peer| async move {
+            (
+                peer,
+                replicator.send(Lane::Upload, peer, source, file).await,
+            )
+        }))
+        .await;
     let mut outcomes = Vec::with_capacity(results.len());
     let mut failed = Vec::new();
     for (peer, result) in results {
@@ -173,7 +422,12 @@ pub async fn deliver(
                 });
             }
             Err(e) => {
-                tracing::warn!(peer = %peer.name, path = %file.path, error = %e, "replication failed, journaled");
+                let needs_operator = e.is_permanent();
+                if needs_operator {
+                    tracing::warn!(peer = %peer.name, path = %file.path, error = %e, "replica refused, journaled for an operator");
+                } else {
+                    tracing::warn!(peer = %peer.name, path = %file.path, error = %e, "replication failed, journaled");
+                }
                 failed.push(JournalEntry {
                     id: uuid::Uuid::new_v4(),
                     time: chrono::Local::now(),
@@ -185,6 +439,7 @@ pub async fn deliver(
                     attempts: 1,
                     last_error: e.to_string(),
                     last_attempt: None,
+                    needs_operator,
                 });
                 outcomes.push(ReplicaOutcome {
                     peer: peer.name.clone(),
@@ -237,20 +492,19 @@ impl Progress {
 /// the text is shown to people on the upload page and in the journal.
 fn transport(e: reqwest::Error) -> ReplicationError {
     let mut innermost = None;
+    let mut refused = false;
     let mut source = std::error::Error::source(&e);
     while let Some(cause) = source {
         innermost = Some(cause.to_string());
+        refused |= cause
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::ConnectionRefused);
         source = cause.source();
     }
-    ReplicationError::Transport(innermost.unwrap_or_else(|| e.to_string()))
-}
-
-/// The `<error>` of a peer's answer if there is one, else its first bytes.
-fn error_message(body: &str) -> String {
-    let inner = body
-        .split_once("<error>")
-        .and_then(|(_, rest)| rest.split_once("</error>"))
-        .map(|(e, _)| e);
-    let text = inner.unwrap_or(body).trim();
-    text.chars().take(ERROR_BODY_LIMIT).collect()
+    let text = escape_controls(&innermost.unwrap_or_else(|| e.to_string()));
+    if refused {
+        ReplicationError::ConnectionRefused(text)
+    } else {
+        ReplicationError::Transport(text)
+    }
 }

@@ -302,6 +302,27 @@ impl Node {
             .unwrap_or_default()
     }
 
+    /// Adds a `<Server>` entry to this server's servers.xml.config (takes
+    /// effect at the next start).
+    pub fn add_server(&self, name: &str, uri: &str, key: &str) {
+        let path = self.dir.join("servers.xml.config");
+        let xml = std::fs::read_to_string(&path).expect("servers.xml.config");
+        let entry =
+            format!("  <Server Name=\"{name}\" Uri=\"{uri}\" SecurityKey=\"{key}\" />\n</Servers>");
+        std::fs::write(&path, xml.replace("</Servers>", &entry)).expect("servers.xml.config");
+    }
+
+    /// The process's peak resident memory so far (`VmHWM`), in KiB.
+    pub fn peak_rss_kib(&self) -> u64 {
+        let pid = self.pid().expect("running");
+        std::fs::read_to_string(format!("/proc/{pid}/status"))
+            .expect("proc status")
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .expect("VmHWM")
+    }
+
     /// Entries of `log/upload-errors.jsonl`.
     pub fn journal(&self) -> Vec<serde_json::Value> {
         std::fs::read_to_string(self.log_dir().join("upload-errors.jsonl"))
