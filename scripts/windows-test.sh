@@ -50,6 +50,10 @@ SELECTION=(
     config:the_shipped_files_serve_uploads_out_of_the_box
     replication:a_peer_that_was_down_gets_every_missed_file_from_the_journals
     replication:sync_refuses_every_bad_replica_and_writes_nothing
+    hostile_uploads:magic_bytes_without_an_image_behind_them_are_refused
+    hostile_uploads:uploads_over_the_in_flight_limit_get_503_with_retry_after
+    peers:a_copy_refused_for_good_is_kept_for_an_operator_and_not_resent
+    peers:a_peer_answer_that_is_not_a_stored_copy_is_journaled_and_read_only_a_little
 )
 
 if [ -z "$exe" ]; then

@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use common::{BIN, Cluster, Node, eventually, jpeg, upload};
+use common::{BIN, Cluster, Node, Tmpfs, eventually, jpeg, run_replay, upload};
 use serde_json::Value;
 
 /// No fsync (speed), and no background replay during the test.
@@ -479,16 +479,13 @@ async fn a_copy_refused_for_good_is_kept_for_an_operator_and_not_resent() {
 async fn a_full_log_dir_answers_507_leaves_no_torn_line_and_fails_health() {
     let mut cluster = Cluster::new(&["s1", "s2"], QUIET);
     let log_dir = cluster.nodes[0].log_dir();
-    std::fs::create_dir_all(&log_dir).expect("log dir");
-    let mount = std::process::Command::new("mount")
-        .args(["-t", "tmpfs", "-o", "size=1m", "tmpfs"])
-        .arg(&log_dir)
-        .status();
-    if !mount.as_ref().is_ok_and(|s| s.success()) {
-        eprintln!("SKIPPED: this test needs to mount a small tmpfs (root): {mount:?}");
-        return;
-    }
-    let _unmount = Unmount(log_dir.clone());
+    let _tmpfs = match Tmpfs::mount(&log_dir, "1m") {
+        Ok(tmpfs) => tmpfs,
+        Err(e) => {
+            eprintln!("SKIPPED: this test needs to mount a small tmpfs (root): {e}");
+            return;
+        }
+    };
     // One entry owed already, nearly filling its page of the tmpfs: the
     // next append fits part way, then finds the disk full.
     let old = serde_json::json!({
@@ -583,20 +580,6 @@ fn write_servers(node: &Node, entries: &[(&str, &str)]) {
     .expect("servers.xml.config");
 }
 
-/// Runs `replay --config {node} --url {url}` (bounded).
-async fn run_replay(node: &Node, url: &str) -> std::process::Output {
-    let command = tokio::process::Command::new(BIN)
-        .args(["replay", "--config"])
-        .arg(node.config())
-        .args(["--url", url])
-        .kill_on_drop(true)
-        .output();
-    tokio::time::timeout(Duration::from_secs(30), command)
-        .await
-        .expect("replay command finished")
-        .expect("ran")
-}
-
 /// Writes `path` until its filesystem is full (at most 4 MiB).
 fn fill(path: &Path) {
     let mut file = std::fs::File::create(path).expect("filler");
@@ -608,17 +591,6 @@ fn fill(path: &Path) {
         }
     }
     panic!("the filesystem of {} never filled up", path.display());
-}
-
-struct Unmount(std::path::PathBuf);
-
-impl Drop for Unmount {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("umount")
-            .arg("-l")
-            .arg(&self.0)
-            .status();
-    }
 }
 
 /// A process stopped with SIGSTOP for as long as this lives.

@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use common::{BIN, Cluster, Node, eventually, form, jpeg, json, png, raw, sha256};
+use common::{BIN, Cluster, Node, eventually, form, jpeg, json, png, raw, run_replay, sha256};
 use serde_json::Value;
 
 /// No fsync (speed), and no background replay to race with the replays a
@@ -851,20 +851,6 @@ async fn replay_until_drained(client: &reqwest::Client, node: &Node) -> usize {
         }
     }
     panic!("{}: journal not drained: {:?}", node.name, node.journal());
-}
-
-/// Runs `replay --config {node} --url {url}` (bounded).
-async fn run_replay(node: &Node, url: &str) -> std::process::Output {
-    let command = tokio::process::Command::new(BIN)
-        .args(["replay", "--config"])
-        .arg(node.config())
-        .args(["--url", url])
-        .kill_on_drop(true)
-        .output();
-    tokio::time::timeout(Duration::from_secs(30), command)
-        .await
-        .expect("replay command finished")
-        .expect("ran")
 }
 
 /// Waits (bounded, polling often) until `node` has at least `n` public files.

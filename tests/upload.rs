@@ -564,26 +564,8 @@ async fn healthz_reports_the_backlog_without_a_key() {
 fn disk_full_while_writing_is_507_and_the_service_keeps_running() {
     let mut cluster = Cluster::new(&["s1"], "fsync = false\n");
     let data = cluster.nodes[0].data_dir();
-    std::fs::create_dir_all(&data).expect("data dir");
-    let mount = std::process::Command::new("mount")
-        .args(["-t", "tmpfs", "-o", "size=2m", "tmpfs"])
-        .arg(&data)
-        .status()
-        .expect("run mount");
-    assert!(
-        mount.success(),
-        "this test needs root to mount a small tmpfs"
-    );
-    struct Unmount(std::path::PathBuf);
-    impl Drop for Unmount {
-        fn drop(&mut self) {
-            let _ = std::process::Command::new("umount")
-                .arg("-l")
-                .arg(&self.0)
-                .status();
-        }
-    }
-    let _unmount = Unmount(data.clone());
+    let _tmpfs = common::Tmpfs::mount(&data, "2m")
+        .unwrap_or_else(|e| panic!("this test needs root to mount a small tmpfs: {e}"));
     cluster.nodes[0].start();
     let s1 = &cluster.nodes[0];
     let rt = tokio::runtime::Runtime::new().expect("runtime");

@@ -269,12 +269,11 @@ impl Config {
         let secs = |key: &str, v: Option<u64>, default: u64| -> Result<Duration, ConfigError> {
             positive(key, v, default).map(Duration::from_secs)
         };
+        let count = |key: &str, v: Option<usize>, default: u64| -> Result<usize, ConfigError> {
+            positive(key, v.map(|n| n as u64), default).map(|n| n as usize)
+        };
         let max_file_bytes = positive("max_file_bytes", c.max_file_bytes, 2 << 30)?;
-        let max_files_per_request = positive(
-            "max_files_per_request",
-            c.max_files_per_request.map(|n| n as u64),
-            32,
-        )? as usize;
+        let max_files_per_request = count("max_files_per_request", c.max_files_per_request, 32)?;
         let r = c.replication;
         let replication = ReplicationSettings {
             connect_timeout: secs(
@@ -283,11 +282,7 @@ impl Config {
                 5,
             )?,
             idle_timeout: secs("replication.idle_timeout_secs", r.idle_timeout_secs, 30)?,
-            concurrency: positive(
-                "replication.concurrency",
-                r.concurrency.map(|n| n as u64),
-                16,
-            )? as usize,
+            concurrency: count("replication.concurrency", r.concurrency, 16)?,
             retry_interval: secs("replication.retry_interval_secs", r.retry_interval_secs, 10)?,
             max_retry_interval: secs(
                 "replication.max_retry_interval_secs",
@@ -320,18 +315,13 @@ impl Config {
             client_min_bytes_per_sec: c.client_min_bytes_per_sec.unwrap_or(1024),
             header_timeout: secs("header_timeout_secs", c.header_timeout_secs, 30)?,
             shutdown_grace: secs("shutdown_grace_secs", c.shutdown_grace_secs, 30)?,
-            max_uploads_in_flight: positive(
-                "max_uploads_in_flight",
-                c.max_uploads_in_flight.map(|n| n as u64),
-                256,
-            )? as usize,
-            max_connections: positive("max_connections", c.max_connections.map(|n| n as u64), 4096)?
-                as usize,
-            max_connections_per_client: positive(
+            max_uploads_in_flight: count("max_uploads_in_flight", c.max_uploads_in_flight, 256)?,
+            max_connections: count("max_connections", c.max_connections, 4096)?,
+            max_connections_per_client: count(
                 "max_connections_per_client",
-                c.max_connections_per_client.map(|n| n as u64),
+                c.max_connections_per_client,
                 128,
-            )? as usize,
+            )?,
             send_timeout: secs("send_timeout_secs", c.send_timeout_secs, 60)?,
             replication,
         })

@@ -454,6 +454,46 @@ pub fn peak_rss_kib(pid: u32) -> u64 {
         .expect("VmHWM")
 }
 
+/// A small tmpfs mounted on `dir` (created if missing) for as long as this
+/// lives, for disk-full tests; `Err` if mounting is not permitted (not root).
+pub struct Tmpfs(PathBuf);
+
+impl Tmpfs {
+    pub fn mount(dir: &Path, size: &str) -> Result<Self, String> {
+        std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
+        let status = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir)
+            .status()
+            .map_err(|e| e.to_string())?;
+        if status.success() {
+            Ok(Self(dir.to_path_buf()))
+        } else {
+            Err(format!("mount exited with {status}"))
+        }
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+/// Runs `replay --config {node} --url {url}` (bounded).
+pub async fn run_replay(node: &Node, url: &str) -> std::process::Output {
+    let command = tokio::process::Command::new(BIN)
+        .args(["replay", "--config"])
+        .arg(node.config())
+        .args(["--url", url])
+        .kill_on_drop(true)
+        .output();
+    tokio::time::timeout(Duration::from_secs(30), command)
+        .await
+        .expect("replay command finished")
+        .expect("ran")
+}
+
 /// Polls `f` until it is true or `within` passes.
 pub fn eventually(within: Duration, mut f: impl FnMut() -> bool) -> bool {
     let deadline = Instant::now() + within;
