@@ -10,8 +10,10 @@ pub mod cli;
 pub mod config;
 pub mod http;
 pub mod images;
+pub mod index;
 pub mod journal;
 mod logging;
+pub mod repair;
 pub mod replication;
 mod server;
 mod shutdown;
@@ -26,6 +28,7 @@ use cli::{Cli, Command, ReplayArgs};
 use config::Config;
 use http::AppState;
 use journal::{Journal, Replayer};
+use repair::Fetcher;
 use replication::Replicator;
 use storage::Storage;
 
@@ -95,7 +98,7 @@ fn check_config(config: &Config) {
 /// Opens storage and journal and builds the replication client and the
 /// replayer for `config`: the state every mode (and the fuzz targets) run on.
 pub fn open(config: Arc<Config>) -> anyhow::Result<AppState> {
-    let storage = Storage::open(&config.data_dir, config.fsync)
+    let storage = Storage::open(&config.data_dir, config.fsync, &config.server_name)
         .with_context(|| format!("cannot use data_dir {}", config.data_dir.display()))?;
     let journal = Journal::open(&config.log_dir, config.fsync)
         .with_context(|| format!("cannot use log_dir {}", config.log_dir.display()))?;
@@ -106,8 +109,9 @@ pub fn open(config: Arc<Config>) -> anyhow::Result<AppState> {
         replicator.clone(),
         config.server_name.clone(),
     ));
+    let fetcher = Fetcher::new(&config, storage.clone()).context("cannot build the HTTP client")?;
     Ok(AppState::new(
-        config, storage, replicator, journal, replayer,
+        config, storage, replicator, journal, replayer, fetcher,
     ))
 }
 

@@ -469,13 +469,13 @@ fn form(parts: &[(&[u8], &[u8])]) -> Vec<u8> {
     body
 }
 
-/// Files under `data_dir`, `.tmp` aside.
+/// Files under `data_dir`; `.tmp`, the index and the marker aside.
 fn stored(dir: &Path) -> Vec<PathBuf> {
     let mut found = Vec::new();
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {
         for entry in std::fs::read_dir(&d).expect("read_dir").flatten() {
-            if entry.file_name() == ".tmp" {
+            if entry.file_name().to_string_lossy().starts_with('.') {
                 continue;
             }
             if entry.file_type().expect("type").is_dir() {

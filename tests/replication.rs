@@ -962,8 +962,15 @@ fn assert_nothing_lost(origin: &Node, peer: &Node, expected: &BTreeMap<String, V
 /// Relative paths of `node`'s public files, without reading them.
 fn public_files(node: &Node) -> Vec<PathBuf> {
     let mut out = Vec::new();
-    walk(&node.data_dir(), &mut |p| {
-        if !p.components().any(|c| c.as_os_str() == ".tmp") {
+    let root = node.data_dir();
+    walk(&root, &mut |p| {
+        // `.tmp`, the index and the marker are not public files.
+        let hidden = p
+            .strip_prefix(&root)
+            .expect("below data_dir")
+            .components()
+            .any(|c| c.as_os_str().to_string_lossy().starts_with('.'));
+        if !hidden {
             out.push(p.to_path_buf());
         }
     });

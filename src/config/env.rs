@@ -1,5 +1,6 @@
 //! Environment layer: `MULTISERVER_UPLOAD_<KEY>` for every app.toml key
-//! (`MULTISERVER_UPLOAD_REPLICATION_<KEY>` for the `[replication]` table), and
+//! (`MULTISERVER_UPLOAD_REPLICATION_<KEY>` for the `[replication]` table,
+//! `MULTISERVER_UPLOAD_REPAIR_<KEY>` for `[repair]`), and
 //! `HTTP_PLATFORM_PORT`, which IIS HttpPlatformHandler sets.
 
 use std::str::FromStr;
@@ -62,6 +63,13 @@ pub(crate) fn read() -> Result<FileConfig, ConfigError> {
         max_connections: parsed("MAX_CONNECTIONS")?,
         max_connections_per_client: parsed("MAX_CONNECTIONS_PER_CLIENT")?,
         send_timeout_secs: parsed("SEND_TIMEOUT_SECS")?,
+        repair: super::file::RepairFile {
+            interval_secs: parsed("REPAIR_INTERVAL_SECS")?,
+            settle_secs: parsed("REPAIR_SETTLE_SECS")?,
+            scrub_interval_secs: parsed("REPAIR_SCRUB_INTERVAL_SECS")?,
+            max_bytes_per_sec: parsed("REPAIR_MAX_BYTES_PER_SEC")?,
+            concurrency: parsed("REPAIR_CONCURRENCY")?,
+        },
         replication: super::file::ReplicationFile {
             connect_timeout_secs: parsed("REPLICATION_CONNECT_TIMEOUT_SECS")?,
             idle_timeout_secs: parsed("REPLICATION_IDLE_TIMEOUT_SECS")?,

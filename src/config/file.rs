@@ -35,6 +35,8 @@ pub(crate) struct FileConfig {
     pub send_timeout_secs: Option<u64>,
     #[serde(default)]
     pub replication: ReplicationFile,
+    #[serde(default)]
+    pub repair: RepairFile,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -45,6 +47,16 @@ pub(crate) struct ReplicationFile {
     pub concurrency: Option<usize>,
     pub retry_interval_secs: Option<u64>,
     pub max_retry_interval_secs: Option<u64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RepairFile {
+    pub interval_secs: Option<u64>,
+    pub settle_secs: Option<u64>,
+    pub scrub_interval_secs: Option<u64>,
+    pub max_bytes_per_sec: Option<u64>,
+    pub concurrency: Option<usize>,
 }
 
 impl FileConfig {

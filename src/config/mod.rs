@@ -111,6 +111,23 @@ pub struct Config {
     /// A response the client does not read for this long is dropped.
     pub send_timeout: Duration,
     pub replication: ReplicationSettings,
+    pub repair: RepairSettings,
+}
+
+/// SPEC §4a: how this server compares itself with its peers and fetches
+/// what it lacks.
+#[derive(Debug, Clone)]
+pub struct RepairSettings {
+    /// Time between two passes over every peer.
+    pub interval: Duration,
+    /// Files younger than this are left to replication.
+    pub settle: Duration,
+    /// Time between two scrub passes (every stored file rehashed).
+    pub scrub_interval: Duration,
+    /// Bytes per second repair may fetch (0: no limit).
+    pub max_bytes_per_sec: u64,
+    /// Files fetched at once.
+    pub concurrency: usize,
 }
 
 impl Config {
@@ -324,6 +341,17 @@ impl Config {
             )?,
             send_timeout: secs("send_timeout_secs", c.send_timeout_secs, 60)?,
             replication,
+            repair: RepairSettings {
+                interval: secs("repair.interval_secs", c.repair.interval_secs, 300)?,
+                settle: Duration::from_secs(c.repair.settle_secs.unwrap_or(120)),
+                scrub_interval: secs(
+                    "repair.scrub_interval_secs",
+                    c.repair.scrub_interval_secs,
+                    604_800,
+                )?,
+                max_bytes_per_sec: c.repair.max_bytes_per_sec.unwrap_or(0),
+                concurrency: count("repair.concurrency", c.repair.concurrency, 4)?,
+            },
         })
     }
 }
@@ -374,6 +402,19 @@ impl FileConfig {
                 concurrency: u.concurrency.or(r.concurrency),
                 retry_interval_secs: u.retry_interval_secs.or(r.retry_interval_secs),
                 max_retry_interval_secs: u.max_retry_interval_secs.or(r.max_retry_interval_secs),
+            },
+            repair: file::RepairFile {
+                interval_secs: upper.repair.interval_secs.or(self.repair.interval_secs),
+                settle_secs: upper.repair.settle_secs.or(self.repair.settle_secs),
+                scrub_interval_secs: upper
+                    .repair
+                    .scrub_interval_secs
+                    .or(self.repair.scrub_interval_secs),
+                max_bytes_per_sec: upper
+                    .repair
+                    .max_bytes_per_sec
+                    .or(self.repair.max_bytes_per_sec),
+                concurrency: upper.repair.concurrency.or(self.repair.concurrency),
             },
         }
     }

@@ -37,6 +37,9 @@ pub enum Error {
     /// 409: a different replica already has this name.
     #[error("{0}")]
     Conflict(String),
+    /// 410: the name was deleted; it is never stored again.
+    #[error("{0}")]
+    Gone(String),
     /// 413: the request, a file or the number of files is over a limit.
     #[error("{0}")]
     TooLarge(String),
@@ -63,6 +66,7 @@ impl Error {
             Self::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             Self::ClientTooSlow(_) => StatusCode::REQUEST_TIMEOUT,
             Self::Conflict(_) => StatusCode::CONFLICT,
+            Self::Gone(_) => StatusCode::GONE,
             Self::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::Busy => StatusCode::SERVICE_UNAVAILABLE,
@@ -125,6 +129,8 @@ impl From<StorageError> for Error {
                 Self::UnsupportedType(e.to_string())
             }
             StorageError::Conflict => Self::Conflict(e.to_string()),
+            StorageError::Deleted => Self::Gone(e.to_string()),
+            StorageError::Index(index) => Self::internal(index),
             StorageError::DiskFull(_) => Self::DiskFull,
             StorageError::Io(io) => Self::internal(io),
         }

@@ -18,6 +18,7 @@ use tower::ServiceExt;
 use tower_http::services::ServeFile;
 
 use super::AppState;
+use crate::repair::{HASH_HEADER, REPAIR_HEADER};
 use crate::storage::StoredPath;
 
 const IMMUTABLE: &str = "public, max-age=31536000, immutable";
@@ -33,6 +34,19 @@ pub async fn handle(
     let file = state.storage.file_path(&path);
     let Ok(meta) = tokio::fs::metadata(&file).await else {
         return StatusCode::NOT_FOUND.into_response();
+    };
+    // A peer fetching for repair checks what it gets against our index.
+    let indexed_hash = if request.headers().contains_key(REPAIR_HEADER) {
+        match state.storage.index().get(&path) {
+            Ok(Some(entry)) => Some(entry.sha256),
+            Ok(None) => None,
+            Err(e) => {
+                tracing::error!(error = %e, "index read failed");
+                None
+            }
+        }
+    } else {
+        None
     };
     if !meta.is_file() {
         return StatusCode::NOT_FOUND.into_response();
@@ -75,6 +89,9 @@ pub async fn handle(
         header::X_CONTENT_TYPE_OPTIONS,
         HeaderValue::from_static("nosniff"),
     );
+    if let Some(hash) = indexed_hash.and_then(|h| HeaderValue::from_str(&h).ok()) {
+        headers.insert(HASH_HEADER, hash);
+    }
     response
 }
 

@@ -28,6 +28,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::config::Config;
 use crate::journal::{Journal, Replayer};
+use crate::repair::Fetcher;
 use crate::replication::{Replicator, SERVER_HEADER};
 use crate::storage::Storage;
 use error::Error;
@@ -46,6 +47,8 @@ pub struct AppState {
     pub replicator: Replicator,
     pub journal: Journal,
     pub replayer: Arc<Replayer>,
+    /// Brings stored files from peers (repair, read-through).
+    pub fetcher: Fetcher,
     /// The last writability probes, shared by `/healthz` callers.
     health: health::Probes,
 }
@@ -57,8 +60,10 @@ impl AppState {
         replicator: Replicator,
         journal: Journal,
         replayer: Arc<Replayer>,
+        fetcher: Fetcher,
     ) -> Self {
         Self {
+            fetcher,
             receiving: Arc::new(Semaphore::new(config.max_uploads_in_flight)),
             config,
             storage,

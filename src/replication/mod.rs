@@ -491,20 +491,30 @@ impl Progress {
 /// 111)"): the outer layers only repeat the URL and the client's layers, and
 /// the text is shown to people on the upload page and in the journal.
 fn transport(e: reqwest::Error) -> ReplicationError {
-    let mut innermost = None;
-    let mut refused = false;
-    let mut source = std::error::Error::source(&e);
-    while let Some(cause) = source {
-        innermost = Some(cause.to_string());
-        refused |= cause
+    let refused = causes(&e).any(|cause| {
+        cause
             .downcast_ref::<std::io::Error>()
-            .is_some_and(|io| io.kind() == std::io::ErrorKind::ConnectionRefused);
-        source = cause.source();
-    }
-    let text = escape_controls(&innermost.unwrap_or_else(|| e.to_string()));
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::ConnectionRefused)
+    });
+    let text = transport_cause(&e);
     if refused {
         ReplicationError::ConnectionRefused(text)
     } else {
         ReplicationError::Transport(text)
     }
+}
+
+/// The innermost cause of a transport error, control characters escaped.
+pub(crate) fn transport_cause(e: &reqwest::Error) -> String {
+    escape_controls(
+        &causes(e)
+            .last()
+            .map_or_else(|| e.to_string(), |c| c.to_string()),
+    )
+}
+
+fn causes<'a>(
+    e: &'a reqwest::Error,
+) -> impl Iterator<Item = &'a (dyn std::error::Error + 'static)> + 'a {
+    std::iter::successors(std::error::Error::source(e), |cause| cause.source())
 }

@@ -31,9 +31,13 @@ use uuid::Uuid;
 
 use incoming::TempFile;
 pub use incoming::{Incoming, Written};
+
+use crate::index::{FileEntry, Index, IndexError};
 pub use path::StoredPath;
 pub use sniff::{ImageType, SNIFF_LEN};
 
+/// The file in `data_dir` that names the server the folder belongs to.
+pub const MARKER: &str = ".multiserver-upload-server";
 /// Name of the folder below `data_dir` that holds files still being written.
 const TMP_DIR: &str = ".tmp";
 /// Temporary files untouched for this long belong to a process that died.
@@ -57,6 +61,10 @@ pub enum StorageError {
     HashMismatch,
     #[error("a different file is already stored under this name")]
     Conflict,
+    #[error("this name was deleted; it is never stored again")]
+    Deleted,
+    #[error("the index failed: {0}")]
+    Index(#[from] IndexError),
     #[error("the disk is full")]
     DiskFull(#[source] io::Error),
     #[error("storage I/O failed: {0}")]
@@ -95,6 +103,22 @@ pub struct Storage {
     tmp_dir: PathBuf,
     fsync: bool,
     disk: DiskTasks,
+    /// What is stored here; every commit is recorded in it.
+    index: Index,
+}
+
+/// Why a data folder cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    #[error("{0}")]
+    Io(#[from] io::Error),
+    #[error(
+        "it belongs to server `{owner}` (its {MARKER} file says so), not to `{me}`; \
+         point data_dir at this server's own folder"
+    )]
+    OtherServer { owner: String, me: String },
+    #[error("{0}")]
+    Index(#[from] IndexError),
 }
 
 /// The bounded share of blocking threads that storage work runs on.
@@ -133,17 +157,26 @@ impl DiskTasks {
 }
 
 impl Storage {
-    /// Creates the folders and removes temporary files left by a dead process.
-    pub fn open(data_dir: &Path, fsync: bool) -> io::Result<Self> {
+    /// Creates the folders, checks that the folder is this server's (a
+    /// folder without a marker is a new or replaced disk, marked now and
+    /// refilled by repair), opens the index (building it from the files if
+    /// it is new) and removes temporary files left by a dead process.
+    pub fn open(data_dir: &Path, fsync: bool, server_name: &str) -> Result<Self, OpenError> {
         let tmp_dir = data_dir.join(TMP_DIR);
         std::fs::create_dir_all(&tmp_dir)?;
+        check_marker(data_dir, server_name)?;
         remove_stale(&tmp_dir);
         Ok(Self {
+            index: Index::open(data_dir)?,
             data_dir: data_dir.to_path_buf(),
             tmp_dir,
             fsync,
             disk: DiskTasks::new(DISK_TASKS),
         })
+    }
+
+    pub fn index(&self) -> &Index {
+        &self.index
     }
 
     /// Where a stored file lives on disk.
@@ -171,7 +204,9 @@ impl Storage {
         self.disk
             .run(move || publish(tmp, &target, &data_dir, fsync, Place::Rename))
             .await?;
-        Ok(StoredFile { path, size, sha256 })
+        let file = StoredFile { path, size, sha256 };
+        self.record(&file);
+        Ok(file)
     }
 
     /// Stores a replica under the name its sender chose, if its content hashes
@@ -190,10 +225,19 @@ impl Storage {
                 allowed: path.image_type().extension().to_owned(),
             });
         }
+        if self.index.is_deleted(path)? {
+            return Err(StorageError::Deleted);
+        }
         let target = self.file_path(path);
         let fsync = self.fsync;
         let data_dir = self.data_dir.clone();
-        self.disk
+        let file = StoredFile {
+            path: path.clone(),
+            size: written.size,
+            sha256: written.sha256.clone(),
+        };
+        let arrival = self
+            .disk
             .spawn(move || {
                 // Two senders may deliver the same name at once (a replay
                 // beside a late original): only one may create it, the other
@@ -212,7 +256,32 @@ impl Storage {
             })
             .await?
             .await
-            .map_err(io::Error::other)?
+            .map_err(io::Error::other)??;
+        // An identical file already there is recorded too: after a crash it
+        // may be the index that missed it.
+        self.record(&file);
+        Ok(arrival)
+    }
+
+    /// Deletes a stored file here: first the tombstone, durably, so that
+    /// nothing brings the name back, then the file. Deleting a name that
+    /// is not here succeeds.
+    pub async fn delete(&self, path: &StoredPath) -> Result<(), StorageError> {
+        self.index
+            .tombstone(path.clone(), chrono::Utc::now().timestamp())
+            .await?;
+        let file = self.file_path(path);
+        self.disk.run(move || remove_file_patiently(&file)).await?;
+        Ok(())
+    }
+
+    fn record(&self, file: &StoredFile) {
+        self.index.record(FileEntry {
+            path: file.path.clone(),
+            size: file.size,
+            sha256: file.sha256.clone(),
+            added: chrono::Utc::now().timestamp(),
+        });
     }
 
     /// Writes and removes a probe file: can this server still store uploads?
@@ -297,6 +366,47 @@ pub fn hash_file(path: &Path) -> io::Result<String> {
             return Ok(hex::encode(hasher.finalize()));
         }
         hasher.update(&buf[..n]);
+    }
+}
+
+/// Removes `file` if it is there. On Windows a file being served cannot be
+/// removed until its reader closes it, so that is tried again for a while.
+fn remove_file_patiently(file: &Path) -> io::Result<()> {
+    let mut tries = 0;
+    loop {
+        match std::fs::remove_file(file) {
+            Ok(()) => return Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+            Err(e) if cfg!(windows) && tries < 50 => {
+                tries += 1;
+                tracing::debug!(error = %e, "file in use; removing it again shortly");
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Refuses a folder marked for another server; marks an unmarked one.
+fn check_marker(data_dir: &Path, server_name: &str) -> Result<(), OpenError> {
+    let marker = data_dir.join(MARKER);
+    match std::fs::read_to_string(&marker) {
+        Ok(owner) if owner.trim() == server_name => Ok(()),
+        Ok(owner) => Err(OpenError::OtherServer {
+            owner: owner.trim().to_owned(),
+            me: server_name.to_owned(),
+        }),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            tracing::warn!(
+                data_dir = %data_dir.display(),
+                "the data folder has no marker: a new or replaced disk; it is marked now, and repair fills it from the peers"
+            );
+            let mut file = File::create_new(&marker)?;
+            std::io::Write::write_all(&mut file, format!("{server_name}\n").as_bytes())?;
+            file.sync_all()?;
+            Ok(())
+        }
+        Err(e) => Err(e.into()),
     }
 }
 

@@ -49,6 +49,11 @@ impl StoredPath {
         Some(Self { date, id, ext })
     }
 
+    /// The day folder's date.
+    pub fn date(&self) -> NaiveDate {
+        self.date
+    }
+
     pub fn image_type(&self) -> ImageType {
         self.ext
     }

@@ -346,10 +346,12 @@ fn collect(root: &Path, dir: &Path, out: &mut Vec<(String, Vec<u8>)>) {
     };
     for e in entries.flatten() {
         let path = e.path();
+        // `.tmp`, the index and the server marker are not stored files.
+        if e.file_name().to_string_lossy().starts_with('.') {
+            continue;
+        }
         if path.is_dir() {
-            if e.file_name() != ".tmp" {
-                collect(root, &path, out);
-            }
+            collect(root, &path, out);
         } else {
             let rel = path
                 .strip_prefix(root)

@@ -1,0 +1,556 @@
+//! The index in redb: the tables, the one writer thread that commits in
+//! batches, the reads, and the rebuild from the files at open.
+//!
+//! Tables: `files` (key `{day}/{name}` → size, SHA-256, arrival time),
+//! `tombstones` (key → deletion time), `days` (day → digest, files,
+//! tombstones) and `meta` (`committed_at`: when the last batch was
+//! committed). The key starts with the day number, so a day is one range.
+//!
+//! Every commit is durable (redb's `Immediate`; its multi-process mode, in
+//! which two processes of the service share the file during an IIS
+//! recycle, allows no other). Recording a stored file does not wait for the
+//! commit: a writer thread takes everything queued and commits it as one
+//! transaction, so one fsync serves many uploads. A file whose record was
+//! still queued when the process died is found again at the next open,
+//! which indexes the files of every day folder changed since the last
+//! commit. Tombstones are waited for: a delete is answered only once it
+//! will survive a crash.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::mpsc;
+
+use chrono::NaiveDate;
+use redb::{
+    ConcurrencyMode, Database, ReadableDatabase, ReadableTable, ReadableTableMetadata,
+    TableDefinition,
+};
+use tokio::sync::oneshot;
+
+use super::{DayList, Digest, FileEntry, day_date, day_number, key};
+use crate::storage::{StoredPath, hash_file};
+
+const FILES: TableDefinition<&str, (u64, [u8; 32], i64)> = TableDefinition::new("files");
+const TOMBSTONES: TableDefinition<&str, i64> = TableDefinition::new("tombstones");
+const DAYS: TableDefinition<u32, ([u8; 32], u64, u64)> = TableDefinition::new("days");
+const META: TableDefinition<&str, i64> = TableDefinition::new("meta");
+const COMMITTED_AT: &str = "committed_at";
+
+/// Operations committed together at most.
+const BATCH: usize = 1024;
+/// Day folders changed this long before the last commit are checked too at
+/// open (clocks of folders and of this process may disagree a little).
+const RECONCILE_SLACK_SECS: i64 = 300;
+
+#[derive(Debug, thiserror::Error)]
+pub enum IndexError {
+    #[error("index database: {0}")]
+    Db(String),
+    #[error("index: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("the index writer has stopped")]
+    WriterGone,
+}
+
+fn db_error(e: impl Into<redb::Error>) -> IndexError {
+    IndexError::Db(e.into().to_string())
+}
+
+/// What the writer thread is asked to do.
+enum Op {
+    Record(FileEntry),
+    Tombstone {
+        path: StoredPath,
+        when: i64,
+        done: oneshot::Sender<Result<(), IndexError>>,
+    },
+    Flush(oneshot::Sender<Result<(), IndexError>>),
+}
+
+/// Counts for health and metrics.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct IndexCounts {
+    pub files: u64,
+    pub tombstones: u64,
+    pub days: u64,
+}
+
+#[derive(Clone)]
+pub struct Index {
+    db: Arc<Database>,
+    writer: mpsc::Sender<Op>,
+}
+
+impl std::fmt::Debug for Index {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Index")
+    }
+}
+
+impl Index {
+    /// Opens (or creates) the index of `data_dir` and brings it up to date
+    /// with the files: all of them if the index is new or was unreadable,
+    /// else those of day folders changed since its last commit.
+    pub fn open(data_dir: &Path) -> Result<Self, IndexError> {
+        let file = super::index_file(data_dir);
+        let fresh = !file.exists();
+        let db = match open_db(&file) {
+            Ok(db) => db,
+            Err(e) if !fresh => {
+                let aside = file.with_extension(format!(
+                    "redb.damaged-{}",
+                    chrono::Local::now().format("%Y%m%d%H%M%S")
+                ));
+                tracing::error!(error = %e, aside = %aside.display(), "the index cannot be opened; set aside and rebuilt from the files");
+                std::fs::rename(&file, &aside)?;
+                open_db(&file)?
+            }
+            Err(e) => return Err(e),
+        };
+        let since = if fresh {
+            None
+        } else {
+            committed_at(&db)?.map(|t| t - RECONCILE_SLACK_SECS)
+        };
+        reconcile(&db, data_dir, since)?;
+        let db = Arc::new(db);
+        let (writer, queue) = mpsc::channel();
+        {
+            let db = db.clone();
+            std::thread::Builder::new()
+                .name("index-writer".into())
+                .spawn(move || write_loop(&db, &queue))?;
+        }
+        Ok(Self { db, writer })
+    }
+
+    /// Records a committed file. Returns at once; the record is durable
+    /// with the writer's next batch.
+    pub fn record(&self, entry: FileEntry) {
+        if self.writer.send(Op::Record(entry)).is_err() {
+            tracing::error!("the index writer has stopped; a stored file was not indexed");
+        }
+    }
+
+    /// Records that `path` was deleted; returns once that is durable.
+    pub async fn tombstone(&self, path: StoredPath, when: i64) -> Result<(), IndexError> {
+        let (done, wait) = oneshot::channel();
+        self.writer
+            .send(Op::Tombstone { path, when, done })
+            .map_err(|_| IndexError::WriterGone)?;
+        wait.await.map_err(|_| IndexError::WriterGone)?
+    }
+
+    /// Waits until everything recorded so far is durable.
+    pub async fn flush(&self) -> Result<(), IndexError> {
+        let (done, wait) = oneshot::channel();
+        self.writer
+            .send(Op::Flush(done))
+            .map_err(|_| IndexError::WriterGone)?;
+        wait.await.map_err(|_| IndexError::WriterGone)?
+    }
+
+    /// The entry of a stored file.
+    pub fn get(&self, path: &StoredPath) -> Result<Option<FileEntry>, IndexError> {
+        let read = self.db.begin_read().map_err(db_error)?;
+        let files = read.open_table(FILES).map_err(db_error)?;
+        let found = files.get(key(path).as_str()).map_err(db_error)?;
+        Ok(found.map(|v| {
+            let (size, sha, added) = v.value();
+            FileEntry {
+                path: path.clone(),
+                size,
+                sha256: hex::encode(sha),
+                added,
+            }
+        }))
+    }
+
+    /// Whether `path` was deleted here.
+    pub fn is_deleted(&self, path: &StoredPath) -> Result<bool, IndexError> {
+        let read = self.db.begin_read().map_err(db_error)?;
+        let tombstones = read.open_table(TOMBSTONES).map_err(db_error)?;
+        Ok(tombstones
+            .get(key(path).as_str())
+            .map_err(db_error)?
+            .is_some())
+    }
+
+    /// Every day that has entries, oldest first, with its digest.
+    pub fn days(&self) -> Result<Vec<(u32, Digest)>, IndexError> {
+        let read = self.db.begin_read().map_err(db_error)?;
+        let days = read.open_table(DAYS).map_err(db_error)?;
+        let mut out = Vec::new();
+        for row in days.iter().map_err(db_error)? {
+            let (day, value) = row.map_err(db_error)?;
+            out.push((day.value(), Digest(value.value().0)));
+        }
+        Ok(out)
+    }
+
+    /// Every entry of one day.
+    pub fn list_day(&self, day: u32) -> Result<DayList, IndexError> {
+        let (from, to) = (format!("{day}/"), format!("{day}:"));
+        let read = self.db.begin_read().map_err(db_error)?;
+        let mut list = DayList::default();
+        let files = read.open_table(FILES).map_err(db_error)?;
+        for row in files.range(from.as_str()..to.as_str()).map_err(db_error)? {
+            let (k, v) = row.map_err(db_error)?;
+            let Some(path) = path_of(k.value()) else {
+                continue;
+            };
+            let (size, sha, added) = v.value();
+            list.files.push(FileEntry {
+                path,
+                size,
+                sha256: hex::encode(sha),
+                added,
+            });
+        }
+        let tombstones = read.open_table(TOMBSTONES).map_err(db_error)?;
+        for row in tombstones
+            .range(from.as_str()..to.as_str())
+            .map_err(db_error)?
+        {
+            let (k, _) = row.map_err(db_error)?;
+            if let Some(path) = path_of(k.value()) {
+                list.tombstones.push(path);
+            }
+        }
+        Ok(list)
+    }
+
+    pub fn counts(&self) -> Result<IndexCounts, IndexError> {
+        let read = self.db.begin_read().map_err(db_error)?;
+        let files = read.open_table(FILES).map_err(db_error)?;
+        let tombstones = read.open_table(TOMBSTONES).map_err(db_error)?;
+        let days = read.open_table(DAYS).map_err(db_error)?;
+        Ok(IndexCounts {
+            files: files.len().map_err(db_error)?,
+            tombstones: tombstones.len().map_err(db_error)?,
+            days: days.len().map_err(db_error)?,
+        })
+    }
+}
+
+fn committed_at(db: &Database) -> Result<Option<i64>, IndexError> {
+    let read = db.begin_read().map_err(db_error)?;
+    let meta = read.open_table(META).map_err(db_error)?;
+    Ok(meta.get(COMMITTED_AT).map_err(db_error)?.map(|v| v.value()))
+}
+
+/// Indexes the files of day folders changed since `since` (all when
+/// `None`) that the index does not know, hashing only those; commits in
+/// batches, before the writer thread starts.
+fn reconcile(db: &Database, data_dir: &Path, since: Option<i64>) -> Result<(), IndexError> {
+    let mut added = 0usize;
+    let mut batch = Vec::new();
+    for (date, folder) in day_folders(data_dir)? {
+        if let Some(since) = since {
+            let changed = std::fs::metadata(&folder)
+                .and_then(|m| m.modified())
+                .map(|t| chrono::DateTime::<chrono::Utc>::from(t).timestamp())
+                .unwrap_or(i64::MAX);
+            if changed < since {
+                continue;
+            }
+        }
+        let known = {
+            let read = db.begin_read().map_err(db_error)?;
+            let files = read.open_table(FILES).map_err(db_error)?;
+            let tombstones = read.open_table(TOMBSTONES).map_err(db_error)?;
+            move |k: &str| -> Result<bool, IndexError> {
+                Ok(files.get(k).map_err(db_error)?.is_some()
+                    || tombstones.get(k).map_err(db_error)?.is_some())
+            }
+        };
+        for entry in std::fs::read_dir(&folder)?.flatten() {
+            let name = entry.file_name();
+            let Some(path) = name.to_str().and_then(|n| stored_path(date, n)) else {
+                continue;
+            };
+            if known(&key(&path))? {
+                continue;
+            }
+            let meta = entry.metadata()?;
+            let added_at = meta
+                .modified()
+                .map(|t| chrono::DateTime::<chrono::Utc>::from(t).timestamp())
+                .unwrap_or(0);
+            batch.push(Op::Record(FileEntry {
+                sha256: hash_file(&entry.path())?,
+                size: meta.len(),
+                added: added_at,
+                path,
+            }));
+            added += 1;
+            if batch.len() == BATCH {
+                apply(db, &batch)?;
+                batch.clear();
+            }
+        }
+    }
+    // Committed even when empty: `committed_at` moves on.
+    apply(db, &batch)?;
+    if added > 0 {
+        tracing::info!(files = added, "indexed files the index did not know");
+    }
+    Ok(())
+}
+
+fn open_db(file: &Path) -> Result<Database, IndexError> {
+    let db = Database::builder()
+        .set_concurrency_mode(ConcurrencyMode::MultiWriter)
+        .create(file)
+        .map_err(db_error)?;
+    // Create the tables, so that reads never meet a missing one.
+    let write = db.begin_write().map_err(db_error)?;
+    write.open_table(FILES).map_err(db_error)?;
+    write.open_table(TOMBSTONES).map_err(db_error)?;
+    write.open_table(DAYS).map_err(db_error)?;
+    write.open_table(META).map_err(db_error)?;
+    write.commit().map_err(db_error)?;
+    Ok(db)
+}
+
+fn write_loop(db: &Database, queue: &mpsc::Receiver<Op>) {
+    while let Ok(first) = queue.recv() {
+        let mut ops = vec![first];
+        while ops.len() < BATCH {
+            match queue.try_recv() {
+                Ok(op) => ops.push(op),
+                Err(_) => break,
+            }
+        }
+        let result = apply(db, &ops);
+        if let Err(e) = &result {
+            tracing::error!(error = %e, operations = ops.len(), "an index batch could not be committed");
+        }
+        for op in ops {
+            let answer = match &result {
+                Ok(()) => Ok(()),
+                Err(e) => Err(IndexError::Db(e.to_string())),
+            };
+            match op {
+                Op::Record(_) => {}
+                Op::Tombstone { done, .. } | Op::Flush(done) => {
+                    let _ = done.send(answer);
+                }
+            }
+        }
+    }
+}
+
+/// Commits a batch as one transaction.
+fn apply(db: &Database, ops: &[Op]) -> Result<(), IndexError> {
+    let write = db.begin_write().map_err(db_error)?;
+    {
+        let mut files = write.open_table(FILES).map_err(db_error)?;
+        let mut tombstones = write.open_table(TOMBSTONES).map_err(db_error)?;
+        let mut days = write.open_table(DAYS).map_err(db_error)?;
+        for op in ops {
+            match op {
+                Op::Record(entry) => {
+                    let k = key(&entry.path);
+                    if tombstones.get(k.as_str()).map_err(db_error)?.is_some()
+                        || files.get(k.as_str()).map_err(db_error)?.is_some()
+                    {
+                        continue;
+                    }
+                    let mut sha = [0u8; 32];
+                    if hex::decode_to_slice(&entry.sha256, &mut sha).is_err() {
+                        continue;
+                    }
+                    files
+                        .insert(k.as_str(), (entry.size, sha, entry.added))
+                        .map_err(db_error)?;
+                    let digest = Digest::of_file(&entry.path.file_name(), &entry.sha256);
+                    change_day(&mut days, &entry.path, digest, (1, 0))?;
+                }
+                Op::Tombstone { path, when, .. } => {
+                    let k = key(path);
+                    if tombstones.get(k.as_str()).map_err(db_error)?.is_some() {
+                        continue;
+                    }
+                    let removed = files
+                        .remove(k.as_str())
+                        .map_err(db_error)?
+                        .map(|v| v.value().1);
+                    if let Some(sha) = removed {
+                        let digest = Digest::of_file(&path.file_name(), &hex::encode(sha));
+                        change_day(&mut days, path, digest, (-1, 0))?;
+                    }
+                    tombstones.insert(k.as_str(), when).map_err(db_error)?;
+                    change_day(
+                        &mut days,
+                        path,
+                        Digest::of_tombstone(&path.file_name()),
+                        (0, 1),
+                    )?;
+                }
+                Op::Flush(_) => {}
+            }
+        }
+        let mut meta = write.open_table(META).map_err(db_error)?;
+        meta.insert(COMMITTED_AT, chrono::Utc::now().timestamp())
+            .map_err(db_error)?;
+    }
+    write.commit().map_err(db_error)
+}
+
+/// Toggles `digest` in its day and moves the day's counts by `delta`
+/// (files, tombstones); a day left with nothing is removed.
+fn change_day(
+    days: &mut redb::Table<'_, u32, ([u8; 32], u64, u64)>,
+    path: &StoredPath,
+    digest: Digest,
+    delta: (i64, i64),
+) -> Result<(), IndexError> {
+    let day = day_number(path.date());
+    let (mut sum, files, tombstones) = days
+        .get(day)
+        .map_err(db_error)?
+        .map(|v| {
+            let (d, f, t) = v.value();
+            (Digest(d), f, t)
+        })
+        .unwrap_or_default();
+    sum.toggle(digest);
+    let files = files.saturating_add_signed(delta.0);
+    let tombstones = tombstones.saturating_add_signed(delta.1);
+    if files == 0 && tombstones == 0 {
+        days.remove(day).map_err(db_error)?;
+    } else {
+        days.insert(day, (sum.0, files, tombstones))
+            .map_err(db_error)?;
+    }
+    Ok(())
+}
+
+/// The stored path of an index key.
+fn path_of(key: &str) -> Option<StoredPath> {
+    let (day, name) = key.split_once('/')?;
+    stored_path(day_date(day.parse().ok()?)?, name)
+}
+
+fn stored_path(date: NaiveDate, name: &str) -> Option<StoredPath> {
+    use chrono::Datelike;
+    StoredPath::parse(&format!(
+        "{}/{}/{}/{name}",
+        date.year(),
+        date.month(),
+        date.day()
+    ))
+}
+
+/// The day folders of `data_dir` (`{yyyy}/{M}/{d}`), with their dates.
+fn day_folders(data_dir: &Path) -> std::io::Result<Vec<(NaiveDate, PathBuf)>> {
+    let mut out = Vec::new();
+    for year in subfolders(data_dir)? {
+        for month in subfolders(&year.1)? {
+            for day in subfolders(&month.1)? {
+                let date = format!("{}/{}/{}", year.0, month.0, day.0);
+                if let Ok(date) = NaiveDate::parse_from_str(&date, "%Y/%m/%d") {
+                    out.push((date, day.1));
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Folders below `dir` whose names are all digits (no `.tmp`, no index).
+fn subfolders(dir: &Path) -> std::io::Result<Vec<(String, PathBuf)>> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir)?.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if !name.is_empty()
+            && name.bytes().all(|b| b.is_ascii_digit())
+            && entry.file_type().is_ok_and(|t| t.is_dir())
+        {
+            out.push((name, entry.path()));
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn path(day: u32, n: u128) -> StoredPath {
+        let date = day_date(day).expect("date");
+        StoredPath::new(
+            date,
+            uuid::Uuid::from_u128(n),
+            crate::storage::ImageType::Jpg,
+        )
+    }
+
+    fn entry(day: u32, n: u128) -> FileEntry {
+        FileEntry {
+            path: path(day, n),
+            size: 3,
+            sha256: format!("{n:064x}"),
+            added: 1,
+        }
+    }
+
+    #[tokio::test]
+    async fn digests_agree_whatever_the_order_and_tombstones_win() {
+        let (a, b) = (
+            tempfile::tempdir().expect("dir"),
+            tempfile::tempdir().expect("dir"),
+        );
+        let (x, y) = (
+            Index::open(a.path()).expect("open"),
+            Index::open(b.path()).expect("open"),
+        );
+        for n in 1..=3 {
+            x.record(entry(20261201, n));
+        }
+        for n in (1..=3).rev() {
+            y.record(entry(20261201, n));
+        }
+        x.flush().await.expect("flush");
+        y.flush().await.expect("flush");
+        assert_eq!(x.days().expect("days"), y.days().expect("days"));
+        x.tombstone(path(20261201, 2), 5).await.expect("tombstone");
+        assert_ne!(x.days().expect("days"), y.days().expect("days"));
+        y.tombstone(path(20261201, 2), 9).await.expect("tombstone");
+        // A record after the delete does not bring the file back.
+        y.record(entry(20261201, 2));
+        y.flush().await.expect("flush");
+        assert_eq!(x.days().expect("days"), y.days().expect("days"));
+        let list = x.list_day(20261201).expect("list");
+        assert_eq!(list.files.len(), 2);
+        assert_eq!(list.tombstones, vec![path(20261201, 2)]);
+        assert!(x.is_deleted(&path(20261201, 2)).expect("deleted"));
+        assert_eq!(
+            x.counts().expect("counts"),
+            IndexCounts {
+                files: 2,
+                tombstones: 1,
+                days: 1
+            }
+        );
+    }
+
+    #[test]
+    fn a_new_index_is_built_from_the_files() {
+        let dir = tempfile::tempdir().expect("dir");
+        let p = path(20261210, 7);
+        let file = dir.path().join(p.to_relative_path());
+        std::fs::create_dir_all(file.parent().expect("parent")).expect("mkdir");
+        std::fs::write(&file, b"abc").expect("write");
+        std::fs::write(file.with_file_name("not-a-stored-file.txt"), b"x").expect("write");
+        let index = Index::open(dir.path()).expect("open");
+        let found = index.get(&p).expect("get").expect("indexed");
+        assert_eq!(found.size, 3);
+        assert_eq!(
+            found.sha256,
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+        assert_eq!(index.counts().expect("counts").files, 1);
+    }
+}
