@@ -4,6 +4,7 @@
 
 mod auth;
 mod body;
+mod delete;
 mod error;
 mod files;
 mod health;
@@ -163,6 +164,10 @@ async fn action(state: Arc<AppState>, request: Request) -> Response {
             sync::handle(state, format, params.path.as_deref(), &parts.headers, body).await
         }
         "sync" => not_allowed(format, "sync", "PUT or POST"),
+        "delete" if method == Method::POST => {
+            delete::handle(state, format, params.path.as_deref(), request.headers()).await
+        }
+        "delete" => not_allowed(format, "delete", "POST"),
         _ => Error::UnknownAction.answer(format, Map::new()),
     }
 }
