@@ -92,6 +92,11 @@ async fn a_delete_reaches_every_server_and_one_that_was_down_learns_it_from_the_
     // s3 comes back still holding the file, and learns from s1's journal.
     cluster.node(2).start();
     assert_eq!(cluster.nodes[2].stored().len(), 1);
+    // s1 and s2 never fetch the deleted name back from s3 by read-through.
+    for node in &cluster.nodes[..2] {
+        assert_eq!(get_status(node, &path).await, 410, "{}", node.name);
+        assert!(node.stored().is_empty(), "{} fetched it back", node.name);
+    }
     let report = uploaderrors(&cluster.nodes[0]).await;
     assert_eq!(report["replayed"], 1, "{report}");
     assert_eq!(report["remaining"], 0, "{report}");

@@ -29,7 +29,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::config::Config;
 use crate::journal::{Journal, Replayer};
-use crate::repair::Fetcher;
+use crate::repair::{Fetcher, ReadThrough};
 use crate::replication::{Replicator, SERVER_HEADER};
 use crate::storage::Storage;
 use error::Error;
@@ -50,6 +50,8 @@ pub struct AppState {
     pub replayer: Arc<Replayer>,
     /// Brings stored files from peers (repair, read-through).
     pub fetcher: Fetcher,
+    /// Fetches a missing stored file while its client waits.
+    read_through: ReadThrough,
     /// The last writability probes, shared by `/healthz` callers.
     health: health::Probes,
 }
@@ -64,6 +66,7 @@ impl AppState {
         fetcher: Fetcher,
     ) -> Self {
         Self {
+            read_through: ReadThrough::new(fetcher.clone(), config.peers.clone(), storage.clone()),
             fetcher,
             receiving: Arc::new(Semaphore::new(config.max_uploads_in_flight)),
             config,

@@ -3,8 +3,11 @@
 //! newly listed in servers.xml.config, files restored onto one server.
 //!
 //! `fetch` brings one stored file from a peer, hash-checked; the passes
-//! that decide what to fetch are built on it.
+//! that decide what to fetch are built on it, and so is `readthrough`,
+//! which fetches a missing name while a client waits for it.
 
 mod fetch;
+mod readthrough;
 
 pub use fetch::{FetchError, Fetcher, HASH_HEADER, REPAIR_HEADER};
+pub use readthrough::{Lookup, ReadThrough};
