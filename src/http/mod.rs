@@ -29,7 +29,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::config::Config;
 use crate::journal::{Journal, Replayer};
-use crate::repair::{Fetcher, ReadThrough};
+use crate::repair::{Fetcher, ReadThrough, Scrubber};
 use crate::replication::{Replicator, SERVER_HEADER};
 use crate::storage::Storage;
 use error::Error;
@@ -52,6 +52,8 @@ pub struct AppState {
     pub fetcher: Fetcher,
     /// Fetches a missing stored file while its client waits.
     read_through: ReadThrough,
+    /// Rehashes stored files in the background (started by `serve`).
+    pub scrubber: Scrubber,
     /// The last writability probes, shared by `/healthz` callers.
     health: health::Probes,
 }
@@ -67,6 +69,7 @@ impl AppState {
     ) -> Self {
         Self {
             read_through: ReadThrough::new(fetcher.clone(), config.peers.clone(), storage.clone()),
+            scrubber: Scrubber::new(storage.clone(), fetcher.clone(), config.peers.clone()),
             fetcher,
             receiving: Arc::new(Semaphore::new(config.max_uploads_in_flight)),
             config,
