@@ -137,6 +137,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
             .clone()
             .run_background(config.replication.retry_interval),
     );
+    let scrub = tokio::spawn(state.scrubber.clone().run(config.repair.scrub_interval));
     let settings = server::Settings {
         header_timeout: config.header_timeout,
         send_timeout: config.send_timeout,
@@ -147,6 +148,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     };
     server::serve(listener, http::router(state), settings, shutdown::signal()).await;
     background.abort();
+    scrub.abort();
     tracing::info!("stopped");
     Ok(())
 }

@@ -17,7 +17,7 @@ use axum::http::Request;
 use multiserver_upload::cli::Overrides;
 use multiserver_upload::config::{Config, servers};
 use multiserver_upload::http::{redact, router};
-use multiserver_upload::journal::{Journal, JournalEntry, Settlement};
+use multiserver_upload::journal::{Journal, JournalEntry, Operation, Settlement};
 use multiserver_upload::storage::StoredPath;
 use proptest::prelude::*;
 use tower::ServiceExt;
@@ -554,6 +554,7 @@ async fn journal_keeps_unreadable_bytes_that_are_not_utf8() {
     let journal = Journal::open(dir.path(), false).expect("open");
     let entry = JournalEntry {
         id: uuid::Uuid::new_v4(),
+        op: Operation::Copy,
         time: chrono::Local::now(),
         from: "s1".into(),
         peer: "s2".into(),

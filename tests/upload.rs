@@ -218,7 +218,7 @@ async fn unknown_or_missing_action_is_400_listing_the_valid_ones() {
     let s1 = &cluster.nodes[0];
     for query in [
         "format=json",
-        "action=delete&format=json",
+        "action=remove&format=json",
         "action=&format=json",
     ] {
         let (status, v) = json(
@@ -231,7 +231,7 @@ async fn unknown_or_missing_action_is_400_listing_the_valid_ones() {
         .await;
         assert_eq!(status, 400, "{query}");
         let error = error_of(&v);
-        for action in ["upload", "uploaderrors", "sync"] {
+        for action in ["upload", "uploaderrors", "sync", "delete"] {
             assert!(error.contains(action), "{error}");
         }
     }

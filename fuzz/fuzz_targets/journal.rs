@@ -206,7 +206,9 @@ fuzz_target!(|input: Input| {
         match entry {
             None => expected.push(Expected::Verbatim(raw)),
             Some(e) => match outcomes.get(&e.id) {
-                Some(Settlement::Delivered | Settlement::SourceGone) => {}
+                Some(
+                    Settlement::Delivered | Settlement::SourceGone | Settlement::DeletedThere,
+                ) => {}
                 Some(Settlement::Failed(error)) => {
                     expected.push(Expected::Attempted(e, error.clone(), false));
                 }

@@ -1,4 +1,4 @@
-//! `GET|HEAD /{yyyy}/{M}/{d}/{name}`: stored files (SPEC §2.5).
+//! `GET|HEAD /{yyyy}/{M}/{d}/{name}`: stored files (SPEC §2.5, §4a).
 //!
 //! Only paths of the stored-file pattern are looked up, so nothing else in
 //! `data_dir` (temporary files) or beside it (journal, logs, config) can be
@@ -6,6 +6,12 @@
 //! Last-Modified, HEAD); this adds the ETag with `If-None-Match`, the image
 //! type, long immutable caching (names are never reused) and `nosniff`, so
 //! no browser ever runs a stored file as anything but an image.
+//!
+//! A name missing here is fetched from a peer first (read-through) and then
+//! served like any local file; a name deleted here answers 410 without
+//! asking anyone. A request carrying [`REPAIR_HEADER`] comes from a peer
+//! fetching on its own behalf: it is answered from this disk only, never by
+//! asking further (no loops), and with the index's hash.
 
 use std::sync::Arc;
 use std::time::UNIX_EPOCH;
@@ -18,7 +24,7 @@ use tower::ServiceExt;
 use tower_http::services::ServeFile;
 
 use super::AppState;
-use crate::repair::{HASH_HEADER, REPAIR_HEADER};
+use crate::repair::{HASH_HEADER, Lookup, REPAIR_HEADER};
 use crate::storage::StoredPath;
 
 const IMMUTABLE: &str = "public, max-age=31536000, immutable";
@@ -32,11 +38,26 @@ pub async fn handle(
         return StatusCode::NOT_FOUND.into_response();
     };
     let file = state.storage.file_path(&path);
-    let Ok(meta) = tokio::fs::metadata(&file).await else {
-        return StatusCode::NOT_FOUND.into_response();
+    let for_peer = request.headers().contains_key(REPAIR_HEADER);
+    let meta = match tokio::fs::metadata(&file).await {
+        Ok(meta) => meta,
+        Err(_) => {
+            let lookup = if for_peer {
+                deleted_here(&state, &path)
+            } else {
+                state.read_through.fetch(&path).await
+            };
+            if let Some(refusal) = missing(lookup) {
+                return refusal;
+            }
+            match tokio::fs::metadata(&file).await {
+                Ok(meta) => meta,
+                Err(_) => return StatusCode::NOT_FOUND.into_response(),
+            }
+        }
     };
     // A peer fetching for repair checks what it gets against our index.
-    let indexed_hash = if request.headers().contains_key(REPAIR_HEADER) {
+    let indexed_hash = if for_peer {
         match state.storage.index().get(&path) {
             Ok(Some(entry)) => Some(entry.sha256),
             Ok(None) => None,
@@ -93,6 +114,35 @@ pub async fn handle(
         headers.insert(HASH_HEADER, hash);
     }
     response
+}
+
+/// For a peer's request of a name not on disk: nobody else is asked.
+fn deleted_here(state: &AppState, path: &StoredPath) -> Lookup {
+    match state.storage.index().is_deleted(path) {
+        Ok(true) => Lookup::Deleted,
+        Ok(false) => Lookup::Nowhere,
+        Err(e) => {
+            tracing::error!(error = %e, "index read failed");
+            Lookup::Nowhere
+        }
+    }
+}
+
+/// The answer for a name that is not here, or `None` once it is.
+fn missing(lookup: Lookup) -> Option<Response> {
+    match lookup {
+        Lookup::Here => None,
+        Lookup::Nowhere => Some(StatusCode::NOT_FOUND.into_response()),
+        Lookup::Deleted => Some(StatusCode::GONE.into_response()),
+        // Not cached: the peer that could not be asked may have it later.
+        Lookup::Unavailable => Some(
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                [(header::CACHE_CONTROL, "no-store")],
+            )
+                .into_response(),
+        ),
+    }
 }
 
 fn response_is_content(status: StatusCode) -> bool {

@@ -4,6 +4,7 @@
 
 mod auth;
 mod body;
+mod delete;
 mod error;
 mod files;
 mod health;
@@ -28,7 +29,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::config::Config;
 use crate::journal::{Journal, Replayer};
-use crate::repair::Fetcher;
+use crate::repair::{Fetcher, ReadThrough, Scrubber};
 use crate::replication::{Replicator, SERVER_HEADER};
 use crate::storage::Storage;
 use error::Error;
@@ -49,6 +50,10 @@ pub struct AppState {
     pub replayer: Arc<Replayer>,
     /// Brings stored files from peers (repair, read-through).
     pub fetcher: Fetcher,
+    /// Fetches a missing stored file while its client waits.
+    read_through: ReadThrough,
+    /// Rehashes stored files in the background (started by `serve`).
+    pub scrubber: Scrubber,
     /// The last writability probes, shared by `/healthz` callers.
     health: health::Probes,
 }
@@ -63,6 +68,8 @@ impl AppState {
         fetcher: Fetcher,
     ) -> Self {
         Self {
+            read_through: ReadThrough::new(fetcher.clone(), config.peers.clone(), storage.clone()),
+            scrubber: Scrubber::new(storage.clone(), fetcher.clone(), config.peers.clone()),
             fetcher,
             receiving: Arc::new(Semaphore::new(config.max_uploads_in_flight)),
             config,
@@ -163,6 +170,10 @@ async fn action(state: Arc<AppState>, request: Request) -> Response {
             sync::handle(state, format, params.path.as_deref(), &parts.headers, body).await
         }
         "sync" => not_allowed(format, "sync", "PUT or POST"),
+        "delete" if method == Method::POST => {
+            delete::handle(state, format, params.path.as_deref(), request.headers()).await
+        }
+        "delete" => not_allowed(format, "delete", "POST"),
         _ => Error::UnknownAction.answer(format, Map::new()),
     }
 }

@@ -209,17 +209,7 @@ fn file_entry(
     file: &StoredFile,
     replicas: &[ReplicaOutcome],
 ) -> Value {
-    let replicas: Vec<Value> = replicas
-        .iter()
-        .map(|r| {
-            let mut v = json!({ "peer": r.peer, "ok": u8::from(r.ok) });
-            if let Some(error) = &r.error {
-                v["error"] = error.clone().into();
-                v["journaled"] = u8::from(r.journaled).into();
-            }
-            v
-        })
-        .collect();
+    let replicas = replicas_answer(replicas);
     json!({
         "name": name,
         "link": format!("{base}/{}", file.path),
@@ -231,6 +221,21 @@ fn file_entry(
         "height": dimensions.height,
         "replicas": replicas,
     })
+}
+
+/// Each peer's outcome as an answer lists it (uploads and deletes).
+pub(super) fn replicas_answer(replicas: &[ReplicaOutcome]) -> Vec<Value> {
+    replicas
+        .iter()
+        .map(|r| {
+            let mut v = json!({ "peer": r.peer, "ok": u8::from(r.ok) });
+            if let Some(error) = &r.error {
+                v["error"] = error.clone().into();
+                v["journaled"] = u8::from(r.journaled).into();
+            }
+            v
+        })
+        .collect()
 }
 
 /// The filename of a file part, or `None` for an ordinary form field.

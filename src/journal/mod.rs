@@ -40,10 +40,24 @@ const JOURNAL: &str = "upload-errors.jsonl";
 const LOCK: &str = "upload-errors.lock";
 const REPLAY_LOCK: &str = "upload-errors.replay.lock";
 
-/// One replica that failed and is still owed to `peer`.
+/// What a peer is owed: a copy of a stored file, or the news that a name
+/// was deleted.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Operation {
+    /// Send the file (`sync`). Entries of older versions are all copies.
+    #[default]
+    Copy,
+    /// Tell the peer to delete the name (`delete`); no file is needed.
+    Delete,
+}
+
+/// One replica, or one delete, that failed and is still owed to `peer`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct JournalEntry {
     pub id: Uuid,
+    #[serde(default)]
+    pub op: Operation,
     /// When the copy first failed.
     pub time: DateTime<Local>,
     /// The server that holds the file and owes the copy.
@@ -78,6 +92,9 @@ pub enum Settlement {
     Delivered,
     /// The local file is gone: nothing left to send; remove the entry.
     SourceGone,
+    /// The peer deleted the name (410): it never takes it again; remove
+    /// the entry.
+    DeletedThere,
     /// Failed again: keep it, count the attempt.
     Failed(String),
     /// The peer refused it for good: keep it for an operator, stop resending.
@@ -301,7 +318,11 @@ impl Journal {
                     }
                     Line::Entry(mut e) => {
                         match outcomes.get(&e.id) {
-                            Some(Settlement::Delivered | Settlement::SourceGone) => continue,
+                            Some(
+                                Settlement::Delivered
+                                | Settlement::SourceGone
+                                | Settlement::DeletedThere,
+                            ) => continue,
                             Some(Settlement::Failed(error)) => e.attempted(error, now),
                             Some(Settlement::Refused(error)) => {
                                 e.attempted(error, now);
@@ -428,6 +449,7 @@ mod tests {
     fn entry(peer: &str) -> JournalEntry {
         JournalEntry {
             id: Uuid::new_v4(),
+            op: Operation::Copy,
             time: Local::now(),
             from: "s1".into(),
             peer: peer.into(),
@@ -446,6 +468,7 @@ mod tests {
         let old = r#"{"id":"5310bcaf-0f8a-45c5-9a61-9bf45b5e09c1","time":"2014-04-15T10:00:00+08:00","from":"s1","peer":"s2","path":"2014/4/15/5310bcaf-0f8a-45c5-9a61-9bf45b5e09c1.jpg","size":3,"sha256":"00","attempts":2,"last_error":"refused"}"#;
         let e: JournalEntry = serde_json::from_str(old).expect("an older entry reads");
         assert!(!e.needs_operator);
+        assert_eq!(e.op, Operation::Copy);
         assert!(
             !serde_json::to_string(&e)
                 .expect("json")

@@ -7,7 +7,9 @@
 //! breaker is open, but once the peer fails again during the round, the
 //! round's other copies for it are not sent (they count as failed again).
 //! Entries a peer refused for good are marked `needs_operator` and never
-//! resent; they stay in the journal for an operator.
+//! resent; they stay in the journal for an operator. A copy of a name the
+//! peer deleted (410) is dropped: a deleted name is never restored. A
+//! delete entry needs no local file: it is sent whatever this server holds.
 //!
 //! Also the background loop that replays on its own, to each peer whose
 //! breaker lets it (closed, or its backoff passed), so that Task Scheduler's
@@ -21,8 +23,8 @@ use std::time::Duration;
 use futures_util::StreamExt;
 use serde::Serialize;
 
-use super::{Journal, JournalEntry, Settlement};
-use crate::replication::{Lane, Replicator};
+use super::{Journal, JournalEntry, Operation, Settlement};
+use crate::replication::{Lane, ReplicationError, Replicator};
 use crate::storage::{Storage, StoredFile, StoredPath};
 
 /// Entries sent at once during a replay (the replicator bounds transfers too).
@@ -35,7 +37,7 @@ pub struct ReplayReport {
     pub replayed: usize,
     /// Failed again; kept with the attempt counted.
     pub failed: usize,
-    /// Removed because the local file is gone.
+    /// Removed because the local file is gone, or the peer deleted the name.
     pub dropped: usize,
     /// Refused for good by the peer in this replay; kept for an operator.
     pub refused: usize,
@@ -117,6 +119,10 @@ impl Replayer {
                     report.dropped += 1;
                     tracing::warn!(peer = %entry.peer, path = %entry.path, "journal entry dropped: the local file is gone");
                 }
+                Settlement::DeletedThere => {
+                    report.dropped += 1;
+                    tracing::warn!(peer = %entry.peer, path = %entry.path, "journal entry dropped: the peer deleted this name");
+                }
                 Settlement::Failed(error) => {
                     report.failed += 1;
                     tracing::warn!(peer = %entry.peer, path = %entry.path, %error, "replay failed again");
@@ -138,29 +144,39 @@ impl Replayer {
         let Some(path) = StoredPath::parse(&entry.path) else {
             return Settlement::SourceGone;
         };
-        let source = self.storage.file_path(&path);
-        match tokio::fs::try_exists(&source).await {
-            Ok(false) => return Settlement::SourceGone,
-            Ok(true) => {}
-            Err(e) => return Settlement::Failed(format!("cannot check the local file: {e}")),
-        }
         let Some(peer) = self.replicator.peer(&entry.peer) else {
             return Settlement::Failed(format!(
                 "peer `{}` is not in servers.xml.config any more",
                 entry.peer
             ));
         };
-        let file = StoredFile {
-            path,
-            size: entry.size,
-            sha256: entry.sha256.clone(),
+        let lane = Lane::Replay { since };
+        let result = match entry.op {
+            Operation::Delete => {
+                self.replicator
+                    .send_delete(lane, peer, &path, &self.server_name)
+                    .await
+            }
+            Operation::Copy => {
+                let source = self.storage.file_path(&path);
+                match tokio::fs::try_exists(&source).await {
+                    Ok(false) => return Settlement::SourceGone,
+                    Ok(true) => {}
+                    Err(e) => {
+                        return Settlement::Failed(format!("cannot check the local file: {e}"));
+                    }
+                }
+                let file = StoredFile {
+                    path,
+                    size: entry.size,
+                    sha256: entry.sha256.clone(),
+                };
+                self.replicator.send(lane, peer, &source, &file).await
+            }
         };
-        match self
-            .replicator
-            .send(Lane::Replay { since }, peer, &source, &file)
-            .await
-        {
+        match result {
             Ok(()) => Settlement::Delivered,
+            Err(ReplicationError::DeletedThere) => Settlement::DeletedThere,
             Err(e) if e.is_permanent() => Settlement::Refused(e.to_string()),
             Err(e) => Settlement::Failed(e.to_string()),
         }

@@ -43,6 +43,8 @@ pub struct Fetcher {
     max_file_bytes: u64,
     allowed: Vec<crate::storage::ImageType>,
     idle_timeout: Duration,
+    /// How long the peer may take to answer (connecting included).
+    answer_timeout: Duration,
 }
 
 impl Fetcher {
@@ -59,7 +61,16 @@ impl Fetcher {
             max_file_bytes: config.max_file_bytes,
             allowed: config.allowed_types.clone(),
             idle_timeout: config.replication.idle_timeout,
+            answer_timeout: config.replication.idle_timeout,
         })
+    }
+
+    /// The same fetcher, giving up on a peer that has not answered within
+    /// `limit` (the body still only has to keep moving): for a client
+    /// waiting on the other end.
+    pub fn answering_within(mut self, limit: Duration) -> Self {
+        self.answer_timeout = limit;
+        self
     }
 
     /// Brings `path` from `peer` and stores it under the same name. With
@@ -80,9 +91,9 @@ impl Fetcher {
             .header(REPAIR_HEADER, "1")
             .header("X-Security-Key", &peer.security_key)
             .send();
-        let response = tokio::time::timeout(self.idle_timeout, request)
+        let response = tokio::time::timeout(self.answer_timeout, request)
             .await
-            .map_err(|_| FetchError::Stalled(self.idle_timeout.as_secs()))?
+            .map_err(|_| FetchError::Stalled(self.answer_timeout.as_secs()))?
             .map_err(|e| FetchError::Unreachable(crate::replication::transport_cause(&e)))?;
         let status = response.status().as_u16();
         match status {

@@ -3,8 +3,14 @@
 //! newly listed in servers.xml.config, files restored onto one server.
 //!
 //! `fetch` brings one stored file from a peer, hash-checked; the passes
-//! that decide what to fetch are built on it.
+//! that decide what to fetch are built on it, and so are `readthrough`,
+//! which fetches a missing name while a client waits for it, and `scrub`,
+//! which rehashes what is stored and fetches again what changed.
 
 mod fetch;
+mod readthrough;
+mod scrub;
 
 pub use fetch::{FetchError, Fetcher, HASH_HEADER, REPAIR_HEADER};
+pub use readthrough::{Lookup, ReadThrough};
+pub use scrub::{ScrubStatus, Scrubber};

@@ -41,12 +41,17 @@ use tokio::time::Instant;
 use tokio_util::io::ReaderStream;
 
 use crate::config::{Config, Peer};
-use crate::journal::{Journal, JournalEntry};
-use crate::storage::{Storage, StoredFile};
+use crate::journal::{Journal, JournalEntry, Operation};
+use crate::storage::{Storage, StoredFile, StoredPath};
 use answer::error_text;
 pub(crate) use answer::{SERVER_HEADER, envelope, escape_controls, is_success, read_limited};
 pub use breaker::BreakerStatus;
 use breaker::{Breaker, Open};
+
+/// The request header with which a server passes a delete on to its
+/// peers, naming itself: the receiving peer deletes the name locally and
+/// tells nobody else (no loops).
+pub const FROM_HEADER: &str = "x-multiserver-from";
 
 /// Size of the reads that feed a replica's request body.
 const READ_CHUNK: usize = 256 * 1024;
@@ -65,6 +70,10 @@ pub enum ReplicationError {
     /// The peer refused this file for good; resending cannot help.
     #[error("peer refused the file ({status}): {message}")]
     Refused { status: u16, message: String },
+    /// The peer deleted this name (410): it never takes it again, so the
+    /// copy is dropped, not kept.
+    #[error("the peer deleted this name; the copy is dropped")]
+    DeletedThere,
     /// Nothing listens at the peer's address (its host said so at once).
     #[error("{0}")]
     ConnectionRefused(String),
@@ -93,7 +102,10 @@ impl ReplicationError {
     /// whether it cost time.
     fn peer_failure(&self) -> Option<bool> {
         match self {
-            Self::Source(_) | Self::Refused { .. } | Self::BreakerOpen { .. } => None,
+            Self::Source(_)
+            | Self::Refused { .. }
+            | Self::DeletedThere
+            | Self::BreakerOpen { .. } => None,
             Self::ConnectionRefused(_) => Some(false),
             Self::Stalled(_)
             | Self::Answered { .. }
@@ -187,6 +199,11 @@ impl Replicator {
         self.peers.iter().find(|p| p.name == name)
     }
 
+    /// Whether `name` (as raw header bytes) is one of the peers.
+    pub fn peer_named(&self, name: &[u8]) -> bool {
+        self.peers.iter().any(|p| p.name.as_bytes() == name)
+    }
+
     fn link(&self, name: &str) -> Option<&Link> {
         self.links.iter().find(|l| l.peer.name == name)
     }
@@ -219,6 +236,35 @@ impl Replicator {
         source: &Path,
         file: &StoredFile,
     ) -> Result<(), ReplicationError> {
+        self.guarded(lane, peer, |peer| self.transfer(peer, source, file))
+            .await
+    }
+
+    /// Tells one peer that `path` was deleted here (`from` names this
+    /// server, so the peer deletes it locally and tells nobody else); `Ok`
+    /// once the peer confirmed it. Permits and breaker as for a copy.
+    pub async fn send_delete(
+        &self,
+        lane: Lane,
+        peer: &Peer,
+        path: &StoredPath,
+        from: &str,
+    ) -> Result<(), ReplicationError> {
+        self.guarded(lane, peer, |peer| self.tell_delete(peer, path, from))
+            .await
+    }
+
+    /// Runs `exchange` with one of `peer`'s permits of `lane`, unless its
+    /// breaker is open, and tells the breaker how it went.
+    async fn guarded<'a, F>(
+        &'a self,
+        lane: Lane,
+        peer: &Peer,
+        exchange: impl FnOnce(&'a Peer) -> F,
+    ) -> Result<(), ReplicationError>
+    where
+        F: Future<Output = Result<(), ReplicationError>>,
+    {
         let link = self
             .link(&peer.name)
             .ok_or_else(|| ReplicationError::Transport(format!("`{}` is not a peer", peer.name)))?;
@@ -245,7 +291,7 @@ impl Replicator {
             Lane::Upload => breaker.admit(Instant::now())?,
             Lane::Replay { since } => breaker.admit_replay(since, Instant::now())?,
         }
-        let result = self.transfer(&link.peer, source, file).await;
+        let result = exchange(&link.peer).await;
         match &result {
             Ok(()) => breaker.succeeded(),
             Err(e) => {
@@ -286,7 +332,7 @@ impl Replicator {
         let exchange = async {
             let response = request.send().await.map_err(transport)?;
             progress.touch();
-            judge(peer, file, response, &progress).await
+            judge(peer, &file.path, response, &progress).await
         };
         tokio::select! {
             result = exchange => result,
@@ -297,10 +343,43 @@ impl Replicator {
     }
 }
 
-/// Whether `response` confirms that `peer` stored `file`.
+impl Replicator {
+    async fn tell_delete(
+        &self,
+        peer: &Peer,
+        path: &StoredPath,
+        from: &str,
+    ) -> Result<(), ReplicationError> {
+        let mut url = peer.uri.clone();
+        url.query_pairs_mut()
+            .append_pair("action", "delete")
+            .append_pair("path", &path.to_string())
+            .append_pair("format", "json");
+        let request = self
+            .client
+            .post(url)
+            .header("X-Security-Key", &peer.security_key)
+            .header(FROM_HEADER, from);
+        let progress = Progress::new();
+        let exchange = async {
+            let response = request.send().await.map_err(transport)?;
+            progress.touch();
+            judge(peer, path, response, &progress).await
+        };
+        tokio::select! {
+            result = exchange => result,
+            () = progress.stalled(self.idle_timeout) => {
+                Err(ReplicationError::Stalled(self.idle_timeout.as_secs()))
+            }
+        }
+    }
+}
+
+/// Whether `response` confirms that `peer` did what it was asked for
+/// `path`.
 async fn judge(
     peer: &Peer,
-    file: &StoredFile,
+    path: &StoredPath,
     response: reqwest::Response,
     progress: &Progress,
 ) -> Result<(), ReplicationError> {
@@ -333,6 +412,9 @@ async fn judge(
         Err(_) => Vec::new(),
     };
     let from_peer = named.as_deref() == Some(peer.name.as_bytes());
+    if from_peer && status == StatusCode::GONE {
+        return Err(ReplicationError::DeletedThere);
+    }
     if !status.is_success() {
         let status_code = status.as_u16();
         let message = error_text(&body, ERROR_TEXT_LIMIT);
@@ -364,7 +446,7 @@ async fn judge(
     }
     let confirmed = envelope(&body).is_some_and(|resp| {
         is_success(&resp)
-            && resp.get("path").and_then(serde_json::Value::as_str) == Some(&file.path.to_string())
+            && resp.get("path").and_then(serde_json::Value::as_str) == Some(&path.to_string())
     });
     if confirmed {
         Ok(())
@@ -414,44 +496,115 @@ pub async fn deliver(
         match result {
             Ok(()) => {
                 tracing::info!(peer = %peer.name, path = %file.path, "replicated");
-                outcomes.push(ReplicaOutcome {
-                    peer: peer.name.clone(),
-                    ok: true,
-                    error: None,
-                    journaled: false,
-                });
+                outcomes.push(ReplicaOutcome::confirmed(peer));
             }
-            Err(e) => {
-                let needs_operator = e.is_permanent();
-                if needs_operator {
-                    tracing::warn!(peer = %peer.name, path = %file.path, error = %e, "replica refused, journaled for an operator");
-                } else {
-                    tracing::warn!(peer = %peer.name, path = %file.path, error = %e, "replication failed, journaled");
-                }
-                failed.push(JournalEntry {
-                    id: uuid::Uuid::new_v4(),
-                    time: chrono::Local::now(),
-                    from: from.to_owned(),
-                    peer: peer.name.clone(),
-                    path: file.path.to_string(),
-                    size: file.size,
-                    sha256: file.sha256.clone(),
-                    attempts: 1,
-                    last_error: e.to_string(),
-                    last_attempt: None,
-                    needs_operator,
-                });
+            Err(e @ ReplicationError::DeletedThere) => {
+                tracing::warn!(peer = %peer.name, path = %file.path, "the peer deleted this name; copy dropped");
                 outcomes.push(ReplicaOutcome {
                     peer: peer.name.clone(),
                     ok: false,
                     error: Some(e.to_string()),
-                    journaled: true,
+                    journaled: false,
                 });
+            }
+            Err(e) => {
+                if e.is_permanent() {
+                    tracing::warn!(peer = %peer.name, path = %file.path, error = %e, "replica refused, journaled for an operator");
+                } else {
+                    tracing::warn!(peer = %peer.name, path = %file.path, error = %e, "replication failed, journaled");
+                }
+                failed.push(owed(Operation::Copy, from, peer, file, &e));
+                outcomes.push(ReplicaOutcome::journaled(peer, &e));
             }
         }
     }
     journal.append(failed).await?;
     Ok(outcomes)
+}
+
+/// Tells every peer at once that `path` was deleted here and journals each
+/// peer that could not be told, so that it learns it later. Returns `Err`
+/// only if that could not be journaled.
+pub async fn announce_delete(
+    replicator: &Replicator,
+    journal: &Journal,
+    from: &str,
+    path: &StoredPath,
+) -> std::io::Result<Vec<ReplicaOutcome>> {
+    let results =
+        futures_util::future::join_all(replicator.peers().iter().map(|peer| async move {
+            (
+                peer,
+                replicator.send_delete(Lane::Upload, peer, path, from).await,
+            )
+        }))
+        .await;
+    let mut outcomes = Vec::with_capacity(results.len());
+    let mut failed = Vec::new();
+    let deleted = StoredFile {
+        path: path.clone(),
+        size: 0,
+        sha256: String::new(),
+    };
+    for (peer, result) in results {
+        match result {
+            Ok(()) => {
+                tracing::info!(peer = %peer.name, %path, "delete passed on");
+                outcomes.push(ReplicaOutcome::confirmed(peer));
+            }
+            Err(e) => {
+                tracing::warn!(peer = %peer.name, %path, error = %e, "delete not passed on, journaled");
+                failed.push(owed(Operation::Delete, from, peer, &deleted, &e));
+                outcomes.push(ReplicaOutcome::journaled(peer, &e));
+            }
+        }
+    }
+    journal.append(failed).await?;
+    Ok(outcomes)
+}
+
+/// The journal entry of what `peer` could not be given.
+fn owed(
+    op: Operation,
+    from: &str,
+    peer: &Peer,
+    file: &StoredFile,
+    e: &ReplicationError,
+) -> JournalEntry {
+    JournalEntry {
+        id: uuid::Uuid::new_v4(),
+        op,
+        time: chrono::Local::now(),
+        from: from.to_owned(),
+        peer: peer.name.clone(),
+        path: file.path.to_string(),
+        size: file.size,
+        sha256: file.sha256.clone(),
+        attempts: 1,
+        last_error: e.to_string(),
+        last_attempt: None,
+        needs_operator: e.is_permanent(),
+    }
+}
+
+impl ReplicaOutcome {
+    fn confirmed(peer: &Peer) -> Self {
+        Self {
+            peer: peer.name.clone(),
+            ok: true,
+            error: None,
+            journaled: false,
+        }
+    }
+
+    fn journaled(peer: &Peer, e: &ReplicationError) -> Self {
+        Self {
+            peer: peer.name.clone(),
+            ok: false,
+            error: Some(e.to_string()),
+            journaled: true,
+        }
+    }
 }
 
 /// The last moment a transfer moved, for the idle timeout.

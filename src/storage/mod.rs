@@ -40,6 +40,9 @@ pub use sniff::{ImageType, SNIFF_LEN};
 pub const MARKER: &str = ".multiserver-upload-server";
 /// Name of the folder below `data_dir` that holds files still being written.
 const TMP_DIR: &str = ".tmp";
+/// Name of the folder below `data_dir` where stored files whose bytes no
+/// longer match the index are set aside for an operator (never deleted).
+pub const QUARANTINE_DIR: &str = ".quarantine";
 /// Temporary files untouched for this long belong to a process that died.
 const STALE_TMP: Duration = Duration::from_secs(3600);
 /// Blocking file tasks of uploads and replicas at once. tokio's blocking
@@ -273,6 +276,31 @@ impl Storage {
         let file = self.file_path(path);
         self.disk.run(move || remove_file_patiently(&file)).await?;
         Ok(())
+    }
+
+    /// Moves the file of `path` aside to `{data_dir}/.quarantine/`, under
+    /// its date, name and the time now, so that its name is free for a good
+    /// copy; returns where it went.
+    pub async fn quarantine(&self, path: &StoredPath) -> io::Result<PathBuf> {
+        let from = self.file_path(path);
+        let folder = self.data_dir.join(QUARANTINE_DIR);
+        let date = path.date();
+        let to = folder.join(format!(
+            "{}-{}-{}-{}.{}",
+            date.format("%Y"),
+            date.format("%-m"),
+            date.format("%-d"),
+            path.file_name(),
+            chrono::Local::now().format("%Y%m%d%H%M%S")
+        ));
+        let moved = to.clone();
+        tokio::task::spawn_blocking(move || {
+            std::fs::create_dir_all(&folder)?;
+            std::fs::rename(&from, &moved)
+        })
+        .await
+        .map_err(io::Error::other)??;
+        Ok(to)
     }
 
     fn record(&self, file: &StoredFile) {

@@ -1,0 +1,168 @@
+//! Read-through between real server processes (SPEC §4a): a server whose
+//! data folder was emptied serves every link at once from its peers, with
+//! the same bytes and headers as a local file; concurrent requests for one
+//! name make one fetch; a name nobody has is 404, and 503 (not cached) when
+//! a peer could not be asked.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{Cluster, Node, eventually, jpeg, upload};
+
+const QUIET: &str = "fsync = false\n[replication]\nretry_interval_secs = 3600\n";
+
+/// Request lines in `node`'s log files for `GET /{path}`.
+fn gets_of(node: &Node, path: &str) -> usize {
+    let target = format!("target=/{path} ");
+    std::fs::read_dir(node.log_dir())
+        .expect("log dir")
+        .flatten()
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .starts_with("multiserver-upload.log")
+        })
+        .map(|e| std::fs::read_to_string(e.path()).unwrap_or_default())
+        .map(|text| {
+            text.lines()
+                .filter(|l| l.contains("method=GET") && l.contains(&target))
+                .count()
+        })
+        .sum()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_emptied_server_serves_every_link_from_its_peers_with_one_fetch_per_name() {
+    let mut cluster = Cluster::new(&["s1", "s2", "s3"], QUIET);
+    cluster.start_all();
+    let mut files = Vec::new();
+    for seed in 0..6u64 {
+        let bytes = jpeg(60_000 + seed as usize * 1_000, seed);
+        let (status, up) = upload(&cluster.nodes[0], &[("a.jpg", &bytes)]).await;
+        assert_eq!(status, 200, "{up}");
+        let path = up["resp"]["files"][0]["path"]
+            .as_str()
+            .expect("path")
+            .to_owned();
+        files.push((path, bytes));
+    }
+    // s2 loses its disk.
+    cluster.node(1).kill();
+    std::fs::remove_dir_all(cluster.nodes[1].data_dir()).expect("empty s2");
+    cluster.node(1).start();
+    assert!(cluster.nodes[1].stored().is_empty());
+
+    let s2 = cluster.nodes[1].base();
+    let client = reqwest::Client::new();
+    // The first name asked for 20 times at once, the others once each, all
+    // at the same time.
+    let (hot, hot_bytes) = files[0].clone();
+    let mut requests = Vec::new();
+    for _ in 0..20 {
+        requests.push((hot.clone(), hot_bytes.clone()));
+    }
+    requests.extend(files[1..].iter().cloned());
+    let answers = futures_util::future::join_all(requests.into_iter().map(|(path, bytes)| {
+        let client = client.clone();
+        let url = format!("{s2}/{path}");
+        async move {
+            let response = client.get(&url).send().await.expect("get");
+            let status = response.status().as_u16();
+            let headers = response.headers().clone();
+            let body = response.bytes().await.expect("body");
+            (path, bytes, status, headers, body)
+        }
+    }))
+    .await;
+    for (path, bytes, status, headers, body) in &answers {
+        assert_eq!(*status, 200, "{path}");
+        assert_eq!(&body[..], &bytes[..], "{path}: other bytes");
+        assert_eq!(headers["content-type"], "image/jpeg");
+        assert!(headers.contains_key("etag"), "{path}");
+        assert_eq!(
+            headers["cache-control"],
+            "public, max-age=31536000, immutable"
+        );
+    }
+    // One fetch of the hot name, from one peer.
+    let asked = || gets_of(&cluster.nodes[0], &hot) + gets_of(&cluster.nodes[2], &hot);
+    assert!(eventually(Duration::from_secs(5), || asked() > 0));
+    assert_eq!(asked(), 1, "peers were asked {} times for {hot}", asked());
+    // Kept: s2 holds every file again, and serves them as local files
+    // (Range, ETag) even with every peer down.
+    let mut stored = cluster.nodes[1].stored();
+    let mut expected = files.clone();
+    stored.sort();
+    expected.sort();
+    assert_eq!(stored, expected);
+    cluster.node(0).kill();
+    cluster.node(2).kill();
+    let (path, bytes) = &files[1];
+    let ranged = client
+        .get(format!("{s2}/{path}"))
+        .header("Range", "bytes=10-19")
+        .send()
+        .await
+        .expect("range");
+    assert_eq!(ranged.status().as_u16(), 206);
+    let etag = ranged.headers()["etag"].clone();
+    assert_eq!(&ranged.bytes().await.expect("body")[..], &bytes[10..20]);
+    let again = client
+        .get(format!("{s2}/{path}"))
+        .header("If-None-Match", etag)
+        .send()
+        .await
+        .expect("etag");
+    assert_eq!(again.status().as_u16(), 304);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_name_no_peer_has_is_404_and_503_when_a_peer_could_not_be_asked() {
+    let mut cluster = Cluster::new(&["s1", "s2"], QUIET);
+    cluster.start_all();
+    let bytes = jpeg(20_000, 9);
+    let (status, up) = upload(&cluster.nodes[0], &[("a.jpg", &bytes)]).await;
+    assert_eq!(status, 200, "{up}");
+    let path = up["resp"]["files"][0]["path"]
+        .as_str()
+        .expect("path")
+        .to_owned();
+    let nowhere = "2014/4/15/5310bcaf-0f8a-45c5-9a61-9bf45b5e09c1.jpg";
+    let client = reqwest::Client::new();
+    let s2 = cluster.nodes[1].base();
+    let missing = client
+        .get(format!("{s2}/{nowhere}"))
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(missing.status().as_u16(), 404);
+    assert!(eventually(Duration::from_secs(5), || gets_of(
+        &cluster.nodes[0],
+        nowhere
+    ) == 1));
+
+    // The only peer down: s2 cannot know, and says so without caching.
+    cluster.node(0).kill();
+    std::fs::remove_file(cluster.nodes[1].data_dir().join(&path)).expect("remove");
+    for name in [nowhere, path.as_str()] {
+        let started = std::time::Instant::now();
+        let unavailable = client
+            .get(format!("{s2}/{name}"))
+            .send()
+            .await
+            .expect("get");
+        assert_eq!(unavailable.status().as_u16(), 503, "{name}");
+        assert_eq!(unavailable.headers()["cache-control"], "no-store");
+        assert!(started.elapsed() < Duration::from_secs(10));
+    }
+    // Back up: the file comes back through the read-through.
+    cluster.node(0).start();
+    let back = client
+        .get(format!("{s2}/{path}"))
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(back.status().as_u16(), 200);
+    assert_eq!(&back.bytes().await.expect("body")[..], &bytes[..]);
+}
