@@ -220,6 +220,18 @@ impl Index {
         Ok(list)
     }
 
+    /// Every deleted name.
+    pub fn tombstones(&self) -> Result<Vec<StoredPath>, IndexError> {
+        let read = self.db.begin_read().map_err(db_error)?;
+        let tombstones = read.open_table(TOMBSTONES).map_err(db_error)?;
+        let mut out = Vec::new();
+        for row in tombstones.iter().map_err(db_error)? {
+            let (k, _) = row.map_err(db_error)?;
+            out.extend(path_of(k.value()));
+        }
+        Ok(out)
+    }
+
     pub fn counts(&self) -> Result<IndexCounts, IndexError> {
         let read = self.db.begin_read().map_err(db_error)?;
         let files = read.open_table(FILES).map_err(db_error)?;

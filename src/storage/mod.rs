@@ -169,8 +169,18 @@ impl Storage {
         std::fs::create_dir_all(&tmp_dir)?;
         check_marker(data_dir, server_name)?;
         remove_stale(&tmp_dir);
+        let index = Index::open(data_dir)?;
+        // A process that died between a tombstone and the file's removal
+        // left the file: finish the delete.
+        for path in index.tombstones()? {
+            let file = data_dir.join(path.to_relative_path());
+            if file.exists() {
+                tracing::warn!(%path, "removing a deleted file left by an interrupted delete");
+                remove_file_patiently(&file)?;
+            }
+        }
         Ok(Self {
-            index: Index::open(data_dir)?,
+            index,
             data_dir: data_dir.to_path_buf(),
             tmp_dir,
             fsync,
