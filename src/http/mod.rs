@@ -11,6 +11,7 @@ mod log;
 mod origin;
 mod page;
 mod params;
+mod repair;
 mod replay;
 mod respond;
 mod sync;
@@ -28,7 +29,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::config::Config;
 use crate::journal::{Journal, Replayer};
-use crate::repair::Fetcher;
+use crate::repair::{Fetcher, RepairStatus};
 use crate::replication::{Replicator, SERVER_HEADER};
 use crate::storage::Storage;
 use error::Error;
@@ -49,6 +50,8 @@ pub struct AppState {
     pub replayer: Arc<Replayer>,
     /// Brings stored files from peers (repair, read-through).
     pub fetcher: Fetcher,
+    /// What the repair worker did, per peer.
+    pub repair: Arc<RepairStatus>,
     /// The last writability probes, shared by `/healthz` callers.
     health: health::Probes,
 }
@@ -61,9 +64,11 @@ impl AppState {
         journal: Journal,
         replayer: Arc<Replayer>,
         fetcher: Fetcher,
+        repair: Arc<RepairStatus>,
     ) -> Self {
         Self {
             fetcher,
+            repair,
             receiving: Arc::new(Semaphore::new(config.max_uploads_in_flight)),
             config,
             storage,
@@ -72,6 +77,13 @@ impl AppState {
             replayer,
             health: health::Probes::default(),
         }
+    }
+
+    /// Uploads and replicas being received now, and the most allowed at
+    /// once (`max_uploads_in_flight`).
+    pub fn uploads_in_flight(&self) -> (usize, usize) {
+        let max = self.config.max_uploads_in_flight;
+        (max.saturating_sub(self.receiving.available_permits()), max)
     }
 
     /// A place among the uploads in flight, or `Busy`.
@@ -163,6 +175,10 @@ async fn action(state: Arc<AppState>, request: Request) -> Response {
             sync::handle(state, format, params.path.as_deref(), &parts.headers, body).await
         }
         "sync" => not_allowed(format, "sync", "PUT or POST"),
+        "digest" if method == Method::GET => repair::digest(state, params.prefix.as_deref()).await,
+        "digest" => not_allowed(Format::Json, "digest", "GET"),
+        "list" if method == Method::GET => repair::list(state, params.day.as_deref()).await,
+        "list" => not_allowed(Format::Json, "list", "GET"),
         _ => Error::UnknownAction.answer(format, Map::new()),
     }
 }

@@ -43,8 +43,10 @@ use tokio_util::io::ReaderStream;
 use crate::config::{Config, Peer};
 use crate::journal::{Journal, JournalEntry};
 use crate::storage::{Storage, StoredFile};
-use answer::error_text;
-pub(crate) use answer::{SERVER_HEADER, envelope, escape_controls, is_success, read_limited};
+
+pub(crate) use answer::{
+    SERVER_HEADER, envelope, error_text, escape_controls, is_success, read_limited,
+};
 pub use breaker::BreakerStatus;
 use breaker::{Breaker, Open};
 
