@@ -8,6 +8,7 @@ mod error;
 mod files;
 mod health;
 mod log;
+mod metrics;
 mod origin;
 mod page;
 mod params;
@@ -54,6 +55,8 @@ pub struct AppState {
     pub repair: Arc<RepairStatus>,
     /// The last writability probes, shared by `/healthz` callers.
     health: health::Probes,
+    /// Request and byte counters for `/metrics`.
+    metrics: metrics::Metrics,
 }
 
 impl AppState {
@@ -76,6 +79,7 @@ impl AppState {
             journal,
             replayer,
             health: health::Probes::default(),
+            metrics: metrics::Metrics::default(),
         }
     }
 
@@ -118,6 +122,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/.m/upload.aspx", get(page::handle))
         .route("/.m/{asset}", get(page::asset))
         .route("/healthz", get(health::handle))
+        .route("/metrics", get(metrics::handle))
         .route("/{year}/{month}/{day}/{name}", get(files::handle))
         // Limits are enforced per file and per request while streaming.
         .layer(DefaultBodyLimit::disable())
