@@ -54,6 +54,7 @@ SELECTION=(
     hostile_uploads:uploads_over_the_in_flight_limit_get_503_with_retry_after
     peers:a_copy_refused_for_good_is_kept_for_an_operator_and_not_resent
     peers:a_peer_answer_that_is_not_a_stored_copy_is_journaled_and_read_only_a_little
+    repair:a_file_held_by_one_server_only_reaches_every_other
 )
 
 if [ -z "$exe" ]; then

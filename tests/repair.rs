@@ -356,3 +356,116 @@ async fn a_cluster_in_sync_transfers_nothing_in_a_pass() {
         );
     }
 }
+
+// ---------------------------------------------------------------------------
+// The actions peers ask: the key is required, the answers are JSON.
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn digest_and_list_answer_with_the_key_only_and_in_json() {
+    let mut cluster = Cluster::new(&["s1"], REPAIR);
+    let mut planted = BTreeMap::new();
+    for (i, day) in ["2020/2/3", "2020/2/3", "2020/12/1"].iter().enumerate() {
+        let bytes = jpeg(5_000 + i, 600 + i as u64);
+        planted.insert(plant(&cluster.nodes[0], day, &bytes), bytes);
+    }
+    cluster.start_all();
+    let node = &cluster.nodes[0];
+    let client = client();
+    let ask = async |query: &str, key: Option<&str>| {
+        let mut request = client.get(node.do_url(query));
+        if let Some(key) = key {
+            request = request.header("X-Security-Key", key);
+        }
+        json(request.send().await.expect("ask")).await
+    };
+    let key = Some(node.key.as_str());
+    assert_eq!(ask("action=digest&format=json", None).await.0, 403);
+    assert_eq!(
+        ask("action=list&day=2020/2/3&format=json", Some("wrong"))
+            .await
+            .0,
+        403
+    );
+
+    let xor = |hexes: Vec<&str>| {
+        let mut out = [0u8; 32];
+        for h in hexes {
+            for (o, b) in out.iter_mut().zip(hex::decode(h).expect("hex")) {
+                *o ^= b;
+            }
+        }
+        hex::encode(out)
+    };
+    let (status, root) = ask("action=digest", key).await;
+    assert_eq!(status, 200, "{root}");
+    let root = &root["resp"];
+    assert_eq!(
+        root["children"].as_array().expect("years").len(),
+        1,
+        "{root}"
+    );
+    assert_eq!(root["children"][0]["name"], 2020);
+    assert_eq!(root["digest"], root["children"][0]["digest"]);
+    let (_, year) = ask("action=digest&prefix=2020", key).await;
+    let months = year["resp"]["children"].as_array().expect("months");
+    assert_eq!(
+        months.iter().map(|m| m["name"].clone()).collect::<Vec<_>>(),
+        [2, 12]
+    );
+    assert_eq!(
+        year["resp"]["digest"].as_str(),
+        Some(
+            xor(months
+                .iter()
+                .map(|m| m["digest"].as_str().expect("digest"))
+                .collect())
+            .as_str()
+        )
+    );
+    let (_, month) = ask("action=digest&prefix=2020/2", key).await;
+    assert_eq!(month["resp"]["children"][0]["name"], 3, "{month}");
+    assert_eq!(month["resp"]["digest"], months[0]["digest"]);
+
+    let (status, list) = ask("action=list&day=2020/2/3", key).await;
+    assert_eq!(status, 200, "{list}");
+    let files = list["resp"]["files"].as_array().expect("files");
+    let listed: BTreeMap<String, (u64, String)> = files
+        .iter()
+        .map(|f| {
+            (
+                f["path"].as_str().expect("path").to_owned(),
+                (
+                    f["size"].as_u64().expect("size"),
+                    f["sha256"].as_str().expect("sha").to_owned(),
+                ),
+            )
+        })
+        .collect();
+    let expected: BTreeMap<String, (u64, String)> = planted
+        .iter()
+        .filter(|(p, _)| p.starts_with("2020/2/3/"))
+        .map(|(p, b)| (p.clone(), (b.len() as u64, sha256(b))))
+        .collect();
+    assert_eq!(listed, expected);
+    assert_eq!(list["resp"]["tombstones"], serde_json::json!([]));
+
+    for bad in [
+        "action=digest&prefix=2020/13",
+        "action=list&day=2020/2",
+        "action=list",
+    ] {
+        let (status, v) = ask(bad, key).await;
+        assert_eq!(status, 400, "{bad}: {v}");
+        assert_eq!(v["resp"]["success"], 0, "{bad}");
+    }
+    let (status, _) = json(
+        client
+            .post(node.do_url("action=digest"))
+            .header("X-Security-Key", &node.key)
+            .send()
+            .await
+            .expect("post"),
+    )
+    .await;
+    assert_eq!(status, 405);
+}
