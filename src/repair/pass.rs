@@ -153,6 +153,9 @@ impl Repairer {
                     let mine: HashMap<u32, Digest> = mine.children.into_iter().collect();
                     let mut differing = Vec::new();
                     for child in &theirs.children {
+                        if !plausible(prefix, child.name) {
+                            continue;
+                        }
                         if mine.get(&child.name) != Some(&parse_digest(&child.digest)?) {
                             differing.push(child.name);
                         }
@@ -392,6 +395,16 @@ enum FetchOutcome {
     Failed(String),
     /// The pass stops.
     Fatal(RepairError),
+}
+
+/// Whether a peer's child of `prefix` can be a year, month or day: names
+/// come from the peer and make day numbers.
+fn plausible(prefix: Prefix, name: u32) -> bool {
+    match prefix {
+        Prefix::Root => (1..=9999).contains(&name),
+        Prefix::Year(_) => (1..=12).contains(&name),
+        Prefix::Month(..) => (1..=31).contains(&name),
+    }
 }
 
 fn parse_digest(hex: &str) -> Result<Digest, RepairError> {
