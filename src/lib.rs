@@ -158,7 +158,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
             busy,
         ))
     };
-    let repair = tokio::spawn(repairer.run_background());
+    let repair = tokio::spawn(repairer.run_background(state.replicator.clone()));
     let settings = server::Settings {
         header_timeout: config.header_timeout,
         send_timeout: config.send_timeout,

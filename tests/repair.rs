@@ -469,3 +469,34 @@ async fn digest_and_list_answer_with_the_key_only_and_in_json() {
     .await;
     assert_eq!(status, 405);
 }
+
+// ---------------------------------------------------------------------------
+// A peer that comes back is compared with at once, not at the next interval.
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_that_comes_back_is_repaired_from_at_once() {
+    // Passes five minutes apart: only the peer's return can start one soon.
+    let mut cluster = Cluster::new(
+        &["s1", "s2"],
+        "fsync = false\n[replication]\nretry_interval_secs = 1\nmax_retry_interval_secs = 1\n\
+         [repair]\ninterval_secs = 300\nsettle_secs = 0\n",
+    );
+    let restored = jpeg(12_345, 700);
+    let path = plant(&cluster.nodes[1], "2018/6/6", &restored);
+    cluster.node(0).start();
+    let client = client();
+    upload(&client, &cluster.nodes[0], &[jpeg(23_456, 701)]).await;
+    // s1's first pass has met s2 down.
+    let first = until(Duration::from_secs(20), async || {
+        healthz(&client, &cluster.nodes[0]).await["repair"]["peers"]["s2"]["last_pass"]["complete"]
+            == false
+    })
+    .await;
+    assert!(first, "{:#}", healthz(&client, &cluster.nodes[0]).await);
+    cluster.node(1).start();
+    let back = until(Duration::from_secs(30), async || {
+        contents(&cluster.nodes[0]).get(&path) == Some(&restored)
+    })
+    .await;
+    assert!(back, "{}", cluster.nodes[0].output());
+}

@@ -1,21 +1,29 @@
 //! The repair worker: a background task named `repair` that runs a pass
-//! against every peer shortly after start and then every `[repair]
-//! interval_secs`, one pass at a time, and keeps each pass's report in a
+//! against every peer shortly after start, then every `[repair]
+//! interval_secs`, and at once when a peer that was failing takes a copy
+//! again (its breaker closed: it may hold what was uploaded there while it
+//! was cut off), one pass at a time, and keeps each pass's report in a
 //! [`RepairStatus`]. It stops when the server stops (its task is aborted:
 //! a fetch in flight leaves only a temporary file, which is removed).
 //! What one pass does is `pass.rs`.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
+
+use tokio::time::Instant;
 
 use super::Fetcher;
 use super::status::RepairStatus;
 use crate::config::Config;
+use crate::replication::Replicator;
 use crate::storage::Storage;
 
 /// How long after start the first pass begins (at most; sooner with a
 /// shorter interval): time for the listener and the peers to come up.
 const FIRST_PASS_AFTER: Duration = Duration::from_secs(3);
+/// How often the peers' breakers are looked at between passes.
+const WATCH_EVERY: Duration = Duration::from_secs(1);
 
 /// Whether uploads are busy enough for repair to wait.
 pub type Busy = Box<dyn Fn() -> bool + Send + Sync>;
@@ -48,13 +56,14 @@ impl Repairer {
         }
     }
 
-    /// The worker's loop; runs until its task is aborted.
-    pub async fn run_background(self: Arc<Self>) {
+    /// The worker's loop; runs until its task is aborted. `replicator`'s
+    /// breakers tell when a failing peer is back.
+    pub async fn run_background(self: Arc<Self>, replicator: Replicator) {
         let interval = self.config.repair.interval;
         tokio::time::sleep(FIRST_PASS_AFTER.min(interval)).await;
         loop {
             self.pass_all().await;
-            tokio::time::sleep(interval).await;
+            wait_for_next(&replicator, interval).await;
         }
     }
 
@@ -92,4 +101,28 @@ impl Repairer {
         }
         true
     }
+}
+
+/// Waits until `interval` has passed, or until a peer whose copies were
+/// failing has taken one again.
+async fn wait_for_next(replicator: &Replicator, interval: Duration) {
+    let deadline = Instant::now() + interval;
+    let mut failing = failing_peers(replicator);
+    while Instant::now() < deadline {
+        tokio::time::sleep(WATCH_EVERY.min(deadline - Instant::now())).await;
+        let now_failing = failing_peers(replicator);
+        if let Some(back) = failing.iter().find(|p| !now_failing.contains(*p)) {
+            tracing::info!(target: "repair", peer = %back, "the peer takes copies again; repair pass now");
+            return;
+        }
+        failing = now_failing;
+    }
+}
+
+fn failing_peers(replicator: &Replicator) -> HashSet<String> {
+    replicator
+        .breakers()
+        .filter(|(_, b)| b.consecutive_failures > 0)
+        .map(|(peer, _)| peer.to_owned())
+        .collect()
 }
