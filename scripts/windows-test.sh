@@ -55,6 +55,7 @@ SELECTION=(
     peers:a_copy_refused_for_good_is_kept_for_an_operator_and_not_resent
     peers:a_peer_answer_that_is_not_a_stored_copy_is_journaled_and_read_only_a_little
     delete:a_delete_reaches_every_server_and_one_that_was_down_learns_it_from_the_journal
+    repair:a_file_held_by_one_server_only_reaches_every_other
 )
 
 if [ -z "$exe" ]; then

@@ -28,7 +28,7 @@ use cli::{Cli, Command, ReplayArgs};
 use config::Config;
 use http::AppState;
 use journal::{Journal, Replayer};
-use repair::Fetcher;
+use repair::{Fetcher, RepairStatus, Repairer};
 use replication::Replicator;
 use storage::Storage;
 
@@ -111,7 +111,13 @@ pub fn open(config: Arc<Config>) -> anyhow::Result<AppState> {
     ));
     let fetcher = Fetcher::new(&config, storage.clone()).context("cannot build the HTTP client")?;
     Ok(AppState::new(
-        config, storage, replicator, journal, replayer, fetcher,
+        config,
+        storage,
+        replicator,
+        journal,
+        replayer,
+        fetcher,
+        Arc::new(RepairStatus::default()),
     ))
 }
 
@@ -138,6 +144,22 @@ async fn serve(config: Config) -> anyhow::Result<()> {
             .run_background(config.replication.retry_interval),
     );
     let scrub = tokio::spawn(state.scrubber.clone().run(config.repair.scrub_interval));
+    let repairer = {
+        let uploads = state.clone();
+        // Repair waits while more than half of the upload places are taken.
+        let busy = Box::new(move || {
+            let (used, max) = uploads.uploads_in_flight();
+            used * 2 > max
+        });
+        Arc::new(Repairer::new(
+            config.clone(),
+            state.storage.clone(),
+            state.fetcher.clone(),
+            state.repair.clone(),
+            busy,
+        ))
+    };
+    let repair = tokio::spawn(repairer.run_background(state.replicator.clone()));
     let settings = server::Settings {
         header_timeout: config.header_timeout,
         send_timeout: config.send_timeout,
@@ -149,6 +171,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     server::serve(listener, http::router(state), settings, shutdown::signal()).await;
     background.abort();
     scrub.abort();
+    repair.abort();
     tracing::info!("stopped");
     Ok(())
 }

@@ -23,7 +23,9 @@ pub enum Error {
     #[error("{0}")]
     BadRequest(String),
     /// 400: unknown or missing `action`.
-    #[error("unknown or missing action; valid actions: upload, uploaderrors, sync, delete")]
+    #[error(
+        "unknown or missing action; valid actions: upload, uploaderrors, sync, delete, digest, list"
+    )]
     UnknownAction,
     /// 405: the action exists but not with this method.
     #[error("action `{action}` takes {allowed}")]

@@ -1,6 +1,7 @@
 //! `GET /healthz` (no key): 200 while `data_dir` and `log_dir` both take
 //! writes, 503 otherwise, for load balancers and monitoring; with the journal
-//! backlog, each peer's breaker and the last scrub pass.
+//! backlog, each peer's breaker, each peer's last repair pass and the last
+//! scrub pass.
 //!
 //! It costs O(1) whatever the backlog: the journal's counts are counters (no
 //! lock, no read of the journal; see the journal module for whose view they
@@ -106,6 +107,10 @@ pub async fn handle(State(state): State<Arc<AppState>>) -> Response {
         "peers": state.replicator.peers().iter().map(|p| p.name.as_str()).collect::<Vec<_>>(),
         "breakers": breakers,
         "scrub": state.scrubber.status(),
+        "repair": {
+            "interval_secs": state.config.repair.interval.as_secs(),
+            "peers": state.repair.snapshot(),
+        },
     });
     (status, Json(body)).into_response()
 }

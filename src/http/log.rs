@@ -1,5 +1,6 @@
 //! One log line per request (SPEC §6): method, target with the key
-//! redacted, status, bytes in and out, duration, client address.
+//! redacted, status, bytes in and out, duration, client address; the same
+//! status and bytes are counted for `/metrics`.
 
 use std::sync::Arc;
 
@@ -29,15 +30,18 @@ pub async fn request_line(
     let client = Origin::of(&request, &state.config.trusted_proxies).client;
     let bytes_in = content_length(request.headers());
     let response = next.run(request).await;
+    let status = response.status().as_u16();
+    let bytes_out = HttpBody::size_hint(response.body())
+        .exact()
+        .unwrap_or_else(|| content_length(response.headers()));
+    state.metrics.record(status, bytes_in, bytes_out);
     tracing::info!(
         target: "request",
         %method,
         %target,
-        status = response.status().as_u16(),
+        status,
         bytes_in,
-        bytes_out = HttpBody::size_hint(response.body())
-            .exact()
-            .unwrap_or_else(|| content_length(response.headers())),
+        bytes_out,
         ms = start.elapsed().as_millis() as u64,
         client = %client.map(|c| c.to_string()).unwrap_or_default(),
     );

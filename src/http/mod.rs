@@ -9,9 +9,11 @@ mod error;
 mod files;
 mod health;
 mod log;
+mod metrics;
 mod origin;
 mod page;
 mod params;
+mod repair;
 mod replay;
 mod respond;
 mod sync;
@@ -29,7 +31,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::config::Config;
 use crate::journal::{Journal, Replayer};
-use crate::repair::{Fetcher, ReadThrough, Scrubber};
+use crate::repair::{Fetcher, ReadThrough, RepairStatus, Scrubber};
 use crate::replication::{Replicator, SERVER_HEADER};
 use crate::storage::Storage;
 use error::Error;
@@ -54,8 +56,12 @@ pub struct AppState {
     read_through: ReadThrough,
     /// Rehashes stored files in the background (started by `serve`).
     pub scrubber: Scrubber,
+    /// What the repair worker did, per peer.
+    pub repair: Arc<RepairStatus>,
     /// The last writability probes, shared by `/healthz` callers.
     health: health::Probes,
+    /// Request and byte counters for `/metrics`.
+    metrics: metrics::Metrics,
 }
 
 impl AppState {
@@ -66,11 +72,13 @@ impl AppState {
         journal: Journal,
         replayer: Arc<Replayer>,
         fetcher: Fetcher,
+        repair: Arc<RepairStatus>,
     ) -> Self {
         Self {
             read_through: ReadThrough::new(fetcher.clone(), config.peers.clone(), storage.clone()),
             scrubber: Scrubber::new(storage.clone(), fetcher.clone(), config.peers.clone()),
             fetcher,
+            repair,
             receiving: Arc::new(Semaphore::new(config.max_uploads_in_flight)),
             config,
             storage,
@@ -78,7 +86,15 @@ impl AppState {
             journal,
             replayer,
             health: health::Probes::default(),
+            metrics: metrics::Metrics::default(),
         }
+    }
+
+    /// Uploads and replicas being received now, and the most allowed at
+    /// once (`max_uploads_in_flight`).
+    pub fn uploads_in_flight(&self) -> (usize, usize) {
+        let max = self.config.max_uploads_in_flight;
+        (max.saturating_sub(self.receiving.available_permits()), max)
     }
 
     /// A place among the uploads in flight, or `Busy`.
@@ -113,6 +129,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/.m/upload.aspx", get(page::handle))
         .route("/.m/{asset}", get(page::asset))
         .route("/healthz", get(health::handle))
+        .route("/metrics", get(metrics::handle))
         .route("/{year}/{month}/{day}/{name}", get(files::handle))
         // Limits are enforced per file and per request while streaming.
         .layer(DefaultBodyLimit::disable())
@@ -174,6 +191,10 @@ async fn action(state: Arc<AppState>, request: Request) -> Response {
             delete::handle(state, format, params.path.as_deref(), request.headers()).await
         }
         "delete" => not_allowed(format, "delete", "POST"),
+        "digest" if method == Method::GET => repair::digest(state, params.prefix.as_deref()).await,
+        "digest" => not_allowed(Format::Json, "digest", "GET"),
+        "list" if method == Method::GET => repair::list(state, params.day.as_deref()).await,
+        "list" => not_allowed(Format::Json, "list", "GET"),
         _ => Error::UnknownAction.answer(format, Map::new()),
     }
 }

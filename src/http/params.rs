@@ -10,6 +10,10 @@ pub struct Params {
     pub format: Option<String>,
     pub security_key: Option<String>,
     pub path: Option<String>,
+    /// `action=digest`: the node of the digest tree asked for.
+    pub prefix: Option<String>,
+    /// `action=list`: the day folder asked for.
+    pub day: Option<String>,
 }
 
 impl Params {
@@ -21,6 +25,8 @@ impl Params {
                 "format" => &mut params.format,
                 "securitykey" => &mut params.security_key,
                 "path" => &mut params.path,
+                "prefix" => &mut params.prefix,
+                "day" => &mut params.day,
                 _ => continue,
             };
             if slot.is_none() {

@@ -19,6 +19,7 @@
 
 mod digest;
 mod store;
+mod tree;
 
 use std::path::Path;
 
@@ -26,6 +27,7 @@ use chrono::{Datelike, NaiveDate};
 
 pub use digest::Digest;
 pub use store::{Index, IndexCounts, IndexError};
+pub use tree::{Level, Prefix, level};
 
 use crate::storage::StoredPath;
 

@@ -73,6 +73,11 @@ impl Fetcher {
         self
     }
 
+    /// The HTTP client, for other requests to peers on repair's behalf.
+    pub(crate) fn client(&self) -> &reqwest::Client {
+        &self.client
+    }
+
     /// Brings `path` from `peer` and stores it under the same name. With
     /// `expected`, the content must hash to it whatever the peer says.
     pub async fn fetch(

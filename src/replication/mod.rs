@@ -43,8 +43,10 @@ use tokio_util::io::ReaderStream;
 use crate::config::{Config, Peer};
 use crate::journal::{Journal, JournalEntry, Operation};
 use crate::storage::{Storage, StoredFile, StoredPath};
-use answer::error_text;
-pub(crate) use answer::{SERVER_HEADER, envelope, escape_controls, is_success, read_limited};
+
+pub(crate) use answer::{
+    SERVER_HEADER, envelope, error_text, escape_controls, is_success, read_limited,
+};
 pub use breaker::BreakerStatus;
 use breaker::{Breaker, Open};
 

@@ -1,0 +1,428 @@
+//! One anti-entropy pass against one peer (SPEC §4a), pull only: this
+//! server fetches what it lacks; the peer, in its own pass, fetches what
+//! it lacks from here.
+//!
+//! The root digests first: when they agree, that one small request is the
+//! whole pass. Else down the tree, newest first, only where the digests
+//! differ: years, months, days; for a differing day the peer's list. The
+//! peer's tombstones are applied before anything is fetched, so a name
+//! deleted there is never fetched here; then every file the peer has, this
+//! server lacks and has not deleted, and that is older than `settle_secs`,
+//! is fetched and hash-checked against the peer's index ([`Fetcher`]).
+//! A name held on both sides with different content is kept as it is and
+//! reported (scrub decides which copy is damaged, not this pass).
+//!
+//! Nothing is remembered between passes: each one derives from the two
+//! indexes what is missing, so a pass stopped at any instant (a kill, a
+//! peer that went away) is simply finished by the next one. Fetches go to a
+//! temporary file and are published whole, like replicas.
+//!
+//! Repair yields: fetches wait while more than half of the upload places
+//! are taken, stay under `max_bytes_per_sec`, and stop while the data
+//! folder is nearly full.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use serde::de::DeserializeOwned;
+use tokio::time::Instant;
+
+use super::fetch::FetchError;
+use super::status::PassReport;
+use super::wire::{DigestAnswer, ListAnswer};
+use super::worker::Repairer;
+use crate::config::Peer;
+use crate::index::{DayList, Digest, Index, IndexError, Prefix, day_date, day_number, level};
+use crate::replication::{SERVER_HEADER, envelope, error_text, is_success, read_limited};
+use crate::storage::{Arrival, StorageError, StoredPath};
+
+/// A digest answer is a few KiB (at most 31 children).
+const DIGEST_LIMIT: usize = 64 * 1024;
+/// A day's list: about 200 bytes per entry.
+const LIST_LIMIT: usize = 256 * 1024 * 1024;
+/// Free space a fetch must leave in the data folder.
+const FREE_SPACE_RESERVE: u64 = 64 * 1024 * 1024;
+/// How often a fetch waiting for uploads to calm down looks again.
+const YIELD_POLL: Duration = Duration::from_millis(200);
+
+#[derive(Debug, thiserror::Error)]
+pub enum RepairError {
+    #[error("{0}")]
+    Unreachable(String),
+    #[error("no answer within {0} s")]
+    Stalled(u64),
+    #[error("the peer answered {status}: {message}")]
+    Answered { status: u16, message: String },
+    #[error("the answer did not come from this peer; check its Uri in servers.xml.config")]
+    NotThePeer,
+    #[error("the peer's answer is not understood: {0}")]
+    BadAnswer(String),
+    #[error("the peer stopped sending a file: {0}")]
+    Fetch(String),
+    #[error("the data folder has {0} bytes free; fetching stopped until the next pass")]
+    DiskNearlyFull(u64),
+    #[error("the data folder is full; fetching stopped until the next pass")]
+    DiskFull,
+    #[error(transparent)]
+    Index(#[from] IndexError),
+}
+
+/// A node of the tree still to look at.
+enum Node {
+    Ask(Prefix),
+    Day(u32),
+}
+
+/// A file to fetch.
+struct Wanted {
+    path: StoredPath,
+    sha256: String,
+    size: u64,
+}
+
+/// Keeps repair's average rate under `max_bytes_per_sec`: each fetch
+/// starts no earlier than the bytes before it allow.
+struct Pace {
+    start: Instant,
+    rate: u64,
+    reserved: AtomicU64,
+}
+
+impl Pace {
+    async fn admit(&self, size: u64) {
+        if self.rate == 0 {
+            return;
+        }
+        let before = self.reserved.fetch_add(size, Ordering::Relaxed);
+        let due = self.start + Duration::from_secs_f64(before as f64 / self.rate as f64);
+        tokio::time::sleep_until(due).await;
+    }
+}
+
+impl Repairer {
+    /// Compares with `peer` and fetches what this server lacks.
+    pub(super) async fn pass(&self, peer: &Peer) -> PassReport {
+        let started = Instant::now();
+        let mut report = PassReport {
+            started: chrono::Local::now().to_rfc3339(),
+            ..PassReport::default()
+        };
+        let result = self.walk(peer, &mut report).await;
+        // What was fetched is in the index before the next peer's pass
+        // compares, so nothing is fetched twice.
+        let flushed = self.storage.index().flush().await;
+        match result.and(flushed.map_err(RepairError::from)) {
+            Ok(()) => report.complete = true,
+            Err(e) => {
+                report.errors += 1;
+                report.last_error = Some(e.to_string());
+            }
+        }
+        report.duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        report
+    }
+
+    async fn walk(&self, peer: &Peer, report: &mut PassReport) -> Result<(), RepairError> {
+        let ours = blocking(self.storage.index(), Index::days).await?;
+        let pace = Pace {
+            start: Instant::now(),
+            rate: self.config.repair.max_bytes_per_sec,
+            reserved: AtomicU64::new(0),
+        };
+        let mut stack = vec![Node::Ask(Prefix::Root)];
+        while let Some(node) = stack.pop() {
+            match node {
+                Node::Ask(prefix) => {
+                    let theirs: DigestAnswer = self
+                        .ask(
+                            peer,
+                            &[("action", "digest"), ("prefix", &prefix.to_string())],
+                        )
+                        .await?;
+                    report.digest_requests += 1;
+                    let mine = level(&ours, prefix);
+                    let same = parse_digest(&theirs.digest)? == mine.digest;
+                    if prefix == Prefix::Root {
+                        report.roots_agreed = same;
+                    }
+                    if same {
+                        continue;
+                    }
+                    let mine: HashMap<u32, Digest> = mine.children.into_iter().collect();
+                    let mut differing = Vec::new();
+                    for child in &theirs.children {
+                        if !plausible(prefix, child.name) {
+                            continue;
+                        }
+                        if mine.get(&child.name) != Some(&parse_digest(&child.digest)?) {
+                            differing.push(child.name);
+                        }
+                    }
+                    // Pushed oldest first, so the newest is looked at first.
+                    differing.sort_unstable();
+                    for name in differing {
+                        stack.push(match (prefix.child(name), prefix) {
+                            (Some(child), _) => Node::Ask(child),
+                            (None, Prefix::Month(year, month)) => {
+                                Node::Day(year * 10_000 + month * 100 + name)
+                            }
+                            (None, _) => continue,
+                        });
+                    }
+                }
+                Node::Day(day) => self.repair_day(peer, day, &pace, report).await?,
+            }
+        }
+        Ok(())
+    }
+
+    /// Applies the peer's tombstones of `day`, then fetches what is missing.
+    async fn repair_day(
+        &self,
+        peer: &Peer,
+        day: u32,
+        pace: &Pace,
+        report: &mut PassReport,
+    ) -> Result<(), RepairError> {
+        let Some(date) = day_date(day) else {
+            return Ok(());
+        };
+        let theirs: ListAnswer = self
+            .ask(
+                peer,
+                &[
+                    ("action", "list"),
+                    ("day", &date.format("%Y/%-m/%-d").to_string()),
+                ],
+            )
+            .await?;
+        report.days_compared += 1;
+        let ours: DayList = blocking(self.storage.index(), move |i| i.list_day(day)).await?;
+        let mut deleted: HashSet<StoredPath> = ours.tombstones.into_iter().collect();
+        let held: HashMap<StoredPath, String> =
+            ours.files.into_iter().map(|f| (f.path, f.sha256)).collect();
+        let of_this_day =
+            |text: &str| StoredPath::parse(text).filter(|p| day_number(p.date()) == day);
+        for tombstone in &theirs.tombstones {
+            let Some(path) = of_this_day(tombstone) else {
+                continue;
+            };
+            if deleted.contains(&path) {
+                continue;
+            }
+            match self.storage.delete(&path).await {
+                Ok(()) => {
+                    tracing::info!(peer = %peer.name, %path, "repair: deleted here as on the peer");
+                    report.tombstones_applied += 1;
+                    deleted.insert(path);
+                }
+                Err(e) => {
+                    tracing::warn!(peer = %peer.name, %path, error = %e, "repair: a delete could not be applied");
+                    report.errors += 1;
+                    report.last_error = Some(e.to_string());
+                }
+            }
+        }
+        let settled_before = chrono::Utc::now().timestamp()
+            - i64::try_from(self.config.repair.settle.as_secs()).unwrap_or(i64::MAX);
+        let mut wanted = Vec::new();
+        for file in theirs.files {
+            let Some(path) = of_this_day(&file.path) else {
+                continue;
+            };
+            if !is_sha256(&file.sha256) || deleted.contains(&path) {
+                continue;
+            }
+            if let Some(ours) = held.get(&path) {
+                if !ours.eq_ignore_ascii_case(&file.sha256) {
+                    tracing::warn!(peer = %peer.name, %path, ours = %ours, theirs = %file.sha256, "repair: the same name holds different content here and on the peer; ours is kept");
+                    report.conflicts += 1;
+                }
+                continue;
+            }
+            if file.added > settled_before {
+                report.files_settling += 1;
+                continue;
+            }
+            wanted.push(Wanted {
+                path,
+                sha256: file.sha256.to_ascii_lowercase(),
+                size: file.size,
+            });
+        }
+        self.fetch_all(peer, wanted, pace, report).await
+    }
+
+    /// Fetches `wanted`, `concurrency` at a time. A fetch that fails for
+    /// the file's own sake is counted and the others go on; a peer that
+    /// stopped answering, or a data folder nearly full, ends the pass.
+    async fn fetch_all(
+        &self,
+        peer: &Peer,
+        wanted: Vec<Wanted>,
+        pace: &Pace,
+        report: &mut PassReport,
+    ) -> Result<(), RepairError> {
+        let mut fetches = futures_util::stream::iter(wanted)
+            .map(|w| async move {
+                let result = self.fetch_one(peer, &w, pace).await;
+                (w, result)
+            })
+            .buffer_unordered(self.config.repair.concurrency);
+        let mut fatal = None;
+        while let Some((wanted, result)) = fetches.next().await {
+            match result {
+                Ok(Arrival::New) => {
+                    report.files_fetched += 1;
+                    report.bytes_fetched += wanted.size;
+                    tracing::info!(peer = %peer.name, path = %wanted.path, "repair: fetched");
+                }
+                Ok(Arrival::AlreadyPresent) | Err(FetchOutcome::Deleted) => {}
+                Err(FetchOutcome::Failed(e)) => {
+                    tracing::warn!(peer = %peer.name, path = %wanted.path, error = %e, "repair: fetch failed");
+                    report.errors += 1;
+                    report.last_error = Some(e.to_string());
+                }
+                Err(FetchOutcome::Fatal(e)) => {
+                    // The fetches already running finish; no new one starts.
+                    fatal.get_or_insert(e);
+                    break;
+                }
+            }
+        }
+        fatal.map_or(Ok(()), Err)
+    }
+
+    async fn fetch_one(
+        &self,
+        peer: &Peer,
+        wanted: &Wanted,
+        pace: &Pace,
+    ) -> Result<Arrival, FetchOutcome> {
+        while (self.busy)() {
+            tokio::time::sleep(YIELD_POLL).await;
+        }
+        let data_dir = self.config.data_dir.clone();
+        let free = tokio::task::spawn_blocking(move || fs4::available_space(data_dir))
+            .await
+            .map_err(|e| FetchOutcome::Failed(e.to_string()))?
+            .map_err(|e| FetchOutcome::Failed(format!("free space unknown: {e}")))?;
+        if free < wanted.size.saturating_add(FREE_SPACE_RESERVE) {
+            return Err(FetchOutcome::Fatal(RepairError::DiskNearlyFull(free)));
+        }
+        pace.admit(wanted.size).await;
+        match self
+            .fetcher
+            .fetch(peer, &wanted.path, Some(&wanted.sha256))
+            .await
+        {
+            Ok(arrival) => Ok(arrival),
+            Err(FetchError::Storage(StorageError::Deleted)) => Err(FetchOutcome::Deleted),
+            Err(FetchError::Storage(StorageError::DiskFull(_))) => {
+                Err(FetchOutcome::Fatal(RepairError::DiskFull))
+            }
+            Err(e @ (FetchError::Unreachable(_) | FetchError::Stalled(_))) => {
+                Err(FetchOutcome::Fatal(RepairError::Fetch(e.to_string())))
+            }
+            Err(e) => Err(FetchOutcome::Failed(e.to_string())),
+        }
+    }
+
+    /// `GET {peer.Uri}?{query}&format=json` with the peer's key; the
+    /// answer's envelope as `T`.
+    async fn ask<T: DeserializeOwned>(
+        &self,
+        peer: &Peer,
+        query: &[(&str, &str)],
+    ) -> Result<T, RepairError> {
+        let mut url = peer.uri.clone();
+        url.query_pairs_mut()
+            .extend_pairs(query)
+            .append_pair("format", "json");
+        let limit = if query.contains(&("action", "list")) {
+            LIST_LIMIT
+        } else {
+            DIGEST_LIMIT
+        };
+        let idle = self.config.replication.idle_timeout;
+        let exchange = async {
+            let response = self
+                .fetcher
+                .client()
+                .get(url)
+                .header("X-Security-Key", &peer.security_key)
+                .send()
+                .await
+                .map_err(|e| RepairError::Unreachable(crate::replication::transport_cause(&e)))?;
+            let status = response.status();
+            let from_peer = response
+                .headers()
+                .get(SERVER_HEADER)
+                .is_some_and(|v| v.as_bytes() == peer.name.as_bytes());
+            let body = read_limited(response, limit, || ())
+                .await
+                .map_err(|e| RepairError::Unreachable(crate::replication::transport_cause(&e)))?;
+            if !status.is_success() {
+                return Err(RepairError::Answered {
+                    status: status.as_u16(),
+                    message: error_text(&body, 512),
+                });
+            }
+            if !from_peer {
+                return Err(RepairError::NotThePeer);
+            }
+            let resp = envelope(&body)
+                .filter(is_success)
+                .ok_or_else(|| RepairError::BadAnswer(error_text(&body, 512)))?;
+            serde_json::from_value(serde_json::Value::Object(resp))
+                .map_err(|e| RepairError::BadAnswer(e.to_string()))
+        };
+        // A list of a large day takes a while to send; the peer reads it
+        // from its index, not from the files.
+        tokio::time::timeout(idle * 4, exchange)
+            .await
+            .map_err(|_| RepairError::Stalled(idle.as_secs() * 4))?
+    }
+}
+
+/// How one fetch ended, for [`Repairer::fetch_all`].
+enum FetchOutcome {
+    /// Deleted here meanwhile: nothing to do.
+    Deleted,
+    /// This file failed; the others go on.
+    Failed(String),
+    /// The pass stops.
+    Fatal(RepairError),
+}
+
+/// Whether a peer's child of `prefix` can be a year, month or day: names
+/// come from the peer and make day numbers.
+fn plausible(prefix: Prefix, name: u32) -> bool {
+    match prefix {
+        Prefix::Root => (1..=9999).contains(&name),
+        Prefix::Year(_) => (1..=12).contains(&name),
+        Prefix::Month(..) => (1..=31).contains(&name),
+    }
+}
+
+fn parse_digest(hex: &str) -> Result<Digest, RepairError> {
+    Digest::parse(hex).ok_or_else(|| RepairError::BadAnswer(format!("`{hex}` is not a digest")))
+}
+
+fn is_sha256(text: &str) -> bool {
+    text.len() == 64 && text.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+/// Runs an index read on a blocking thread.
+async fn blocking<T: Send + 'static>(
+    index: &Index,
+    read: impl FnOnce(&Index) -> Result<T, IndexError> + Send + 'static,
+) -> Result<T, RepairError> {
+    let index = index.clone();
+    tokio::task::spawn_blocking(move || read(&index))
+        .await
+        .map_err(|e| RepairError::Index(IndexError::Io(std::io::Error::other(e))))?
+        .map_err(RepairError::from)
+}
