@@ -217,6 +217,65 @@ async fn copies_whose_journal_was_deleted_still_arrive() {
 }
 
 // ---------------------------------------------------------------------------
+// 4. A delete reaches a server that was down through repair alone (its
+// journal entry lost), and no later pass brings the file back anywhere.
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delete_reaches_a_server_that_was_down_and_nothing_resurrects_it() {
+    let mut cluster = Cluster::new(&["s1", "s2", "s3"], REPAIR);
+    cluster.start_all();
+    let client = client();
+    let files: Vec<Vec<u8>> = (0..3)
+        .map(|i| jpeg(20_000 + i * 999, 300 + i as u64))
+        .collect();
+    let paths = upload(&client, &cluster.nodes[0], &files).await;
+    let all = contents(&cluster.nodes[0]);
+    converge(
+        &[&cluster.nodes[0], &cluster.nodes[1], &cluster.nodes[2]],
+        &all,
+    )
+    .await;
+
+    // s3 is down while s1 deletes one file; the delete owed to s3 is then
+    // lost with s1's journal, so only repair can tell s3.
+    cluster.node(2).kill();
+    let gone = paths[1].clone();
+    let (status, answer) = json(
+        client
+            .post(cluster.nodes[0].keyed(&format!("action=delete&format=json&path={gone}")))
+            .send()
+            .await
+            .expect("delete"),
+    )
+    .await;
+    assert_eq!(status, 200, "{answer}");
+    cluster.node(0).terminate();
+    std::fs::remove_file(cluster.nodes[0].log_dir().join("upload-errors.jsonl"))
+        .expect("remove journal");
+    cluster.node(0).start();
+    cluster.node(2).start();
+
+    let mut expected = all.clone();
+    expected.remove(&gone);
+    let [s1, s2, s3] = [&cluster.nodes[0], &cluster.nodes[1], &cluster.nodes[2]];
+    converge(&[s1, s2, s3], &expected).await;
+    // Several more passes: s3 held the file longer than anyone, yet nobody
+    // fetches it back, and every server answers 404 or 410 for it.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    for node in [s1, s2, s3] {
+        assert_eq!(contents(node), expected, "{}", node.name);
+        let status = client
+            .get(format!("{}/{gone}", node.base()))
+            .send()
+            .await
+            .expect("get")
+            .status()
+            .as_u16();
+        assert!(status == 404 || status == 410, "{}: {status}", node.name);
+    }
+}
+
+// ---------------------------------------------------------------------------
 // 5. A server newly listed in servers.xml.config receives every file.
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
