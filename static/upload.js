@@ -63,7 +63,15 @@
       errBadAnswer: "The server sent an answer this page cannot read (HTTP {status}).",
       errNotImage: "This is not an image file ({type}). Only " + ALLOWED + " images are accepted.",
       errEmpty: "This file is empty.",
-      leaveWarning: "Uploads are still running. Leave the page anyway?"
+      leaveWarning: "Uploads are still running. Leave the page anyway?",
+      clusterServer: "Server {name}",
+      clusterOwed: "{n} copies owed",
+      peerInSync: "{name}: in sync",
+      peerBehind: "{name}: repairing ({fetched} fetched in the last pass)",
+      peerUnreachable: "{name}: unreachable, copies journaled",
+      peerUnknown: "{name}: not compared yet",
+      peerError: "{name}: could not be compared (down?)",
+      clusterChecked: "checked {time}"
     },
     zh: {
       pageTitle: "上传图片",
@@ -113,7 +121,15 @@
       errBadAnswer: "服务器的应答无法识别（HTTP {status}）。",
       errNotImage: "这不是图片文件（{type}）。仅接受 " + ALLOWED_ZH + " 图片。",
       errEmpty: "这是一个空文件。",
-      leaveWarning: "还有文件正在上传，确定要离开本页面吗？"
+      leaveWarning: "还有文件正在上传，确定要离开本页面吗？",
+      clusterServer: "服务器 {name}",
+      clusterOwed: "待复制 {n} 份",
+      peerInSync: "{name}：已同步",
+      peerBehind: "{name}：修复中（上次取回 {fetched} 个文件）",
+      peerUnreachable: "{name}：无法连接，副本已记入日志",
+      peerUnknown: "{name}：尚未比较",
+      peerError: "{name}：无法比较（是否已停机？）",
+      clusterChecked: "检查于 {time}"
     }
   };
 
@@ -573,6 +589,48 @@
     }
   }
 
+  /* ---------- cluster footer: what /healthz says of the peers ---------- */
+
+  var HEALTH_EVERY_MS = 30000;
+
+  function peerState(name, health) {
+    var breaker = health.breakers && health.breakers[name];
+    if (breaker && breaker.open) return t("peerUnreachable", { name: name });
+    var repair = health.repair && health.repair.peers && health.repair.peers[name];
+    var last = repair && repair.last_pass;
+    if (!last) return t("peerUnknown", { name: name });
+    if (last.roots_agreed) return t("peerInSync", { name: name });
+    if (!last.complete && last.last_error) return t("peerError", { name: name });
+    return t("peerBehind", { name: name, fetched: last.files_fetched || 0 });
+  }
+
+  function showCluster(health) {
+    var footer = document.getElementById("cluster");
+    var server = t("clusterServer", { name: health.server || "?" });
+    if (health.journal_backlog) server += " · " + t("clusterOwed", { n: health.journal_backlog });
+    server += " · " + t("clusterChecked", { time: new Date().toLocaleTimeString() });
+    document.getElementById("cluster-server").textContent = server;
+    var list = document.getElementById("cluster-peers");
+    list.textContent = "";
+    (health.peers || []).forEach(function (name) {
+      var li = document.createElement("li");
+      li.textContent = peerState(name, health);
+      list.appendChild(li);
+    });
+    footer.hidden = false;
+  }
+
+  function watchCluster() {
+    var xhr = new XMLHttpRequest();
+    xhr.open("GET", "/healthz", true);
+    xhr.responseType = "json";
+    xhr.onload = function () {
+      if (xhr.response && typeof xhr.response === "object") showCluster(xhr.response);
+    };
+    xhr.send();
+    window.setTimeout(watchCluster, HEALTH_EVERY_MS);
+  }
+
   /* ---------- setup ---------- */
 
   function applyLanguage() {
@@ -669,6 +727,7 @@
     });
 
     updateSummary();
+    watchCluster();
   }
 
   if (document.readyState === "loading") {

@@ -324,6 +324,11 @@ async function run(opts, state) {
       .catch(() => {});
     check(!page.url().includes(opts.key), "the key stays in the address bar after the page read it");
     ok("Content-Security-Policy with frame-ancestors 'none'; the key is taken out of the address bar");
+    await page.locator("#cluster:not([hidden]) #cluster-peers li").first().waitFor({ timeout: 10_000 })
+      .catch(() => fail("the cluster footer never showed the peers"));
+    const footer = await page.locator("#cluster").innerText();
+    check(/Server \S+/.test(footer) && /:/.test(footer), `the cluster footer says "${footer}"`);
+    ok(`cluster footer: ${footer.replace(/\s+/g, " ").trim()}`);
 
     // Keyboard: Tab reaches the drop zone, Enter and Space open the file picker.
     let focused = false;
