@@ -1,6 +1,7 @@
 //! Environment layer: `MULTISERVER_UPLOAD_<KEY>` for every app.toml key
 //! (`MULTISERVER_UPLOAD_REPLICATION_<KEY>` for the `[replication]` table,
-//! `MULTISERVER_UPLOAD_REPAIR_<KEY>` for `[repair]`), and
+//! `MULTISERVER_UPLOAD_REPAIR_<KEY>` for `[repair]`,
+//! `MULTISERVER_UPLOAD_IMAGES_<KEY>` for `[images]`), and
 //! `HTTP_PLATFORM_PORT`, which IIS HttpPlatformHandler sets.
 
 use std::str::FromStr;
@@ -63,6 +64,26 @@ pub(crate) fn read() -> Result<FileConfig, ConfigError> {
         max_connections: parsed("MAX_CONNECTIONS")?,
         max_connections_per_client: parsed("MAX_CONNECTIONS_PER_CLIENT")?,
         send_timeout_secs: parsed("SEND_TIMEOUT_SECS")?,
+        images: super::file::ImagesFile {
+            max_pixels: parsed("IMAGES_MAX_PIXELS")?,
+            max_side: parsed("IMAGES_MAX_SIDE")?,
+            strip_metadata: parsed("IMAGES_STRIP_METADATA")?,
+            thumbnail_size: parsed("IMAGES_THUMBNAIL_SIZE")?,
+            widths: list("IMAGES_WIDTHS")
+                .map(|l| l.iter().map(|w| w.parse()).collect::<Result<Vec<u32>, _>>())
+                .transpose()
+                .map_err(|e| {
+                    ConfigError::new(
+                        format!("environment variable {PREFIX}IMAGES_WIDTHS"),
+                        "images.widths",
+                        format!("not a list of numbers: {e}"),
+                    )
+                })?,
+            eager_thumbnail: parsed("IMAGES_EAGER_THUMBNAIL")?,
+            variants_max_bytes: parsed("IMAGES_VARIANTS_MAX_BYTES")?,
+            workers: parsed("IMAGES_WORKERS")?,
+            queue: parsed("IMAGES_QUEUE")?,
+        },
         repair: super::file::RepairFile {
             interval_secs: parsed("REPAIR_INTERVAL_SECS")?,
             settle_secs: parsed("REPAIR_SETTLE_SECS")?,

@@ -37,6 +37,8 @@ pub(crate) struct FileConfig {
     pub replication: ReplicationFile,
     #[serde(default)]
     pub repair: RepairFile,
+    #[serde(default)]
+    pub images: ImagesFile,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -57,6 +59,20 @@ pub(crate) struct RepairFile {
     pub scrub_interval_secs: Option<u64>,
     pub max_bytes_per_sec: Option<u64>,
     pub concurrency: Option<usize>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ImagesFile {
+    pub max_pixels: Option<u64>,
+    pub max_side: Option<u32>,
+    pub strip_metadata: Option<bool>,
+    pub thumbnail_size: Option<u32>,
+    pub widths: Option<Vec<u32>>,
+    pub eager_thumbnail: Option<bool>,
+    pub variants_max_bytes: Option<u64>,
+    pub workers: Option<usize>,
+    pub queue: Option<usize>,
 }
 
 impl FileConfig {

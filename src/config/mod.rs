@@ -112,6 +112,31 @@ pub struct Config {
     pub send_timeout: Duration,
     pub replication: ReplicationSettings,
     pub repair: RepairSettings,
+    pub images: ImageSettings,
+}
+
+/// SPEC §2.7: limits on pictures, metadata privacy, and sized variants.
+#[derive(Debug, Clone)]
+pub struct ImageSettings {
+    /// A picture with more pixels (for animations, the sum over frames
+    /// where the format says) is refused at upload.
+    pub max_pixels: u64,
+    /// A picture wider or taller than this is refused at upload.
+    pub max_side: u32,
+    /// Remove location and personal metadata before storing.
+    pub strip_metadata: bool,
+    /// The box a thumbnail (`-t.jpg`) fits in.
+    pub thumbnail_size: u32,
+    /// The widths of `-w{N}` variants.
+    pub widths: Vec<u32>,
+    /// Make the thumbnail right after an upload.
+    pub eager_thumbnail: bool,
+    /// Size cap of the variants folder; oldest removed first.
+    pub variants_max_bytes: u64,
+    /// Variants generated at once.
+    pub workers: usize,
+    /// Variant requests waiting for a worker; more are answered 503.
+    pub queue: usize,
 }
 
 /// SPEC §4a: how this server compares itself with its peers and fetches
@@ -341,6 +366,37 @@ impl Config {
             )?,
             send_timeout: secs("send_timeout_secs", c.send_timeout_secs, 60)?,
             replication,
+            images: ImageSettings {
+                max_pixels: positive("images.max_pixels", c.images.max_pixels, 50_000_000)?,
+                max_side: u32::try_from(positive(
+                    "images.max_side",
+                    c.images.max_side.map(u64::from),
+                    16_384,
+                )?)
+                .unwrap_or(u32::MAX),
+                strip_metadata: c.images.strip_metadata.unwrap_or(true),
+                thumbnail_size: u32::try_from(positive(
+                    "images.thumbnail_size",
+                    c.images.thumbnail_size.map(u64::from),
+                    320,
+                )?)
+                .unwrap_or(u32::MAX),
+                widths: match c.images.widths {
+                    Some(w) if w.contains(&0) => {
+                        return Err(err("images.widths", "0 is not a width".into()));
+                    }
+                    Some(w) => w,
+                    None => vec![160, 320, 640, 1280],
+                },
+                eager_thumbnail: c.images.eager_thumbnail.unwrap_or(false),
+                variants_max_bytes: positive(
+                    "images.variants_max_bytes",
+                    c.images.variants_max_bytes,
+                    10 << 30,
+                )?,
+                workers: count("images.workers", c.images.workers, 2)?,
+                queue: count("images.queue", c.images.queue, 64)?,
+            },
             repair: RepairSettings {
                 interval: secs("repair.interval_secs", c.repair.interval_secs, 300)?,
                 settle: Duration::from_secs(c.repair.settle_secs.unwrap_or(120)),
@@ -402,6 +458,20 @@ impl FileConfig {
                 concurrency: u.concurrency.or(r.concurrency),
                 retry_interval_secs: u.retry_interval_secs.or(r.retry_interval_secs),
                 max_retry_interval_secs: u.max_retry_interval_secs.or(r.max_retry_interval_secs),
+            },
+            images: file::ImagesFile {
+                max_pixels: upper.images.max_pixels.or(self.images.max_pixels),
+                max_side: upper.images.max_side.or(self.images.max_side),
+                strip_metadata: upper.images.strip_metadata.or(self.images.strip_metadata),
+                thumbnail_size: upper.images.thumbnail_size.or(self.images.thumbnail_size),
+                widths: upper.images.widths.or(self.images.widths),
+                eager_thumbnail: upper.images.eager_thumbnail.or(self.images.eager_thumbnail),
+                variants_max_bytes: upper
+                    .images
+                    .variants_max_bytes
+                    .or(self.images.variants_max_bytes),
+                workers: upper.images.workers.or(self.images.workers),
+                queue: upper.images.queue.or(self.images.queue),
             },
             repair: file::RepairFile {
                 interval_secs: upper.repair.interval_secs.or(self.repair.interval_secs),
