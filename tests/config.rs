@@ -206,6 +206,29 @@ fn the_placeholder_key_is_refused_under_iis_and_warned_about_on_loopback() {
 }
 
 #[test]
+fn a_data_folder_marked_for_another_server_is_refused() {
+    let mut cluster = Cluster::new(&["s1"], "fsync = false\n");
+    let marker = cluster.nodes[0]
+        .data_dir()
+        .join(".multiserver-upload-server");
+    std::fs::create_dir_all(cluster.nodes[0].data_dir()).expect("data dir");
+    std::fs::write(&marker, "s9\n").expect("marker");
+    let o = Command::new(BIN)
+        .args(["serve", "--config"])
+        .arg(cluster.nodes[0].config())
+        .output()
+        .expect("run");
+    assert!(!o.status.success());
+    let e = stderr(&o);
+    assert!(e.contains("belongs to server `s9`"), "{e}");
+    // Without a marker (a new disk) it starts, and marks the folder as its own.
+    std::fs::remove_file(&marker).expect("rm");
+    cluster.node(0).start();
+    let owner = std::fs::read_to_string(&marker).expect("marker");
+    assert_eq!(owner.trim(), "s1");
+}
+
+#[test]
 fn http_platform_port_alone_makes_it_listen_on_loopback_there() {
     let mut cluster = Cluster::new(&["s1"], "fsync = false\n");
     let node = cluster.node(0);
