@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{Cluster, Node, jpeg, json, sha256, upload};
+use common::{Cluster, Node, jpeg, json, sha256, upload, upload_one};
 use serde_json::Value;
 
 /// No fsync (speed), and no background replay to race with the replays a
@@ -56,12 +56,7 @@ async fn a_delete_reaches_every_server_and_one_that_was_down_learns_it_from_the_
     let mut cluster = Cluster::new(&["s1", "s2", "s3"], QUIET);
     cluster.start_all();
     let bytes = jpeg(50_000, 1);
-    let (status, up) = upload(&cluster.nodes[0], &[("a.jpg", &bytes)]).await;
-    assert_eq!(status, 200, "{up}");
-    let path = up["resp"]["files"][0]["path"]
-        .as_str()
-        .expect("path")
-        .to_owned();
+    let path = upload_one(&cluster.nodes[0], &bytes).await;
     for node in &cluster.nodes {
         assert_eq!(node.stored().len(), 1, "{}", node.name);
     }
@@ -122,12 +117,7 @@ async fn a_copy_of_a_deleted_name_gets_410_and_is_dropped_and_never_restored() {
     cluster.node(0).start();
     // s1 owes s2 a copy ...
     let bytes = jpeg(40_000, 2);
-    let (status, up) = upload(&cluster.nodes[0], &[("a.jpg", &bytes)]).await;
-    assert_eq!(status, 200, "{up}");
-    let path = up["resp"]["files"][0]["path"]
-        .as_str()
-        .expect("path")
-        .to_owned();
+    let path = upload_one(&cluster.nodes[0], &bytes).await;
     assert_eq!(cluster.nodes[0].journal().len(), 1);
     // ... when the name is deleted on s2 while s1 is down.
     cluster.node(0).kill();
@@ -174,12 +164,7 @@ async fn delete_checks_its_path_and_key_and_a_missing_name_is_a_success() {
     let mut cluster = Cluster::new(&["s1", "s2"], QUIET);
     cluster.start_all();
     let bytes = jpeg(30_000, 3);
-    let (status, up) = upload(&cluster.nodes[0], &[("a.jpg", &bytes)]).await;
-    assert_eq!(status, 200, "{up}");
-    let path = up["resp"]["files"][0]["path"]
-        .as_str()
-        .expect("path")
-        .to_owned();
+    let path = upload_one(&cluster.nodes[0], &bytes).await;
     let s1 = &cluster.nodes[0];
     let client = reqwest::Client::new();
     let name = path.rsplit('/').next().expect("name");

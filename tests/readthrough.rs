@@ -8,7 +8,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Cluster, Node, eventually, jpeg, upload};
+use common::{Cluster, Node, eventually, jpeg, upload_one};
 
 const QUIET: &str = "fsync = false\n[replication]\nretry_interval_secs = 3600\n";
 
@@ -39,12 +39,7 @@ async fn an_emptied_server_serves_every_link_from_its_peers_with_one_fetch_per_n
     let mut files = Vec::new();
     for seed in 0..6u64 {
         let bytes = jpeg(60_000 + seed as usize * 1_000, seed);
-        let (status, up) = upload(&cluster.nodes[0], &[("a.jpg", &bytes)]).await;
-        assert_eq!(status, 200, "{up}");
-        let path = up["resp"]["files"][0]["path"]
-            .as_str()
-            .expect("path")
-            .to_owned();
+        let path = upload_one(&cluster.nodes[0], &bytes).await;
         files.push((path, bytes));
     }
     // s2 loses its disk.
@@ -122,12 +117,7 @@ async fn a_name_no_peer_has_is_404_and_503_when_a_peer_could_not_be_asked() {
     let mut cluster = Cluster::new(&["s1", "s2"], QUIET);
     cluster.start_all();
     let bytes = jpeg(20_000, 9);
-    let (status, up) = upload(&cluster.nodes[0], &[("a.jpg", &bytes)]).await;
-    assert_eq!(status, 200, "{up}");
-    let path = up["resp"]["files"][0]["path"]
-        .as_str()
-        .expect("path")
-        .to_owned();
+    let path = upload_one(&cluster.nodes[0], &bytes).await;
     let nowhere = "2014/4/15/5310bcaf-0f8a-45c5-9a61-9bf45b5e09c1.jpg";
     let client = reqwest::Client::new();
     let s2 = cluster.nodes[1].base();

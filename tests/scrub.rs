@@ -8,7 +8,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Cluster, eventually, jpeg, upload};
+use common::{Cluster, eventually, jpeg, upload_one};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_changed_file_is_set_aside_and_restored_from_a_peer() {
@@ -20,12 +20,7 @@ async fn a_changed_file_is_set_aside_and_restored_from_a_peer() {
     let mut files = Vec::new();
     for seed in 0..3u64 {
         let bytes = jpeg(40_000, 20 + seed);
-        let (status, up) = upload(&cluster.nodes[0], &[("a.jpg", &bytes)]).await;
-        assert_eq!(status, 200, "{up}");
-        let path = up["resp"]["files"][0]["path"]
-            .as_str()
-            .expect("path")
-            .to_owned();
+        let path = upload_one(&cluster.nodes[0], &bytes).await;
         files.push((path, bytes));
     }
     let s2 = &cluster.nodes[1];

@@ -428,6 +428,16 @@ pub async fn upload(node: &Node, files: &[(&str, &[u8])]) -> (u16, serde_json::V
     .await
 }
 
+/// Uploads one file, asserts it was stored, and returns its stored path.
+pub async fn upload_one(node: &Node, bytes: &[u8]) -> String {
+    let (status, answer) = upload(node, &[("a.jpg", bytes)]).await;
+    assert_eq!(status, 200, "{answer}");
+    answer["resp"]["files"][0]["path"]
+        .as_str()
+        .expect("path")
+        .to_owned()
+}
+
 /// Sends raw bytes and returns what came back until close or `wait`.
 pub fn raw(port: u16, request: &[u8], wait: Duration) -> String {
     let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
