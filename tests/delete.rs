@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{Cluster, Node, jpeg, json, sha256, upload, upload_one};
+use common::{Cluster, Node, jpeg, json, sha256, upload_one};
 use serde_json::Value;
 
 /// No fsync (speed), and no background replay to race with the replays a
