@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs everything the test suite needs that cargo does not bring:
-# mono (to compile and run the original C# client), curl, nginx and openssl (reverse-proxy
+# mono (to compile and run the original C# client), exiftool (reads back the
+# metadata of stored pictures), curl, nginx and openssl (reverse-proxy
 # test), Debian's chromium (browser test), the browser test's npm packages, and
 # for scripts/windows-build.sh MinGW-w64 (links the Windows .exe), Wine (runs
 # the integration tests against it) and the nightly toolchain's rust-src.
@@ -10,6 +11,7 @@ cd "$(dirname "$0")/.."
 
 need=()
 command -v curl >/dev/null || need+=(curl)
+command -v exiftool >/dev/null || need+=(libimage-exiftool-perl)
 command -v mcs >/dev/null || need+=(mono-mcs)
 command -v mono >/dev/null || need+=(mono-runtime)
 [ -e /usr/lib/mono/4.5/System.dll ] || need+=(libmono-system4.0-cil)

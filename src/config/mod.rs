@@ -139,6 +139,16 @@ pub struct ImageSettings {
     pub queue: usize,
 }
 
+impl ImageSettings {
+    /// The largest picture an upload or replica may be.
+    pub fn limits(&self) -> crate::images::Limits {
+        crate::images::Limits {
+            max_pixels: self.max_pixels,
+            max_side: self.max_side,
+        }
+    }
+}
+
 /// SPEC §4a: how this server compares itself with its peers and fetches
 /// what it lacks.
 #[derive(Debug, Clone)]

@@ -125,7 +125,9 @@ impl From<BodyError> for Error {
 impl From<StorageError> for Error {
     fn from(e: StorageError) -> Self {
         match e {
-            StorageError::TooLarge { .. } => Self::TooLarge(e.to_string()),
+            StorageError::TooLarge { .. } | StorageError::OverLimit(_) => {
+                Self::TooLarge(e.to_string())
+            }
             StorageError::Empty | StorageError::HashMismatch => Self::BadRequest(e.to_string()),
             StorageError::UnsupportedType { .. } | StorageError::Malformed { .. } => {
                 Self::UnsupportedType(e.to_string())

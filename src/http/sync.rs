@@ -16,7 +16,7 @@ use super::AppState;
 use super::body::paced;
 use super::error::Error;
 use super::respond::{Format, answer};
-use crate::storage::{Arrival, StoredPath};
+use crate::storage::{Arrival, ImageRules, StoredPath};
 
 pub const HASH_HEADER: &str = "x-content-sha256";
 
@@ -70,8 +70,15 @@ async fn receive(
     // The same checks as an upload: a peer with a stricter `allowed_types`
     // refuses what it would refuse from a client (the sender then keeps the
     // copy in its journal for an operator), and a sender is not trusted to
-    // have checked the content.
-    let mut incoming = state.storage.begin(limit, &state.config.allowed_types);
+    // have checked the content. Its metadata is not stripped: the sender
+    // stored it as it comes, and the hash must match what it stored.
+    let rules = ImageRules {
+        limits: state.config.images.limits(),
+        strip_metadata: false,
+    };
+    let mut incoming = state
+        .storage
+        .begin(limit, &state.config.allowed_types, rules);
     let mut stream = std::pin::pin!(paced(body, state.pace()));
     while let Some(chunk) = stream.next().await {
         incoming.write(chunk?).await?;

@@ -21,7 +21,7 @@ use super::origin::Origin;
 use super::respond::{Format, answer};
 use crate::images::Dimensions;
 use crate::replication::{self, ReplicaOutcome};
-use crate::storage::{StorageError, StoredFile};
+use crate::storage::{ImageRules, StorageError, StoredFile};
 
 /// Longest client filename echoed back in an answer.
 const NAME_LIMIT: usize = 255;
@@ -152,9 +152,13 @@ async fn receive(
                 config.max_files_per_request
             )));
         }
+        let rules = ImageRules {
+            limits: config.images.limits(),
+            strip_metadata: config.images.strip_metadata,
+        };
         let mut incoming = state
             .storage
-            .begin(config.max_file_bytes, &config.allowed_types);
+            .begin(config.max_file_bytes, &config.allowed_types, rules);
         while let Some(chunk) = field.next().await {
             incoming.write(chunk.map_err(multipart_error)?).await?;
         }

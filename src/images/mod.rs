@@ -1,6 +1,6 @@
 //! Images as images: what a stored file's bytes say about the picture.
 //!
-//! For now, its dimensions, read from the format's header (the JPEG frame
+//! Its dimensions, read from the format's header (the JPEG frame
 //! header, PNG's IHDR, the GIF screen descriptor, the WebP and BMP headers)
 //! without decoding any pixel. A file whose header does not parse is not an
 //! image, whatever its first bytes claim (`FF D8 FF` followed by HTML), so
@@ -12,16 +12,69 @@
 //! checks are made here (PNG's IHDR, the WebP frame signatures, BMP's signed
 //! height, a GIF's full screen descriptor).
 //!
+//! [`Limits`] refuse a decompression bomb from its headers: a side or a
+//! pixel count (all frames of an animation, `frames.rs`) over the limit.
+//! `strip.rs` removes location and personal metadata without touching the
+//! pixels.
+//!
 //! This module takes a reader and knows nothing of HTTP or of where the file
 //! lives.
 
-use std::io::{BufRead, Seek};
+mod frames;
+pub mod strip;
+
+use std::io::{self, BufRead, Seek};
 
 /// Width and height in pixels, both at least 1.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Dimensions {
     pub width: u32,
     pub height: u32,
+}
+
+/// The largest picture kept (SPEC §2.7).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Pixels of all frames together.
+    pub max_pixels: u64,
+    /// Width or height.
+    pub max_side: u32,
+}
+
+/// Why a picture is refused as too large.
+#[derive(Debug, thiserror::Error)]
+pub enum OverLimit {
+    #[error("the picture is {width}×{height} px; no side may be over {limit} px")]
+    Side { width: u32, height: u32, limit: u32 },
+    #[error(
+        "the picture has more than {limit} pixels (all frames of an animation counted); \
+         it is refused as a decompression bomb"
+    )]
+    Pixels { limit: u64 },
+}
+
+impl Limits {
+    /// Checks the picture at the start of `reader`, whose header gave
+    /// `dimensions`: `Ok(Some(_))` says why it is too large. Only headers
+    /// are read; a file that ends early is judged on what it holds.
+    pub fn over<R: BufRead + Seek>(
+        &self,
+        reader: R,
+        dimensions: Dimensions,
+    ) -> io::Result<Option<OverLimit>> {
+        let Dimensions { width, height } = dimensions;
+        if width > self.max_side || height > self.max_side {
+            return Ok(Some(OverLimit::Side {
+                width,
+                height,
+                limit: self.max_side,
+            }));
+        }
+        let pixels = frames::pixels(reader, dimensions, self.max_pixels)?;
+        Ok((pixels > self.max_pixels).then_some(OverLimit::Pixels {
+            limit: self.max_pixels,
+        }))
+    }
 }
 
 /// The dimensions in the header at the start of `reader`, or `None` if the

@@ -11,7 +11,7 @@ use std::time::Duration;
 use futures_util::StreamExt;
 
 use crate::config::{Config, Peer};
-use crate::storage::{Arrival, Storage, StorageError, StoredPath};
+use crate::storage::{Arrival, ImageRules, Storage, StorageError, StoredPath};
 
 /// Marks a request made on another server's behalf: answer from your own
 /// disk only.
@@ -42,6 +42,8 @@ pub struct Fetcher {
     storage: Storage,
     max_file_bytes: u64,
     allowed: Vec<crate::storage::ImageType>,
+    /// Limits checked, metadata left as the peer stored it.
+    rules: ImageRules,
     idle_timeout: Duration,
     /// How long the peer may take to answer (connecting included).
     answer_timeout: Duration,
@@ -60,6 +62,10 @@ impl Fetcher {
             storage,
             max_file_bytes: config.max_file_bytes,
             allowed: config.allowed_types.clone(),
+            rules: ImageRules {
+                limits: config.images.limits(),
+                strip_metadata: false,
+            },
             idle_timeout: config.replication.idle_timeout,
             answer_timeout: config.replication.idle_timeout,
         })
@@ -117,7 +123,9 @@ impl Fetcher {
             (None, Some(announced)) => announced,
             (None, None) => return Err(FetchError::NoHash),
         };
-        let mut incoming = self.storage.begin(self.max_file_bytes, &self.allowed);
+        let mut incoming = self
+            .storage
+            .begin(self.max_file_bytes, &self.allowed, self.rules);
         let mut body = response.bytes_stream();
         loop {
             let next = tokio::time::timeout(self.idle_timeout, body.next())

@@ -5,13 +5,20 @@
 //! at a few KiB/s cannot starve the thread pool. One batch is written while
 //! the next is gathered, so parsing and disk work still overlap.
 //!
+//! The first batch written is also where a decompression bomb is caught:
+//! once its header is on disk, a picture over the limits is refused without
+//! waiting for the rest. At the end, the whole file is checked again (an
+//! animation's frames may come later) and, for uploads, its metadata is
+//! removed: into a second temporary file that replaces the first, hashed
+//! anew, only when there is something to remove.
+//!
 //! The temporary file is created by the first write and deleted whenever
 //! the upload is abandoned, including the case where the client leaves
 //! while a write task is still queued or running: the task itself checks,
 //! after its work, whether its upload was dropped meanwhile.
 
 use std::fs::{File, OpenOptions};
-use std::io::{self, BufReader, IoSlice, Seek, SeekFrom, Write};
+use std::io::{self, BufReader, BufWriter, IoSlice, Seek, SeekFrom, Write};
 use std::mem;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -21,11 +28,13 @@ use bytes::Bytes;
 use sha2::{Digest, Sha256};
 use tokio::task::JoinHandle;
 
-use super::{DiskTasks, ImageType, SNIFF_LEN, StorageError};
-use crate::images::{self, Dimensions};
+use super::{DiskTasks, ImageRules, ImageType, SNIFF_LEN, StorageError};
+use crate::images::{self, Dimensions, Limits};
 
 /// Bytes gathered before a batch goes to a write task (one vectored write).
 const BATCH_BYTES: usize = 256 * 1024;
+/// Read buffer of the checks and of the stripped copy.
+const READ_BUF: usize = 64 * 1024;
 
 /// A file being received. Dropping it before [`Incoming::finish`] abandons it
 /// and deletes its temporary file.
@@ -36,7 +45,7 @@ pub struct Incoming {
     /// The file and hash so far, while no write task has them.
     idle: Option<Writer>,
     /// The write task that has them.
-    writing: Option<JoinHandle<io::Result<Writer>>>,
+    writing: Option<JoinHandle<Result<Writer, StorageError>>>,
     /// Set when this upload is dropped; write tasks still under way then
     /// remove the file themselves.
     abandoned: Arc<AtomicBool>,
@@ -47,6 +56,7 @@ pub struct Incoming {
     limit: u64,
     head: Vec<u8>,
     allowed: Vec<ImageType>,
+    rules: ImageRules,
 }
 
 /// A complete, flushed temporary file, not yet under a public name.
@@ -65,6 +75,7 @@ impl Incoming {
         fsync: bool,
         limit: u64,
         allowed: &[ImageType],
+        rules: ImageRules,
     ) -> Self {
         Self {
             tmp,
@@ -73,6 +84,7 @@ impl Incoming {
             idle: Some(Writer {
                 file: None,
                 hasher: Sha256::new(),
+                len: 0,
             }),
             writing: None,
             abandoned: Arc::new(AtomicBool::new(false)),
@@ -82,6 +94,7 @@ impl Incoming {
             limit,
             head: Vec::with_capacity(SNIFF_LEN),
             allowed: allowed.to_vec(),
+            rules,
         }
     }
 
@@ -105,9 +118,17 @@ impl Incoming {
         if self.batch_len >= BATCH_BYTES {
             let writer = self.writer().await?;
             let (batch, path, abandoned) = self.take_batch();
+            let limits = self.rules.limits;
             let task = self
                 .disk
-                .spawn(move || writer.write(&path, &batch, &abandoned))
+                .spawn(move || {
+                    let first = writer.file.is_none();
+                    let mut writer = writer.write(&path, &batch, &abandoned)?;
+                    if first {
+                        writer.refuse_early(limits)?;
+                    }
+                    Ok(writer)
+                })
                 .await?;
             self.writing = Some(task);
         }
@@ -115,7 +136,8 @@ impl Incoming {
     }
 
     /// Writes what is left, checks that the file is a non-empty allowed
-    /// image whose header parses, and flushes it.
+    /// image whose header parses and that is within the limits, strips its
+    /// metadata if the rules say so, and flushes it.
     pub async fn finish(mut self) -> Result<Written, StorageError> {
         if self.size == 0 {
             return Err(StorageError::Empty);
@@ -124,15 +146,16 @@ impl Incoming {
         let writer = self.writer().await?;
         let (batch, path, abandoned) = self.take_batch();
         let fsync = self.fsync;
-        let (sha256, dimensions) = self
+        let rules = self.rules;
+        let (size, sha256, dimensions) = self
             .disk
-            .spawn(move || writer.complete(&path, &batch, &abandoned, fsync, image_type))
+            .spawn(move || writer.complete(&path, &batch, &abandoned, fsync, image_type, rules))
             .await?
             .await
             .map_err(io::Error::other)??;
         Ok(Written {
             tmp: mem::replace(&mut self.tmp, TempFile(PathBuf::new())),
-            size: self.size,
+            size,
             sha256,
             image_type,
             dimensions,
@@ -186,22 +209,58 @@ struct Writer {
     /// Created by the first write.
     file: Option<File>,
     hasher: Sha256,
+    /// Bytes written so far.
+    len: u64,
 }
 
 impl Writer {
     /// Hashes and writes one batch.
-    fn write(mut self, path: &Path, batch: &[Bytes], abandoned: &AtomicBool) -> io::Result<Self> {
+    fn write(
+        mut self,
+        path: &Path,
+        batch: &[Bytes],
+        abandoned: &AtomicBool,
+    ) -> Result<Self, StorageError> {
         let result = self.append(path, batch);
         if abandoned.load(Ordering::SeqCst) {
             drop(self.file.take());
             let _ = std::fs::remove_file(path);
-            return Err(io::Error::other("upload abandoned"));
+            return Err(io::Error::other("upload abandoned").into());
         }
-        result.map(|()| self)
+        result?;
+        Ok(self)
     }
 
-    /// Writes the last batch, reads the image header, flushes; returns the
-    /// hash and the dimensions.
+    /// Refuses a picture whose header, already written, is over `limits`;
+    /// a header not yet complete is left to [`Writer::complete`].
+    fn refuse_early(&mut self, limits: Limits) -> Result<(), StorageError> {
+        let file = self.open_file()?;
+        file.seek(SeekFrom::Start(0))?;
+        let mut reader = BufReader::with_capacity(READ_BUF, &*file);
+        let over = match images::dimensions(&mut reader) {
+            Some(dimensions) => {
+                reader.seek(SeekFrom::Start(0))?;
+                limits.over(&mut reader, dimensions)?
+            }
+            None => None,
+        };
+        drop(reader);
+        file.seek(SeekFrom::End(0))?;
+        match over {
+            Some(over) => Err(over.into()),
+            None => Ok(()),
+        }
+    }
+
+    fn open_file(&mut self) -> io::Result<&mut File> {
+        self.file
+            .as_mut()
+            .ok_or_else(|| io::Error::other("no file was written"))
+    }
+
+    /// Writes the last batch, reads the image header, checks the limits,
+    /// strips the metadata if `rules` say so, flushes; returns the size and
+    /// hash of the file as it will be stored, and the dimensions.
     fn complete(
         self,
         path: &Path,
@@ -209,21 +268,58 @@ impl Writer {
         abandoned: &AtomicBool,
         fsync: bool,
         image_type: ImageType,
-    ) -> Result<(String, Dimensions), StorageError> {
+        rules: ImageRules,
+    ) -> Result<(u64, String, Dimensions), StorageError> {
         let mut writer = self.write(path, batch, abandoned)?;
-        let file = writer
-            .file
-            .as_mut()
-            .ok_or_else(|| StorageError::Io(io::Error::other("no file was written")))?;
+        let file = writer.open_file()?;
         file.seek(SeekFrom::Start(0))?;
-        let dimensions =
-            images::dimensions(BufReader::new(&*file)).ok_or(StorageError::Malformed {
-                kind: image_type.extension(),
-            })?;
-        if fsync {
-            file.sync_all()?;
+        let mut reader = BufReader::with_capacity(READ_BUF, &*file);
+        let dimensions = images::dimensions(&mut reader).ok_or(StorageError::Malformed {
+            kind: image_type.extension(),
+        })?;
+        reader.seek(SeekFrom::Start(0))?;
+        if let Some(over) = rules.limits.over(&mut reader, dimensions)? {
+            return Err(over.into());
         }
-        Ok((hex::encode(writer.hasher.finalize()), dimensions))
+        let plan = if rules.strip_metadata {
+            images::strip::strip(&mut reader)?
+        } else {
+            None
+        };
+        let Some(plan) = plan else {
+            drop(reader);
+            if fsync {
+                file.sync_all()?;
+            }
+            return Ok((
+                writer.len,
+                hex::encode(writer.hasher.finalize()),
+                dimensions,
+            ));
+        };
+        let mut copy = TempFile(path.with_extension("strip"));
+        let mut out = Hashing {
+            file: BufWriter::new(File::create_new(&copy.0)?),
+            hasher: Sha256::new(),
+        };
+        let size = plan.apply(&mut reader, &mut out)?;
+        drop(reader);
+        let stripped = out.file.into_inner().map_err(|e| e.into_error())?;
+        if fsync {
+            stripped.sync_all()?;
+        }
+        // Windows renames over a file only once nothing holds it open.
+        drop(writer.file.take());
+        drop(stripped);
+        std::fs::rename(&copy.0, path)?;
+        copy.0 = PathBuf::new();
+        // As in `write`: an upload dropped meanwhile has removed `path`
+        // already, or removes it after this check.
+        if abandoned.load(Ordering::SeqCst) {
+            let _ = std::fs::remove_file(path);
+            return Err(io::Error::other("upload abandoned").into());
+        }
+        Ok((size, hex::encode(out.hasher.finalize()), dimensions))
     }
 
     fn append(&mut self, path: &Path, batch: &[Bytes]) -> io::Result<()> {
@@ -239,8 +335,27 @@ impl Writer {
         };
         for chunk in batch {
             self.hasher.update(chunk);
+            self.len += chunk.len() as u64;
         }
         write_batch(file, batch)
+    }
+}
+
+/// A file being written and hashed on the way.
+struct Hashing {
+    file: BufWriter<File>,
+    hasher: Sha256,
+}
+
+impl Write for Hashing {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.file.write(buf)?;
+        self.hasher.update(&buf[..n]);
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.file.flush()
     }
 }
 

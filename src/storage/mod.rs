@@ -12,6 +12,10 @@
 //! file work of uploads and replicas goes through [`DiskTasks`], a bounded
 //! share of the blocking thread pool, so uploads can never take the threads
 //! that serving stored files and health checks need.
+//!
+//! Whether the picture is acceptable (its header parses, it is not a
+//! decompression bomb) and what leaves it (metadata) is decided by
+//! `images`; [`ImageRules`] say which of those steps a file goes through.
 //! This module knows nothing of HTTP.
 
 mod incoming;
@@ -32,6 +36,7 @@ use uuid::Uuid;
 use incoming::TempFile;
 pub use incoming::{Incoming, Written};
 
+use crate::images::{Limits, OverLimit};
 use crate::index::{FileEntry, Index, IndexError};
 pub use path::StoredPath;
 pub use sniff::{ImageType, SNIFF_LEN};
@@ -60,6 +65,8 @@ pub enum StorageError {
     UnsupportedType { allowed: String },
     #[error("the content starts like a {kind} but its header does not parse")]
     Malformed { kind: &'static str },
+    #[error(transparent)]
+    OverLimit(#[from] OverLimit),
     #[error("the content does not match its X-Content-SHA256")]
     HashMismatch,
     #[error("a different file is already stored under this name")]
@@ -81,6 +88,16 @@ impl From<io::Error> for StorageError {
             _ => Self::Io(e),
         }
     }
+}
+
+/// What `images` does to a file as it is received.
+#[derive(Debug, Clone, Copy)]
+pub struct ImageRules {
+    /// A picture over these is refused.
+    pub limits: Limits,
+    /// Remove location and personal metadata before hashing. Uploads only:
+    /// a replica arrives as its sender stored it, and its hash must match.
+    pub strip_metadata: bool,
 }
 
 /// A file under its public name.
@@ -197,10 +214,11 @@ impl Storage {
         self.data_dir.join(path.to_relative_path())
     }
 
-    /// Starts receiving a file of at most `limit` bytes of one of `allowed`.
-    pub fn begin(&self, limit: u64, allowed: &[ImageType]) -> Incoming {
+    /// Starts receiving a file of at most `limit` bytes of one of `allowed`,
+    /// checked and stripped as `rules` say.
+    pub fn begin(&self, limit: u64, allowed: &[ImageType], rules: ImageRules) -> Incoming {
         let tmp = TempFile(self.tmp_dir.join(format!("{}.part", Uuid::new_v4())));
-        Incoming::new(tmp, self.disk.clone(), self.fsync, limit, allowed)
+        Incoming::new(tmp, self.disk.clone(), self.fsync, limit, allowed, rules)
     }
 
     /// Gives a complete upload its dated public name (today, local time).

@@ -1,0 +1,231 @@
+//! How many pixels a file asks a decoder for, all frames counted: the
+//! measure of a decompression bomb (SPEC §2.7). A still picture is its
+//! width × height. An animation is decoded frame after frame onto its
+//! canvas, so each frame costs at least the canvas:
+//!
+//! - GIF: every image descriptor counts the larger of the logical screen and
+//!   the frame it describes (a decoder enlarges its canvas for a frame that
+//!   does not fit);
+//! - animated PNG: `acTL`'s frame count × the IHDR area (every frame fits in
+//!   it, and the count is announced before any pixel data);
+//! - animated WebP: every `ANMF` frame counts the larger of the canvas and
+//!   the frame.
+//!
+//! The walk reads headers and skips payloads (PNG and WebP chunks by
+//! seeking; GIF sub-blocks, at most 255 bytes each, by reading), so memory
+//! stays bounded whatever the file. A file that ends early counts what it
+//! holds, which lets a partly received file be refused before its end.
+
+use std::io::{self, BufRead, Read, Seek, SeekFrom};
+
+use super::Dimensions;
+
+/// The pixels of every frame of the file at the start of `reader`, whose
+/// first frame or canvas is `dimensions`. Counting stops once `stop_above`
+/// is passed: the answer is then only known to be larger.
+pub(super) fn pixels<R: BufRead + Seek>(
+    mut reader: R,
+    dimensions: Dimensions,
+    stop_above: u64,
+) -> io::Result<u64> {
+    let area = u64::from(dimensions.width) * u64::from(dimensions.height);
+    let mut count = Count {
+        total: 0,
+        stop_above,
+    };
+    let head = reader.fill_buf()?;
+    let walked = if head.starts_with(b"GIF") {
+        gif(&mut reader, area, &mut count)
+    } else if head.starts_with(b"\x89PNG") {
+        png(&mut reader, area, &mut count)
+    } else if head.starts_with(b"RIFF") {
+        webp(&mut reader, area, &mut count)
+    } else {
+        Ok(())
+    };
+    match walked {
+        Err(e) if e.kind() != io::ErrorKind::UnexpectedEof => Err(e),
+        _ => Ok(count.total.max(area)),
+    }
+}
+
+/// A running sum of frames; `add` says when counting further is useless.
+struct Count {
+    total: u64,
+    stop_above: u64,
+}
+
+impl Count {
+    fn add(&mut self, pixels: u64) -> bool {
+        self.total = self.total.saturating_add(pixels);
+        self.total > self.stop_above
+    }
+}
+
+fn gif<R: BufRead + Seek>(reader: &mut R, screen: u64, count: &mut Count) -> io::Result<()> {
+    let header: [u8; 13] = read_array(reader)?;
+    skip_color_table(reader, header[10])?;
+    loop {
+        let [introducer] = read_array(reader)?;
+        match introducer {
+            0x2C => {
+                let descriptor: [u8; 9] = read_array(reader)?;
+                let width = u16::from_le_bytes([descriptor[4], descriptor[5]]);
+                let height = u16::from_le_bytes([descriptor[6], descriptor[7]]);
+                if count.add(screen.max(u64::from(width) * u64::from(height))) {
+                    return Ok(());
+                }
+                skip_color_table(reader, descriptor[8])?;
+                // LZW minimum code size, then the data sub-blocks.
+                read_array::<_, 1>(reader)?;
+                skip_sub_blocks(reader)?;
+            }
+            0x21 => {
+                read_array::<_, 1>(reader)?;
+                skip_sub_blocks(reader)?;
+            }
+            // The trailer, or bytes that are not a block: the picture ends.
+            _ => return Ok(()),
+        }
+    }
+}
+
+fn skip_color_table<R: Read>(reader: &mut R, flags: u8) -> io::Result<()> {
+    if flags & 0x80 != 0 {
+        skip_read(reader, 3 << ((flags & 7) + 1))?;
+    }
+    Ok(())
+}
+
+fn skip_sub_blocks<R: Read>(reader: &mut R) -> io::Result<()> {
+    loop {
+        let [len] = read_array(reader)?;
+        if len == 0 {
+            return Ok(());
+        }
+        skip_read(reader, len.into())?;
+    }
+}
+
+fn png<R: Read + Seek>(reader: &mut R, area: u64, count: &mut Count) -> io::Result<()> {
+    reader.seek(SeekFrom::Start(8))?;
+    loop {
+        let head: [u8; 8] = read_array(reader)?;
+        let len = u32::from_be_bytes([head[0], head[1], head[2], head[3]]);
+        match &head[4..] {
+            b"acTL" => {
+                let frames: [u8; 4] = read_array(reader)?;
+                let frames = u32::from_be_bytes(frames).max(1);
+                count.add(area.saturating_mul(frames.into()));
+                return Ok(());
+            }
+            // acTL comes before the image data, or not at all.
+            b"IDAT" | b"IEND" => return Ok(()),
+            _ => {
+                reader.seek(SeekFrom::Current(i64::from(len) + 4))?;
+            }
+        }
+    }
+}
+
+fn webp<R: Read + Seek>(reader: &mut R, canvas: u64, count: &mut Count) -> io::Result<()> {
+    reader.seek(SeekFrom::Start(12))?;
+    loop {
+        let head: [u8; 8] = read_array(reader)?;
+        let len = u32::from_le_bytes([head[4], head[5], head[6], head[7]]);
+        let mut skip = i64::from(len) + i64::from(len & 1);
+        if &head[..4] == b"ANMF" {
+            if len < 12 {
+                return Ok(());
+            }
+            let frame: [u8; 12] = read_array(reader)?;
+            skip -= 12;
+            let width = u24(&frame[6..9]) + 1;
+            let height = u24(&frame[9..12]) + 1;
+            if count.add(canvas.max(width * height)) {
+                return Ok(());
+            }
+        }
+        reader.seek(SeekFrom::Current(skip))?;
+    }
+}
+
+fn u24(bytes: &[u8]) -> u64 {
+    bytes.iter().rev().fold(0, |n, &b| (n << 8) | u64::from(b))
+}
+
+fn read_array<R: Read, const N: usize>(reader: &mut R) -> io::Result<[u8; N]> {
+    let mut buf = [0; N];
+    reader.read_exact(&mut buf)?;
+    Ok(buf)
+}
+
+fn skip_read<R: Read>(reader: &mut R, n: u64) -> io::Result<()> {
+    let skipped = io::copy(&mut reader.take(n), &mut io::sink())?;
+    if skipped < n {
+        return Err(io::ErrorKind::UnexpectedEof.into());
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Cursor;
+
+    use super::*;
+
+    const SIDE: Dimensions = Dimensions {
+        width: 10,
+        height: 10,
+    };
+
+    fn count(bytes: &[u8]) -> u64 {
+        pixels(Cursor::new(bytes), SIDE, u64::MAX).expect("walk")
+    }
+
+    fn gif_frames(frames: usize, complete: bool) -> Vec<u8> {
+        let mut gif = b"GIF89a\x0a\x00\x0a\x00\x80\x00\x00\0\0\0\xff\xff\xff".to_vec();
+        for _ in 0..frames {
+            gif.extend_from_slice(b"\x21\xf9\x04\x00\x00\x00\x00\x00");
+            gif.extend_from_slice(b"\x2c\0\0\0\0\x0a\x00\x0a\x00\x00\x02\x02\x4c\x01\x00");
+        }
+        if complete {
+            gif.push(0x3b);
+        }
+        gif
+    }
+
+    #[test]
+    fn a_still_picture_is_its_area() {
+        assert_eq!(count(b"\xFF\xD8\xFF"), 100);
+        assert_eq!(count(&gif_frames(1, true)), 100);
+    }
+
+    #[test]
+    fn every_gif_frame_counts_even_in_a_truncated_file() {
+        assert_eq!(count(&gif_frames(1000, true)), 100_000);
+        let partial = gif_frames(500, false);
+        let truncated = gif_frames(1000, false);
+        assert_eq!(count(&truncated[..partial.len()]), 50_000);
+        assert!(pixels(Cursor::new(&gif_frames(1000, true)), SIDE, 5_000).expect("walk") > 5_000);
+    }
+
+    #[test]
+    fn an_animated_png_counts_its_announced_frames() {
+        let mut png =
+            b"\x89PNG\r\n\x1a\n\x00\x00\x00\x0dIHDR\0\0\0\x0a\0\0\0\x0a\x08\x02\0\0\0\0\0\0\0"
+                .to_vec();
+        png.extend_from_slice(b"\x00\x00\x00\x08acTL\x00\x00\x00\x07\x00\x00\x00\x00\0\0\0\0");
+        assert_eq!(count(&png), 700);
+    }
+
+    #[test]
+    fn an_animated_webp_counts_every_frame() {
+        let mut webp = b"RIFF\0\0\0\0WEBPVP8X\x0a\0\0\0\x02\0\0\0\x09\0\0\x09\0\0".to_vec();
+        webp.extend_from_slice(b"ANIM\x06\0\0\0\0\0\0\0\0\0");
+        for _ in 0..3 {
+            webp.extend_from_slice(b"ANMF\x10\0\0\0\0\0\0\0\0\0\x13\0\0\x13\0\0\0\0\0\0");
+        }
+        assert_eq!(count(&webp), 3 * 400);
+    }
+}

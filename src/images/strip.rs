@@ -1,0 +1,545 @@
+//! Metadata privacy (SPEC §2.7): location and personal metadata leave JPEG,
+//! PNG and WebP files before they are hashed, stored and replicated; the
+//! pixels are never decoded or re-encoded.
+//!
+//! - JPEG: APP1 (Exif, XMP), APP13 (IPTC, Photoshop) and COM segments go;
+//!   APP2 (the ICC profile) and every other segment stay.
+//! - PNG: `eXIf`, `tEXt`, `zTXt` and `iTXt` chunks go; `iCCP` stays.
+//! - WebP: `EXIF` and `XMP ` chunks go, and the VP8X flags and the RIFF size
+//!   are fixed to match; `ICCP` stays.
+//!
+//! An EXIF orientation other than 1 is kept: the removed Exif block is
+//! replaced, where it was, by a minimal one that holds only the Orientation
+//! tag. That minimal block is itself kept as it is, so stripping is
+//! idempotent: a stripped file has nothing left to strip, and a file with
+//! no such metadata at all is left byte for byte.
+//!
+//! The walk is written by hand over `Read + Seek` rather than with a crate
+//! such as img-parts, which loads the whole file: here the file stays on
+//! disk, segments and chunks are found by their headers and skipped by
+//! seeking, and only a metadata block of at most [`META_READ`] bytes is ever
+//! held, to find its orientation. [`strip`] returns a [`Plan`], a list of
+//! byte ranges to replace; [`Plan::apply`] copies the file with them
+//! replaced, in bounded chunks, and the caller decides where the copy goes.
+//! A segment or chunk structure that does not parse ends the walk: what
+//! follows is copied as it is.
+
+use std::io::{self, BufRead, Read, Seek, SeekFrom, Write};
+
+/// The most of one metadata block read into memory (a JPEG segment is at
+/// most 64 KiB anyway; a larger PNG or WebP block is read only this far,
+/// where IFD0 and its Orientation are).
+const META_READ: u64 = 64 * 1024;
+/// The Exif tag of the orientation.
+const ORIENTATION: u16 = 0x0112;
+
+/// The edits that remove a file's metadata, in file order.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Plan {
+    edits: Vec<Edit>,
+}
+
+/// `remove` bytes at `at` replaced by `insert`.
+#[derive(Debug, PartialEq, Eq)]
+struct Edit {
+    at: u64,
+    remove: u64,
+    insert: Vec<u8>,
+}
+
+/// What must change in the file at the start of `reader` to remove its
+/// metadata; `None` when nothing must (the file is stored as it is).
+pub fn strip<R: BufRead + Seek>(mut reader: R) -> io::Result<Option<Plan>> {
+    reader.seek(SeekFrom::Start(0))?;
+    let head = reader.fill_buf()?;
+    let edits = if head.starts_with(b"\xFF\xD8") {
+        jpeg(&mut reader)?
+    } else if head.starts_with(b"\x89PNG\r\n\x1a\n") {
+        png(&mut reader)?
+    } else if head.starts_with(b"RIFF") && head.get(8..16) == Some(b"WEBPVP8X") {
+        webp(&mut reader)?
+    } else {
+        Vec::new()
+    };
+    Ok((!edits.is_empty()).then_some(Plan { edits }))
+}
+
+impl Plan {
+    /// Copies `source` to `out` with the edits made; returns the bytes
+    /// written.
+    pub fn apply<R: Read + Seek, W: Write>(&self, mut source: R, mut out: W) -> io::Result<u64> {
+        source.seek(SeekFrom::Start(0))?;
+        let mut at = 0;
+        let mut written = 0;
+        for edit in &self.edits {
+            let kept = io::copy(&mut (&mut source).take(edit.at - at), &mut out)?;
+            if kept != edit.at - at {
+                return Err(io::ErrorKind::UnexpectedEof.into());
+            }
+            out.write_all(&edit.insert)?;
+            let removed = i64::try_from(edit.remove).map_err(io::Error::other)?;
+            source.seek(SeekFrom::Current(removed))?;
+            at = edit.at + edit.remove;
+            written += kept + edit.insert.len() as u64;
+        }
+        written += io::copy(&mut source, &mut out)?;
+        out.flush()?;
+        Ok(written)
+    }
+}
+
+/// Where a walk is, and what it decided so far.
+struct Walk<'a, R> {
+    reader: &'a mut R,
+    edits: Vec<Edit>,
+    /// The orientation of the first Exif block removed.
+    orientation: Option<u16>,
+}
+
+impl<R: Read + Seek> Walk<'_, R> {
+    fn position(&mut self) -> io::Result<u64> {
+        self.reader.stream_position()
+    }
+
+    fn skip(&mut self, n: u64) -> io::Result<()> {
+        self.reader
+            .seek(SeekFrom::Current(
+                i64::try_from(n).map_err(io::Error::other)?,
+            ))
+            .map(drop)
+    }
+
+    /// Reads a metadata block of `len` bytes (at most [`META_READ`] of it)
+    /// and leaves the reader after the block.
+    fn read_block(&mut self, len: u64) -> io::Result<Vec<u8>> {
+        let mut block = Vec::new();
+        self.reader
+            .by_ref()
+            .take(len.min(META_READ))
+            .read_to_end(&mut block)?;
+        self.skip(len - block.len() as u64)?;
+        Ok(block)
+    }
+
+    /// Removes `len` bytes at `at`, an Exif block whose TIFF data is `tiff`
+    /// if it is one: its orientation (other than 1) comes back as a minimal
+    /// block made by `minimal`.
+    fn remove(&mut self, at: u64, len: u64, tiff: Option<&[u8]>, minimal: fn(u16) -> Vec<u8>) {
+        let mut insert = Vec::new();
+        if self.orientation.is_none()
+            && let Some(o) = tiff.and_then(orientation)
+        {
+            self.orientation = Some(o);
+            if o != 1 {
+                insert = minimal(o);
+            }
+        }
+        self.edits.push(Edit {
+            at,
+            remove: len,
+            insert,
+        });
+    }
+}
+
+fn jpeg<R: BufRead + Seek>(reader: &mut R) -> io::Result<Vec<Edit>> {
+    let mut walk = Walk {
+        reader,
+        edits: Vec::new(),
+        orientation: None,
+    };
+    walk.reader.seek(SeekFrom::Start(2))?;
+    loop {
+        let at = walk.position()?;
+        let Ok([0xFF, mut marker]) = read_array(walk.reader) else {
+            break;
+        };
+        let mut at = at;
+        while marker == 0xFF {
+            at += 1;
+            let Ok([next]) = read_array(walk.reader) else {
+                return Ok(walk.edits);
+            };
+            marker = next;
+        }
+        match marker {
+            // Standalone markers.
+            0x01 | 0xD0..=0xD8 => continue,
+            // Image data or the end: metadata comes before.
+            0x00 | 0xD9 | 0xDA => break,
+            _ => {}
+        }
+        let Ok(len) = read_array(walk.reader).map(u16::from_be_bytes) else {
+            break;
+        };
+        let Some(payload) = u64::from(len).checked_sub(2) else {
+            break;
+        };
+        let segment = u64::from(len) + 2;
+        match marker {
+            0xE1 => {
+                let block = walk.read_block(payload)?;
+                let tiff = block.strip_prefix(b"Exif\0\0");
+                if tiff.is_some_and(is_minimal) {
+                    continue;
+                }
+                walk.remove(at, segment, tiff, jpeg_exif);
+            }
+            0xED | 0xFE => {
+                walk.skip(payload)?;
+                walk.remove(at, segment, None, jpeg_exif);
+            }
+            _ => walk.skip(payload)?,
+        }
+    }
+    Ok(walk.edits)
+}
+
+fn png<R: BufRead + Seek>(reader: &mut R) -> io::Result<Vec<Edit>> {
+    let mut walk = Walk {
+        reader,
+        edits: Vec::new(),
+        orientation: None,
+    };
+    walk.reader.seek(SeekFrom::Start(8))?;
+    while let Ok(head) = read_array::<_, 8>(walk.reader) {
+        let at = walk.position()? - 8;
+        let len = u64::from(u32::from_be_bytes([head[0], head[1], head[2], head[3]]));
+        let chunk = len + 12;
+        match &head[4..] {
+            b"eXIf" => {
+                let block = walk.read_block(len)?;
+                walk.skip(4)?;
+                if is_minimal(&block) {
+                    continue;
+                }
+                walk.remove(at, chunk, Some(&block), png_exif);
+            }
+            b"tEXt" | b"zTXt" | b"iTXt" => {
+                walk.skip(len + 4)?;
+                walk.remove(at, chunk, None, png_exif);
+            }
+            b"IEND" => break,
+            _ => walk.skip(len + 4)?,
+        }
+    }
+    Ok(walk.edits)
+}
+
+fn webp<R: BufRead + Seek>(reader: &mut R) -> io::Result<Vec<Edit>> {
+    let mut walk = Walk {
+        reader,
+        edits: Vec::new(),
+        orientation: None,
+    };
+    let header: [u8; 21] = read_array(walk.reader)?;
+    let riff_size = u32::from_le_bytes([header[4], header[5], header[6], header[7]]);
+    let flags = header[20];
+    walk.reader.seek(SeekFrom::Start(12))?;
+    let mut exif_kept = false;
+    while let Ok(head) = read_array::<_, 8>(walk.reader) {
+        let at = walk.position()? - 8;
+        let len = u64::from(u32::from_le_bytes([head[4], head[5], head[6], head[7]]));
+        let padded = len + (len & 1);
+        match &head[..4] {
+            b"EXIF" => {
+                let block = walk.read_block(len)?;
+                walk.skip(padded - len)?;
+                let tiff = block.strip_prefix(b"Exif\0\0").unwrap_or(&block);
+                if is_minimal(tiff) {
+                    exif_kept = true;
+                    continue;
+                }
+                walk.remove(at, padded + 8, Some(tiff), webp_exif);
+                exif_kept |= walk.edits.last().is_some_and(|e| !e.insert.is_empty());
+            }
+            b"XMP " => {
+                walk.skip(padded)?;
+                walk.remove(at, padded + 8, None, webp_exif);
+            }
+            _ => walk.skip(padded)?,
+        }
+    }
+    if walk.edits.is_empty() {
+        return Ok(walk.edits);
+    }
+    let removed: u64 = walk.edits.iter().map(|e| e.remove).sum();
+    let inserted: u64 = walk.edits.iter().map(|e| e.insert.len() as u64).sum();
+    let size = (u64::from(riff_size) + inserted)
+        .checked_sub(removed)
+        .and_then(|s| u32::try_from(s).ok())
+        .ok_or_else(|| io::Error::other("RIFF size smaller than its chunks"))?;
+    // VP8X flags: 0x08 Exif, 0x04 XMP.
+    let mut new_flags = flags & !0x04;
+    if !exif_kept {
+        new_flags &= !0x08;
+    }
+    let mut edits = vec![Edit {
+        at: 4,
+        remove: 4,
+        insert: size.to_le_bytes().to_vec(),
+    }];
+    if new_flags != flags {
+        edits.push(Edit {
+            at: 20,
+            remove: 1,
+            insert: vec![new_flags],
+        });
+    }
+    edits.append(&mut walk.edits);
+    Ok(edits)
+}
+
+/// The Orientation in IFD0 of TIFF data (the body of an Exif block).
+fn orientation(tiff: &[u8]) -> Option<u16> {
+    let big = match tiff.get(..4)? {
+        b"MM\0\x2a" => true,
+        b"II\x2a\0" => false,
+        _ => return None,
+    };
+    let u16_at = |at: usize| -> Option<u16> {
+        let b: [u8; 2] = tiff.get(at..at + 2)?.try_into().ok()?;
+        Some(if big {
+            u16::from_be_bytes(b)
+        } else {
+            u16::from_le_bytes(b)
+        })
+    };
+    let u32_at = |at: usize| -> Option<u32> {
+        let b: [u8; 4] = tiff.get(at..at + 4)?.try_into().ok()?;
+        Some(if big {
+            u32::from_be_bytes(b)
+        } else {
+            u32::from_le_bytes(b)
+        })
+    };
+    let ifd = usize::try_from(u32_at(4)?).ok()?;
+    let entries = u16_at(ifd)?;
+    (0..usize::from(entries))
+        .map(|i| ifd + 2 + 12 * i)
+        .find(|&entry| u16_at(entry) == Some(ORIENTATION) && u16_at(entry + 2) == Some(3))
+        .and_then(|entry| u16_at(entry + 8))
+        .filter(|o| (1..=8).contains(o))
+}
+
+/// TIFF data with one IFD holding only the Orientation tag.
+fn minimal_tiff(orientation: u16) -> Vec<u8> {
+    let mut tiff = b"MM\0\x2a\0\0\0\x08\0\x01".to_vec();
+    tiff.extend_from_slice(&ORIENTATION.to_be_bytes());
+    tiff.extend_from_slice(b"\0\x03\0\0\0\x01");
+    tiff.extend_from_slice(&orientation.to_be_bytes());
+    tiff.extend_from_slice(&[0; 6]);
+    tiff
+}
+
+/// Whether TIFF data is exactly what [`minimal_tiff`] makes: kept as it is.
+fn is_minimal(tiff: &[u8]) -> bool {
+    orientation(tiff).is_some_and(|o| tiff == minimal_tiff(o))
+}
+
+fn jpeg_exif(orientation: u16) -> Vec<u8> {
+    let tiff = minimal_tiff(orientation);
+    let len = u16::try_from(tiff.len() + 8).unwrap_or(u16::MAX);
+    let mut segment = vec![0xFF, 0xE1];
+    segment.extend_from_slice(&len.to_be_bytes());
+    segment.extend_from_slice(b"Exif\0\0");
+    segment.extend_from_slice(&tiff);
+    segment
+}
+
+fn png_exif(orientation: u16) -> Vec<u8> {
+    let tiff = minimal_tiff(orientation);
+    let len = u32::try_from(tiff.len()).unwrap_or(u32::MAX);
+    let mut chunk = len.to_be_bytes().to_vec();
+    chunk.extend_from_slice(b"eXIf");
+    chunk.extend_from_slice(&tiff);
+    let crc = crc32(&chunk[4..]);
+    chunk.extend_from_slice(&crc.to_be_bytes());
+    chunk
+}
+
+fn webp_exif(orientation: u16) -> Vec<u8> {
+    let tiff = minimal_tiff(orientation);
+    let len = u32::try_from(tiff.len()).unwrap_or(u32::MAX);
+    let mut chunk = b"EXIF".to_vec();
+    chunk.extend_from_slice(&len.to_le_bytes());
+    chunk.extend_from_slice(&tiff);
+    chunk
+}
+
+/// PNG's chunk CRC, bit by bit: it only ever covers a few dozen bytes here.
+fn crc32(bytes: &[u8]) -> u32 {
+    !bytes.iter().fold(!0u32, |crc, &b| {
+        (0..8).fold(crc ^ u32::from(b), |c, _| {
+            (c >> 1) ^ (0xEDB8_8320 & (c & 1).wrapping_neg())
+        })
+    })
+}
+
+fn read_array<R: Read, const N: usize>(reader: &mut R) -> io::Result<[u8; N]> {
+    let mut buf = [0; N];
+    reader.read_exact(&mut buf)?;
+    Ok(buf)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Cursor;
+
+    use super::*;
+
+    fn stripped(bytes: &[u8]) -> Option<Vec<u8>> {
+        let plan = strip(Cursor::new(bytes)).expect("walk")?;
+        let mut out = Vec::new();
+        let n = plan.apply(Cursor::new(bytes), &mut out).expect("apply");
+        assert_eq!(n, out.len() as u64);
+        Some(out)
+    }
+
+    fn segment(marker: u8, payload: &[u8]) -> Vec<u8> {
+        let mut s = vec![0xFF, marker];
+        s.extend_from_slice(&u16::try_from(payload.len() + 2).expect("len").to_be_bytes());
+        s.extend_from_slice(payload);
+        s
+    }
+
+    /// Exif with Orientation 6 and a GPS IFD pointer, little-endian.
+    fn camera_exif() -> Vec<u8> {
+        let mut tiff = b"II\x2a\0\x08\0\0\0\x02\0".to_vec();
+        tiff.extend_from_slice(b"\x12\x01\x03\0\x01\0\0\0\x06\0\0\0");
+        tiff.extend_from_slice(b"\x25\x88\x04\0\x01\0\0\0\x26\0\0\0");
+        tiff.extend_from_slice(b"\0\0\0\0GPS-DATA-HERE");
+        tiff
+    }
+
+    const SOF: &[u8] =
+        b"\xFF\xC0\x00\x11\x08\x01\xE0\x02\x80\x03\x01\x22\x00\x02\x11\x01\x03\x11\x01";
+
+    #[test]
+    fn reads_the_orientation_in_either_byte_order() {
+        assert_eq!(orientation(&camera_exif()), Some(6));
+        assert_eq!(orientation(&minimal_tiff(8)), Some(8));
+        assert!(is_minimal(&minimal_tiff(3)));
+        assert!(!is_minimal(&camera_exif()));
+    }
+
+    #[test]
+    fn a_jpeg_loses_exif_xmp_iptc_and_comments_but_keeps_icc_and_orientation() {
+        let mut exif = b"Exif\0\0".to_vec();
+        exif.extend_from_slice(&camera_exif());
+        let icc = segment(0xE2, b"ICC_PROFILE\0\x01\x01profile");
+        let mut jpeg = b"\xFF\xD8".to_vec();
+        jpeg.extend(segment(0xE0, b"JFIF\0\x01\x01\0\0\x01\0\x01\0\0"));
+        jpeg.extend(segment(0xE1, &exif));
+        jpeg.extend(segment(0xE1, b"http://ns.adobe.com/xap/1.0/\0<x:xmpmeta/>"));
+        jpeg.extend(&icc);
+        jpeg.extend(segment(0xED, b"Photoshop 3.0\0IPTC"));
+        jpeg.extend(segment(0xFE, b"a comment"));
+        jpeg.extend(SOF);
+        jpeg.extend(b"\xFF\xDA\x00\x02pixels\xFF\xD9");
+        let out = stripped(&jpeg).expect("something to strip");
+        let mut want = b"\xFF\xD8".to_vec();
+        want.extend(segment(0xE0, b"JFIF\0\x01\x01\0\0\x01\0\x01\0\0"));
+        want.extend(jpeg_exif(6));
+        want.extend(&icc);
+        want.extend(SOF);
+        want.extend(b"\xFF\xDA\x00\x02pixels\xFF\xD9");
+        assert_eq!(out, want);
+        assert_eq!(stripped(&out), None, "stripping twice changes nothing");
+    }
+
+    #[test]
+    fn a_jpeg_without_metadata_is_left_alone() {
+        let mut jpeg = b"\xFF\xD8".to_vec();
+        jpeg.extend(segment(0xE0, b"JFIF\0\x01\x01\0\0\x01\0\x01\0\0"));
+        jpeg.extend(SOF);
+        jpeg.extend(b"random \xFF\xE1 data after the frame header");
+        assert_eq!(stripped(&jpeg), None);
+    }
+
+    fn png_chunk(kind: &[u8], data: &[u8]) -> Vec<u8> {
+        let mut c = u32::try_from(data.len())
+            .expect("len")
+            .to_be_bytes()
+            .to_vec();
+        c.extend_from_slice(kind);
+        c.extend_from_slice(data);
+        let crc = crc32(&c[4..]);
+        c.extend_from_slice(&crc.to_be_bytes());
+        c
+    }
+
+    #[test]
+    fn a_png_loses_its_text_and_exif_chunks() {
+        assert_eq!(crc32(b"IEND"), 0xAE42_6082);
+        let ihdr = png_chunk(b"IHDR", b"\0\0\0\x01\0\0\0\x01\x08\x02\0\0\0");
+        let iccp = png_chunk(b"iCCP", b"p\0\0data");
+        let mut png = b"\x89PNG\r\n\x1a\n".to_vec();
+        png.extend(&ihdr);
+        png.extend(&iccp);
+        png.extend(png_chunk(b"tEXt", b"Author\0Someone"));
+        png.extend(png_chunk(b"eXIf", &camera_exif()));
+        png.extend(png_chunk(b"IDAT", b"pixels"));
+        png.extend(png_chunk(b"iTXt", b"Comment\0\0\0\0\0hello"));
+        png.extend(png_chunk(b"IEND", b""));
+        let out = stripped(&png).expect("something to strip");
+        let mut want = b"\x89PNG\r\n\x1a\n".to_vec();
+        want.extend(&ihdr);
+        want.extend(&iccp);
+        want.extend(png_exif(6));
+        want.extend(png_chunk(b"IDAT", b"pixels"));
+        want.extend(png_chunk(b"IEND", b""));
+        assert_eq!(out, want);
+        assert_eq!(stripped(&out), None);
+    }
+
+    fn webp_chunk(kind: &[u8], data: &[u8]) -> Vec<u8> {
+        let mut c = kind.to_vec();
+        c.extend_from_slice(&u32::try_from(data.len()).expect("len").to_le_bytes());
+        c.extend_from_slice(data);
+        if data.len() % 2 == 1 {
+            c.push(0);
+        }
+        c
+    }
+
+    fn webp(flags: u8, chunks: &[Vec<u8>]) -> Vec<u8> {
+        let mut body = b"WEBP".to_vec();
+        body.extend(webp_chunk(b"VP8X", &[flags, 0, 0, 0, 9, 0, 0, 9, 0, 0]));
+        for c in chunks {
+            body.extend(c);
+        }
+        let mut file = b"RIFF".to_vec();
+        file.extend_from_slice(&u32::try_from(body.len()).expect("len").to_le_bytes());
+        file.extend(body);
+        file
+    }
+
+    #[test]
+    fn a_webp_loses_exif_and_xmp_and_its_flags_say_so() {
+        let iccp = webp_chunk(b"ICCP", b"profile");
+        let image = webp_chunk(b"VP8L", b"\x2fpixels");
+        let xmp = webp_chunk(b"XMP ", b"<x:xmpmeta/>");
+        let mut plain_exif = b"II\x2a\0\x08\0\0\0\x01\0".to_vec();
+        plain_exif.extend_from_slice(b"\x25\x88\x04\0\x01\0\0\0\x1a\0\0\0\0\0\0\0GPS");
+        let out = stripped(&webp(
+            0x2C,
+            &[
+                iccp.clone(),
+                image.clone(),
+                webp_chunk(b"EXIF", &plain_exif),
+                xmp,
+            ],
+        ))
+        .expect("something to strip");
+        assert_eq!(out, webp(0x20, &[iccp.clone(), image.clone()]));
+        let rotated = stripped(&webp(
+            0x28,
+            &[image.clone(), webp_chunk(b"EXIF", &camera_exif())],
+        ))
+        .expect("something to strip");
+        assert_eq!(rotated, webp(0x28, &[image.clone(), webp_exif(6)]));
+        assert_eq!(stripped(&rotated), None);
+        assert_eq!(stripped(&webp(0x20, &[iccp, image])), None);
+    }
+}

@@ -1,0 +1,319 @@
+//! What happens to a picture on its way in (SPEC §2.7, §8): a decompression
+//! bomb is refused from its headers, quickly, leaving nothing; location and
+//! personal metadata leave JPEG and PNG files before they are hashed, stored
+//! and replicated, while the ICC profile and the orientation stay; a file
+//! without such metadata, or any file with `strip_metadata = false`, is
+//! stored byte for byte. Metadata is read back with `exiftool`, an
+//! independent reader (scripts/install-test-tools.sh installs it).
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::{Cluster, JPEG_HEAD, sha256, upload};
+
+const QUIET: &str = "fsync = false\n";
+
+/// A structurally whole baseline JPEG: [`JPEG_HEAD`], an ICC profile in
+/// APP2, a scan header and scan data (no 0xFF in it), and EOI.
+fn plain_jpeg(icc: &[u8]) -> Vec<u8> {
+    let mut jpeg = JPEG_HEAD.to_vec();
+    let at = 20; // after SOI and APP0
+    jpeg.splice(at..at, icc.iter().copied());
+    jpeg.extend_from_slice(b"\xFF\xDA\x00\x0C\x03\x01\x00\x02\x11\x03\x11\x00\x3F\x00");
+    jpeg.extend((0..4000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8 & 0x7F));
+    jpeg.extend_from_slice(b"\xFF\xD9");
+    jpeg
+}
+
+/// An APP2 segment holding an ICC profile (its content does not matter
+/// here: only that it comes back whole).
+fn icc_segment() -> Vec<u8> {
+    let payload = b"ICC_PROFILE\0\x01\x01 a profile that must survive stripping";
+    let mut segment = vec![0xFF, 0xE2];
+    segment.extend_from_slice(&u16::try_from(payload.len() + 2).expect("len").to_be_bytes());
+    segment.extend_from_slice(payload);
+    segment
+}
+
+/// Runs exiftool on `file` with `args`; panics if it is missing or fails.
+fn exiftool(file: &Path, args: &[&str]) {
+    let out = Command::new("exiftool")
+        .args(args)
+        .arg(file)
+        .output()
+        .expect("exiftool not found: run scripts/install-test-tools.sh (libimage-exiftool-perl)");
+    assert!(
+        out.status.success(),
+        "exiftool failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Every tag exiftool reads in `bytes` (numbers as numbers).
+fn tags(bytes: &[u8]) -> serde_json::Map<String, serde_json::Value> {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("read.img");
+    std::fs::write(&file, bytes).expect("write");
+    let out = Command::new("exiftool")
+        .args(["-json", "-n", "-a"])
+        .arg(&file)
+        .output()
+        .expect("exiftool not found: run scripts/install-test-tools.sh (libimage-exiftool-perl)");
+    let mut list: Vec<serde_json::Map<String, serde_json::Value>> =
+        serde_json::from_slice(&out.stdout).expect("exiftool -json");
+    list.pop().expect("one file")
+}
+
+/// `plain_jpeg` with a camera's metadata written into it by exiftool: GPS,
+/// orientation 6 (rotate 90° clockwise), artist, XMP creator, IPTC byline,
+/// comment.
+fn camera_jpeg() -> Vec<u8> {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("camera.jpg");
+    std::fs::write(&file, plain_jpeg(&icc_segment())).expect("write");
+    exiftool(
+        &file,
+        &[
+            "-overwrite_original",
+            "-GPSLatitude=48.8584",
+            "-GPSLatitudeRef=N",
+            "-GPSLongitude=2.2945",
+            "-GPSLongitudeRef=E",
+            "-Orientation#=6",
+            "-Artist=Jane Doe",
+            "-XMP-dc:Creator=Jane Doe",
+            "-IPTC:By-line=Jane Doe",
+            "-Comment=taken at home",
+        ],
+    );
+    let bytes = std::fs::read(&file).expect("read");
+    let before = tags(&bytes);
+    assert!(before.contains_key("GPSLatitude"), "{before:?}");
+    assert_eq!(before["Orientation"], 6, "{before:?}");
+    bytes
+}
+
+fn png_chunk(kind: &[u8], data: &[u8]) -> Vec<u8> {
+    let mut chunk = u32::try_from(data.len())
+        .expect("len")
+        .to_be_bytes()
+        .to_vec();
+    chunk.extend_from_slice(kind);
+    chunk.extend_from_slice(data);
+    let crc = !chunk[4..].iter().fold(!0u32, |crc, &b| {
+        (0..8).fold(crc ^ u32::from(b), |c, _| {
+            (c >> 1) ^ (0xEDB8_8320 & (c & 1).wrapping_neg())
+        })
+    });
+    chunk.extend_from_slice(&crc.to_be_bytes());
+    chunk
+}
+
+/// A PNG of `width`×`height` whose chunks between IHDR and the image data
+/// are `extra`.
+fn png(width: u32, height: u32, extra: &[Vec<u8>]) -> Vec<u8> {
+    let mut ihdr = width.to_be_bytes().to_vec();
+    ihdr.extend_from_slice(&height.to_be_bytes());
+    ihdr.extend_from_slice(b"\x08\x02\x00\x00\x00");
+    let mut png = b"\x89PNG\r\n\x1a\n".to_vec();
+    png.extend(png_chunk(b"IHDR", &ihdr));
+    for chunk in extra {
+        png.extend(chunk);
+    }
+    // One white pixel (zlib, stored block): enough for exiftool.
+    png.extend(png_chunk(
+        b"IDAT",
+        b"\x78\x01\x01\x04\x00\xfb\xff\x00\xff\xff\xff\x03\xfe\x01\xfe",
+    ));
+    png.extend(png_chunk(b"IEND", b""));
+    png
+}
+
+/// A GIF of a `side`×`side` screen with `frames` image descriptors.
+fn gif(side: u16, frames: usize) -> Vec<u8> {
+    let mut gif = b"GIF89a".to_vec();
+    gif.extend_from_slice(&side.to_le_bytes());
+    gif.extend_from_slice(&side.to_le_bytes());
+    gif.extend_from_slice(b"\x80\x00\x00\x00\x00\x00\xff\xff\xff");
+    for _ in 0..frames {
+        gif.extend_from_slice(b"\x21\xf9\x04\x00\x01\x00\x00\x00");
+        gif.extend_from_slice(b"\x2c\x00\x00\x00\x00\x01\x00\x01\x00\x00\x02\x02\x4c\x01\x00");
+    }
+    gif.push(0x3b);
+    gif
+}
+
+/// The stored bytes of the file an answer names.
+fn stored(cluster: &Cluster, node: usize, entry: &serde_json::Value) -> Vec<u8> {
+    let path = entry["path"].as_str().expect("path");
+    std::fs::read(cluster.nodes[node].data_dir().join(path)).expect("stored file")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_jpeg_loses_its_location_and_author_but_keeps_orientation_and_icc_profile() {
+    let mut cluster = Cluster::new(&["s1", "s2"], QUIET);
+    cluster.start_all();
+    let camera = camera_jpeg();
+    let plain = plain_jpeg(&icc_segment());
+    let (status, answer) = upload(
+        &cluster.nodes[0],
+        &[("camera.jpg", &camera), ("plain.jpg", &plain)],
+    )
+    .await;
+    assert_eq!(status, 200, "{answer}");
+    let files = answer["resp"]["files"].as_array().expect("files");
+
+    let kept = stored(&cluster, 0, &files[0]);
+    assert!(kept != camera, "the camera's metadata is still there");
+    assert_eq!(
+        files[0]["sha256"],
+        sha256(&kept),
+        "the answer names what is stored"
+    );
+    assert_eq!(files[0]["size"], kept.len());
+    assert_eq!(files[0]["width"], 640);
+    let after = tags(&kept);
+    let personal: Vec<_> = after
+        .keys()
+        .filter(|k| {
+            k.starts_with("GPS")
+                || ["Artist", "Creator", "By-line", "Comment"].contains(&k.as_str())
+        })
+        .collect();
+    assert!(personal.is_empty(), "left: {personal:?} in {after:?}");
+    assert_eq!(after["Orientation"], 6, "{after:?}");
+    let icc = icc_segment();
+    assert!(
+        kept.windows(icc.len()).any(|w| w == icc.as_slice()),
+        "the ICC profile is gone"
+    );
+    assert!(kept.len() < camera.len());
+    // The peer holds the stripped file, not the original.
+    assert!(
+        stored(&cluster, 1, &files[0]) == kept,
+        "the peer's copy differs"
+    );
+
+    // Nothing to remove: byte for byte.
+    assert_eq!(files[1]["sha256"], sha256(&plain));
+    assert!(stored(&cluster, 0, &files[1]) == plain);
+    assert!(cluster.nodes[0].temp_files().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_png_loses_its_text_and_exif_chunks_but_keeps_its_icc_profile() {
+    let cluster = Cluster::single(QUIET);
+    let iccp = png_chunk(b"iCCP", b"sRGB\0\0\x78\x01\x03\x00\x00\x00\x00\x01");
+    let exif = {
+        // Little-endian TIFF: IFD0 with Artist, pointing at its text.
+        let mut tiff = b"II\x2a\x00\x08\x00\x00\x00\x01\x00".to_vec();
+        tiff.extend_from_slice(b"\x3b\x01\x02\x00\x09\x00\x00\x00\x1a\x00\x00\x00");
+        tiff.extend_from_slice(b"\x00\x00\x00\x00Jane Doe\x00");
+        tiff
+    };
+    let with_metadata = png(
+        1,
+        1,
+        &[
+            iccp.clone(),
+            png_chunk(b"tEXt", b"Author\0Jane Doe"),
+            png_chunk(b"iTXt", b"Comment\0\0\0\0\0taken at home"),
+            png_chunk(b"eXIf", &exif),
+        ],
+    );
+    let before = tags(&with_metadata);
+    assert_eq!(before["Author"], "Jane Doe", "{before:?}");
+    assert_eq!(before["Artist"], "Jane Doe", "{before:?}");
+    let plain = png(1, 1, std::slice::from_ref(&iccp));
+
+    let (status, answer) = upload(
+        &cluster.nodes[0],
+        &[("a.png", &with_metadata), ("b.png", &plain)],
+    )
+    .await;
+    assert_eq!(status, 200, "{answer}");
+    let files = answer["resp"]["files"].as_array().expect("files");
+    let kept = stored(&cluster, 0, &files[0]);
+    assert_eq!(
+        sha256(&kept),
+        sha256(&plain),
+        "only the metadata chunks went"
+    );
+    assert_eq!(files[0]["sha256"], sha256(&plain));
+    let after = tags(&kept);
+    for tag in ["Author", "Artist", "Comment"] {
+        assert!(!after.contains_key(tag), "{tag} left in {after:?}");
+    }
+    assert_eq!(files[1]["sha256"], sha256(&plain));
+    assert!(stored(&cluster, 0, &files[1]) == plain);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn strip_metadata_false_keeps_every_byte() {
+    let cluster = Cluster::single("fsync = false\n[images]\nstrip_metadata = false\n");
+    let camera = camera_jpeg();
+    let (status, answer) = upload(&cluster.nodes[0], &[("camera.jpg", &camera)]).await;
+    assert_eq!(status, 200, "{answer}");
+    let file = &answer["resp"]["files"][0];
+    assert_eq!(file["sha256"], sha256(&camera));
+    assert!(stored(&cluster, 0, file) == camera, "a byte changed");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_decompression_bomb_is_refused_at_once_and_leaves_nothing() {
+    let mut cluster = Cluster::new(&["s1", "s2"], QUIET);
+    cluster.start_all();
+    let apng = png(
+        1000,
+        1000,
+        &[png_chunk(b"acTL", b"\x00\x00\x00\x64\x00\x00\x00\x00")],
+    );
+    for (name, bomb, says) in [
+        ("square.png", png(100_000, 100_000, &[]), "px; no side"),
+        ("tall.png", png(10, 20_000, &[]), "px; no side"),
+        // 2,000 frames of a 200×200 screen: 80 million pixels.
+        ("frames.gif", gif(200, 2000), "pixels"),
+        // 100 frames of 1000×1000.
+        ("frames.png", apng.clone(), "pixels"),
+    ] {
+        let started = Instant::now();
+        let (status, answer) = upload(&cluster.nodes[0], &[(name, &bomb)]).await;
+        assert!(
+            started.elapsed() < Duration::from_secs(1),
+            "{name}: {:?}",
+            started.elapsed()
+        );
+        assert_eq!(status, 413, "{name}: {answer}");
+        assert_eq!(answer["resp"]["success"], 0, "{name}");
+        let error = answer["resp"]["error"].as_str().expect("error");
+        assert!(error.contains(says), "{name}: {error}");
+    }
+    // A replica is held to the same limits.
+    let response = reqwest::Client::new()
+        .put(cluster.nodes[0].do_url(
+            "action=sync&format=json&path=2014/4/15/5310bcaf-0f8a-45c5-9a61-9bf45b5e09c1.png",
+        ))
+        .header("X-Security-Key", &cluster.nodes[0].key)
+        .header("X-Content-SHA256", sha256(&apng))
+        .body(apng)
+        .send()
+        .await
+        .expect("sync");
+    assert_eq!(response.status().as_u16(), 413);
+    for node in &cluster.nodes {
+        assert!(
+            node.stored().is_empty(),
+            "{}: {:?}",
+            node.name,
+            node.stored()
+        );
+        assert!(node.temp_files().is_empty(), "{}", node.name);
+    }
+
+    // Under the limits, the same shapes are pictures like any other.
+    let (status, answer) = upload(&cluster.nodes[0], &[("few.gif", &gif(200, 10))]).await;
+    assert_eq!(status, 200, "{answer}");
+}
