@@ -12,8 +12,13 @@
 //! checks are made here (PNG's IHDR, the WebP frame signatures, BMP's signed
 //! height, a GIF's full screen descriptor).
 //!
-//! This module takes a reader and knows nothing of HTTP or of where the file
-//! lives.
+//! Variants (thumbnails and widths) are made in `variant.rs` and kept on
+//! disk by `cache.rs`.
+//!
+//! This module takes a reader, bytes or paths and knows nothing of HTTP.
+
+pub mod cache;
+pub mod variant;
 
 use std::io::{BufRead, Seek};
 
