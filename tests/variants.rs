@@ -376,3 +376,38 @@ async fn deleting_the_original_removes_its_variants() {
     let answer = get(&format!("{}/{path}-t.jpg", node.base())).await;
     assert_eq!(answer.status(), StatusCode::GONE);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_variants_folder_stays_under_its_cap_oldest_first() {
+    const CAP: u64 = 40_000;
+    let cluster = Cluster::single(&format!("{QUIET}[images]\nvariants_max_bytes = {CAP}\n"));
+    let node = &cluster.nodes[0];
+    let mut last = String::new();
+    for seed in 0..4u32 {
+        let path = stored(
+            node,
+            "p.jpg",
+            &picture(900 + seed, 600, false, ImageFormat::Jpeg),
+        )
+        .await;
+        for suffix in ["-t.jpg", "-w640.jpg"] {
+            let answer = get(&format!("{}/{path}{suffix}", node.base())).await;
+            assert_eq!(answer.status(), StatusCode::OK);
+            assert_eq!(header(&answer, "x-thumbnail"), "");
+            last = format!("{path}{suffix}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    let files = variant_files(node);
+    let total: u64 = files
+        .iter()
+        .map(|f| std::fs::metadata(f).expect("variant").len())
+        .sum();
+    assert!(total <= CAP, "{total} bytes in {files:?}");
+    assert!(files.len() < 8, "nothing was removed: {files:?}");
+    let newest = last.rsplit('/').next().expect("name");
+    assert!(
+        files.iter().any(|f| f.to_string_lossy().ends_with(newest)),
+        "the newest variant was removed: {files:?}"
+    );
+}
