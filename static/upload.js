@@ -37,6 +37,7 @@
       failed: "Not stored",
       cancel: "Cancel",
       copy: "Copy link",
+      copyThumb: "Copy thumbnail link",
       copied: "Copied!",
       copyFailed: "Copy failed: select the link and copy it by hand",
       retry: "Retry",
@@ -95,6 +96,7 @@
       failed: "未保存",
       cancel: "取消",
       copy: "复制链接",
+      copyThumb: "复制缩略图链接",
       copied: "已复制！",
       copyFailed: "复制失败：请选中链接手动复制",
       retry: "重试",
@@ -197,6 +199,7 @@
     task.row.setAttribute("aria-busy", busy ? "true" : "false");
     task.ui.cancel.hidden = !busy;
     task.ui.copy.hidden = state !== "done";
+    task.ui.copyThumb.hidden = state !== "done";
     task.ui.retry.hidden = !((state === "error" && task.retryable) || state === "cancelled");
     task.ui.remove.hidden = busy;
     if (state === "queued") task.ui.status.textContent = t("queued");
@@ -225,6 +228,7 @@
       state: "queued",
       retryable: true,
       link: "",
+      thumbLink: "",
       thumbUrl: "",
       ui: {
         thumb: row.querySelector(".thumb"),
@@ -239,6 +243,7 @@
         replicas: row.querySelector(".replicas"),
         cancel: row.querySelector(".btn-cancel"),
         copy: row.querySelector(".btn-copy"),
+        copyThumb: row.querySelector(".btn-copy-thumb"),
         retry: row.querySelector(".btn-retry"),
         remove: row.querySelector(".btn-remove")
       }
@@ -253,10 +258,12 @@
     task.ui.progress.setAttribute("aria-label", file.name);
     task.ui.cancel.textContent = t("cancel");
     task.ui.copy.textContent = t("copy");
+    task.ui.copyThumb.textContent = t("copyThumb");
     task.ui.retry.textContent = t("retry");
     task.ui.remove.textContent = t("remove");
     task.ui.cancel.setAttribute("aria-label", t("cancel") + ": " + file.name);
     task.ui.copy.setAttribute("aria-label", t("copy") + ": " + file.name);
+    task.ui.copyThumb.setAttribute("aria-label", t("copyThumb") + ": " + file.name);
     task.ui.retry.setAttribute("aria-label", t("retry") + ": " + file.name);
     task.ui.remove.setAttribute("aria-label", t("remove") + ": " + file.name);
 
@@ -275,6 +282,9 @@
     task.ui.cancel.addEventListener("click", function () { cancel(task); });
     task.ui.copy.addEventListener("click", function () {
       copyText(task.link, task.ui.copy, t("copy"));
+    });
+    task.ui.copyThumb.addEventListener("click", function () {
+      copyText(task.thumbLink, task.ui.copyThumb, t("copyThumb"));
     });
     task.ui.retry.addEventListener("click", function () { retry(task); });
     task.ui.remove.addEventListener("click", function () { removeTask(task); });
@@ -303,6 +313,25 @@
     }
     task.ui.img.remove();
     task.ui.thumb.textContent = t("noPreview");
+  }
+
+  /* The server's thumbnail of a stored file (SPEC 2.7) takes the local
+     preview's place once it has loaded; if it cannot load (another host
+     than the page's, a busy server), the local preview stays. */
+  function showServerThumbnail(task) {
+    var img = new Image();
+    img.alt = task.file.name;
+    img.className = "thumb-img";
+    img.addEventListener("load", function () {
+      if (task.thumbUrl) {
+        URL.revokeObjectURL(task.thumbUrl);
+        task.thumbUrl = "";
+      }
+      task.ui.thumb.textContent = "";
+      task.ui.thumb.appendChild(img);
+      task.ui.img = img;
+    });
+    img.src = task.thumbLink;
   }
 
   function addFiles(fileList) {
@@ -410,8 +439,11 @@
     var info = Array.isArray(resp.files) && resp.files.length ? resp.files[0] : null;
     var link = (info && info.link) || resp.link || "";
     task.link = String(link);
+    task.thumbLink = task.link ? task.link + "-t.jpg" : "";
     task.ui.link.textContent = task.link;
     task.ui.link.href = task.link;
+    task.row.setAttribute("data-thumb", task.thumbLink);
+    if (task.thumbLink) showServerThumbnail(task);
     if (info && info.path) task.row.setAttribute("data-path", String(info.path));
     if (info && info.sha256) task.row.setAttribute("data-sha256", String(info.sha256));
     if (info && typeof info.size === "number") task.ui.size.textContent = formatSize(info.size);

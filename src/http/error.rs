@@ -52,6 +52,10 @@ pub enum Error {
     /// maximum; nothing of this request was read.
     #[error("the server is busy with other uploads; try again in a few seconds")]
     Busy,
+    /// 503 with `Retry-After`: every variant worker is busy and the queue
+    /// of variants waiting for one is full.
+    #[error("the server is busy making other images; try again in a few seconds")]
+    VariantsBusy,
     /// 507: the disk is full.
     #[error("the server's disk is full; nothing was stored")]
     DiskFull,
@@ -71,7 +75,7 @@ impl Error {
             Self::Gone(_) => StatusCode::GONE,
             Self::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            Self::Busy => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Busy | Self::VariantsBusy => StatusCode::SERVICE_UNAVAILABLE,
             Self::DiskFull => StatusCode::INSUFFICIENT_STORAGE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -100,7 +104,7 @@ impl Error {
         // sending its next request on a connection about to close.
         let headers = response.headers_mut();
         headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
-        if matches!(self, Self::Busy) {
+        if matches!(self, Self::Busy | Self::VariantsBusy) {
             headers.insert(
                 header::RETRY_AFTER,
                 HeaderValue::from_static(RETRY_AFTER_SECS),

@@ -12,7 +12,11 @@
 //! asking anyone. A request carrying [`REPAIR_HEADER`] comes from a peer
 //! fetching on its own behalf: it is answered from this disk only, never by
 //! asking further (no loops), and with the index's hash.
+//!
+//! Names of variants (`…-t.jpg`, `…-w{N}.jpg|png`) go to `variants.rs`,
+//! which serves what it makes with [`serve`] too.
 
+use std::fs::Metadata;
 use std::sync::Arc;
 use std::time::UNIX_EPOCH;
 
@@ -23,9 +27,9 @@ use axum::response::{IntoResponse, Response};
 use tower::ServiceExt;
 use tower_http::services::ServeFile;
 
-use super::AppState;
+use super::{AppState, variants};
 use crate::repair::{HASH_HEADER, Lookup, REPAIR_HEADER};
-use crate::storage::StoredPath;
+use crate::storage::{StoredPath, VariantPath};
 
 const IMMUTABLE: &str = "public, max-age=31536000, immutable";
 
@@ -34,31 +38,25 @@ pub async fn handle(
     Path((year, month, day, name)): Path<(String, String, String, String)>,
     request: Request,
 ) -> Response {
-    let Some(path) = StoredPath::parse(&format!("{year}/{month}/{day}/{name}")) else {
-        return StatusCode::NOT_FOUND.into_response();
-    };
-    let file = state.storage.file_path(&path);
+    let name = format!("{year}/{month}/{day}/{name}");
+    if let Some(path) = StoredPath::parse(&name) {
+        original(&state, &path, request).await
+    } else if let Some(variant) = VariantPath::parse(&name) {
+        variants::handle(&state, &variant, request).await
+    } else {
+        StatusCode::NOT_FOUND.into_response()
+    }
+}
+
+async fn original(state: &AppState, path: &StoredPath, request: Request) -> Response {
     let for_peer = request.headers().contains_key(REPAIR_HEADER);
-    let meta = match tokio::fs::metadata(&file).await {
+    let meta = match locate(state, path, for_peer).await {
         Ok(meta) => meta,
-        Err(_) => {
-            let lookup = if for_peer {
-                deleted_here(&state, &path)
-            } else {
-                state.read_through.fetch(&path).await
-            };
-            if let Some(refusal) = missing(lookup) {
-                return refusal;
-            }
-            match tokio::fs::metadata(&file).await {
-                Ok(meta) => meta,
-                Err(_) => return StatusCode::NOT_FOUND.into_response(),
-            }
-        }
+        Err(refusal) => return refusal,
     };
     // A peer fetching for repair checks what it gets against our index.
     let indexed_hash = if for_peer {
-        match state.storage.index().get(&path) {
+        match state.storage.index().get(path) {
             Ok(Some(entry)) => Some(entry.sha256),
             Ok(None) => None,
             Err(e) => {
@@ -69,6 +67,63 @@ pub async fn handle(
     } else {
         None
     };
+    let file = state.storage.file_path(path);
+    let mut response = serve(
+        &file,
+        &meta,
+        request,
+        path.image_type().mime(),
+        Caching::Immutable,
+    )
+    .await;
+    if let Some(hash) = indexed_hash.and_then(|h| HeaderValue::from_str(&h).ok()) {
+        response.headers_mut().insert(HASH_HEADER, hash);
+    }
+    response
+}
+
+/// The metadata of the stored file `path` here, fetched from a peer first
+/// if it is missing (unless a peer asks); else the answer to give.
+pub(super) async fn locate(
+    state: &AppState,
+    path: &StoredPath,
+    for_peer: bool,
+) -> Result<Metadata, Response> {
+    let file = state.storage.file_path(path);
+    if let Ok(meta) = tokio::fs::metadata(&file).await {
+        return Ok(meta);
+    }
+    let lookup = if for_peer {
+        deleted_here(state, path)
+    } else {
+        state.read_through.fetch(path).await
+    };
+    if let Some(refusal) = missing(lookup) {
+        return Err(refusal);
+    }
+    tokio::fs::metadata(&file)
+        .await
+        .map_err(|_| StatusCode::NOT_FOUND.into_response())
+}
+
+/// How long a served file may be kept by caches.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Caching {
+    /// Its name is never reused: forever.
+    Immutable,
+    /// Kept, but asked again each time (a stand-in for a variant).
+    Revalidate,
+}
+
+/// Serves the file at `file` (with `meta`) as `mime`: ETag with
+/// `If-None-Match`, Range, HEAD, caching and `nosniff`.
+pub(super) async fn serve(
+    file: &std::path::Path,
+    meta: &Metadata,
+    request: Request,
+    mime: &'static str,
+    caching: Caching,
+) -> Response {
     if !meta.is_file() {
         return StatusCode::NOT_FOUND.into_response();
     }
@@ -81,7 +136,7 @@ pub async fn handle(
     let mut response = if etag_matches(request.headers(), &etag) {
         StatusCode::NOT_MODIFIED.into_response()
     } else {
-        match ServeFile::new(&file).oneshot(request).await {
+        match ServeFile::new(file).oneshot(request).await {
             Ok(r) => r.map(Body::new),
             Err(e) => match e {},
         }
@@ -90,29 +145,23 @@ pub async fn handle(
     let is_content = response_is_content(response_status);
     let headers = response.headers_mut();
     if is_content {
-        headers.insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static(path.image_type().mime()),
-        );
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(mime));
     }
     if let Ok(etag) = HeaderValue::from_str(&etag) {
         headers.insert(header::ETAG, etag);
     }
     // 304 repeats what the 200 would say (RFC 9110 §15.4.5); any other
     // answer (416 for a range past the end) is about this request only.
-    let cache = if is_content || response_status == StatusCode::NOT_MODIFIED {
-        IMMUTABLE
-    } else {
-        "no-store"
+    let cache = match caching {
+        _ if !is_content && response_status != StatusCode::NOT_MODIFIED => "no-store",
+        Caching::Immutable => IMMUTABLE,
+        Caching::Revalidate => "no-cache",
     };
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static(cache));
     headers.insert(
         header::X_CONTENT_TYPE_OPTIONS,
         HeaderValue::from_static("nosniff"),
     );
-    if let Some(hash) = indexed_hash.and_then(|h| HeaderValue::from_str(&h).ok()) {
-        headers.insert(HASH_HEADER, hash);
-    }
     response
 }
 

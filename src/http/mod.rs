@@ -18,6 +18,7 @@ mod replay;
 mod respond;
 mod sync;
 mod upload;
+mod variants;
 
 use std::sync::Arc;
 
@@ -30,6 +31,8 @@ use serde_json::Map;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::config::Config;
+use crate::images::cache::{CacheSettings, VariantCache};
+use crate::images::variant::DecodeLimits;
 use crate::journal::{Journal, Replayer};
 use crate::repair::{Fetcher, ReadThrough, RepairStatus, Scrubber};
 use crate::replication::{Replicator, SERVER_HEADER};
@@ -62,6 +65,8 @@ pub struct AppState {
     health: health::Probes,
     /// Request and byte counters for `/metrics`.
     metrics: metrics::Metrics,
+    /// Thumbnails and widths made here.
+    variants: VariantCache,
 }
 
 impl AppState {
@@ -74,6 +79,18 @@ impl AppState {
         fetcher: Fetcher,
         repair: Arc<RepairStatus>,
     ) -> Self {
+        let variants = VariantCache::new(
+            storage.variants_dir(),
+            CacheSettings {
+                workers: config.images.workers,
+                queue: config.images.queue,
+                max_bytes: config.images.variants_max_bytes,
+                limits: DecodeLimits {
+                    max_pixels: config.images.max_pixels,
+                    max_side: config.images.max_side,
+                },
+            },
+        );
         Self {
             read_through: ReadThrough::new(fetcher.clone(), config.peers.clone(), storage.clone()),
             scrubber: Scrubber::new(storage.clone(), fetcher.clone(), config.peers.clone()),
@@ -87,6 +104,7 @@ impl AppState {
             replayer,
             health: health::Probes::default(),
             metrics: metrics::Metrics::default(),
+            variants,
         }
     }
 

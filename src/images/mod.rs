@@ -15,13 +15,15 @@
 //! [`Limits`] refuse a decompression bomb from its headers: a side or a
 //! pixel count (all frames of an animation, `frames.rs`) over the limit.
 //! `strip.rs` removes location and personal metadata without touching the
-//! pixels.
+//! pixels. Variants (thumbnails and widths) are made in `variant.rs` and
+//! kept on disk by `cache.rs`.
 //!
-//! This module takes a reader and knows nothing of HTTP or of where the file
-//! lives.
+//! This module takes a reader, bytes or paths and knows nothing of HTTP.
 
+pub mod cache;
 mod frames;
 pub mod strip;
+pub mod variant;
 
 use std::io::{self, BufRead, Seek};
 

@@ -21,6 +21,7 @@
 mod incoming;
 mod path;
 mod sniff;
+mod variant_path;
 
 use std::fs::File;
 use std::io::{self, Read};
@@ -40,6 +41,7 @@ use crate::images::{Limits, OverLimit};
 use crate::index::{FileEntry, Index, IndexError};
 pub use path::StoredPath;
 pub use sniff::{ImageType, SNIFF_LEN};
+pub use variant_path::{VARIANTS_DIR, VariantKind, VariantPath};
 
 /// The file in `data_dir` that names the server the folder belongs to.
 pub const MARKER: &str = ".multiserver-upload-server";
@@ -194,6 +196,7 @@ impl Storage {
             if file.exists() {
                 tracing::warn!(%path, "removing a deleted file left by an interrupted delete");
                 remove_file_patiently(&file)?;
+                remove_variants(data_dir, &path)?;
             }
         }
         Ok(Self {
@@ -212,6 +215,16 @@ impl Storage {
     /// Where a stored file lives on disk.
     pub fn file_path(&self, path: &StoredPath) -> PathBuf {
         self.data_dir.join(path.to_relative_path())
+    }
+
+    /// Where a variant of a stored file lives (or would live) on disk.
+    pub fn variant_path(&self, variant: &VariantPath) -> PathBuf {
+        self.variants_dir().join(variant.to_relative_path())
+    }
+
+    /// The folder of this server's variants.
+    pub fn variants_dir(&self) -> PathBuf {
+        self.data_dir.join(VARIANTS_DIR)
     }
 
     /// Starts receiving a file of at most `limit` bytes of one of `allowed`,
@@ -295,14 +308,21 @@ impl Storage {
     }
 
     /// Deletes a stored file here: first the tombstone, durably, so that
-    /// nothing brings the name back, then the file. Deleting a name that
-    /// is not here succeeds.
+    /// nothing brings the name back, then the file and its variants.
+    /// Deleting a name that is not here succeeds.
     pub async fn delete(&self, path: &StoredPath) -> Result<(), StorageError> {
         self.index
             .tombstone(path.clone(), chrono::Utc::now().timestamp())
             .await?;
         let file = self.file_path(path);
-        self.disk.run(move || remove_file_patiently(&file)).await?;
+        let data_dir = self.data_dir.clone();
+        let path = path.clone();
+        self.disk
+            .run(move || {
+                remove_file_patiently(&file)?;
+                remove_variants(&data_dir, &path)
+            })
+            .await?;
         Ok(())
     }
 
@@ -441,6 +461,30 @@ fn remove_file_patiently(file: &Path) -> io::Result<()> {
             Err(e) => return Err(e),
         }
     }
+}
+
+/// Removes every variant of `original` made here (a folder that is not
+/// there has none).
+fn remove_variants(data_dir: &Path, original: &StoredPath) -> io::Result<()> {
+    let mut folder = data_dir
+        .join(VARIANTS_DIR)
+        .join(original.to_relative_path());
+    folder.pop();
+    let entries = match std::fs::read_dir(&folder) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    for entry in entries.flatten() {
+        if entry
+            .file_name()
+            .to_str()
+            .is_some_and(|name| variant_path::is_variant_of(name, original))
+        {
+            remove_file_patiently(&entry.path())?;
+        }
+    }
+    Ok(())
 }
 
 /// Refuses a folder marked for another server; marks an unmarked one.

@@ -355,10 +355,24 @@ async function run(opts, state) {
     const early = await readRows(page);
     check(early.length === images.length, `${images.length} files set, ${early.length} rows shown`);
     check(early.every((r) => r.hasProgress), "a row has no <progress> bar");
-    const rows = await waitSettled(page, images.length, "desktop upload");
-    for (const r of rows) {
+    for (const r of early) {
       check(r.thumb.startsWith("blob:"), `"${r.name}" has no preview thumbnail`);
     }
+    const rows = await waitSettled(page, images.length, "desktop upload");
+    // Each stored row shows the server's thumbnail ({link}-t.jpg), loaded.
+    await page.waitForFunction(
+      () => Array.from(document.querySelectorAll('.file-row[data-state="done"]')).every((r) => {
+        const img = r.querySelector("img.thumb-img");
+        return img && img.complete && img.naturalWidth > 0 && img.getAttribute("src") === r.getAttribute("data-thumb");
+      }),
+      null,
+      { timeout: 20_000 },
+    ).catch(() => fail("a stored row does not show the server's thumbnail (-t.jpg, naturalWidth > 0)"));
+    for (const r of await readRows(page)) {
+      if (r.state !== "done") continue;
+      check(r.thumb === `${r.linkText}-t.jpg`, `"${r.name}" shows ${r.thumb}, expected its thumbnail ${r.linkText}-t.jpg`);
+    }
+    ok("every stored row shows the server's thumbnail");
     for (const f of images) {
       const row = rows.find((r) => r.name === f.name);
       check(row, `no row for ${f.name}`);
@@ -389,6 +403,12 @@ async function run(opts, state) {
     const lastLink = await last.locator("a.file-link").textContent();
     check(clip2 === lastLink, `without navigator.clipboard the copy button put ${JSON.stringify(clip2)} on the clipboard, expected ${lastLink}`);
     ok("the copy button copies the link (clipboard API, and the fallback without it)");
+    await last.locator("button.btn-copy-thumb").click();
+    await last.locator("button.btn-copy-thumb.is-copied").waitFor({ timeout: 5_000 })
+      .catch(() => fail("the copy thumbnail button did not report that it copied"));
+    const clip3 = await page.evaluate(() => (window.__clipboard || navigator.clipboard).readText());
+    check(clip3 === `${lastLink}-t.jpg`, `the copy thumbnail button put ${JSON.stringify(clip3)} on the clipboard, expected ${lastLink}-t.jpg`);
+    ok("the copy thumbnail button copies {link}-t.jpg");
     assertNoErrors(errors, "desktop upload");
   }
 

@@ -1,0 +1,104 @@
+//! `GET|HEAD /{yyyy}/{M}/{d}/{uuid}.{ext}-t.jpg`, `…-w{N}.jpg` and
+//! `…-w{N}.png`: variants of stored files (SPEC §2.7).
+//!
+//! A width the configuration does not offer is 404 before anything else.
+//! The original must be here or fetched by read-through, like any stored
+//! file; a deleted one answers 410. A variant already made is served as
+//! an original is (ETag, Range, immutable caching, `nosniff`); a missing
+//! one is made by the [`VariantCache`](crate::images::cache::VariantCache)
+//! on GET. HEAD never makes one: it answers 404 until a GET has, so that
+//! probing costs no decoding. A variant that cannot be made is answered
+//! with the original, `X-Thumbnail: fallback` and `Cache-Control:
+//! no-cache`; a full generation queue with 503 and `Retry-After`.
+
+use axum::extract::Request;
+use axum::http::{HeaderValue, Method, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::Map;
+
+use super::AppState;
+use super::error::Error;
+use super::files::{self, Caching};
+use super::respond::Format;
+use crate::config::ImageSettings;
+use crate::images::cache::Outcome;
+use crate::images::variant::{Encoding, Request as Make, Target};
+use crate::repair::REPAIR_HEADER;
+use crate::storage::{VariantKind, VariantPath};
+
+/// Says that the original was served in place of a variant.
+const FALLBACK_HEADER: &str = "x-thumbnail";
+
+pub async fn handle(state: &AppState, variant: &VariantPath, request: Request) -> Response {
+    let Some(make) = to_make(&state.config.images, variant.kind()) else {
+        return StatusCode::NOT_FOUND.into_response();
+    };
+    let original = variant.original();
+    let for_peer = request.headers().contains_key(REPAIR_HEADER);
+    let original_meta = match files::locate(state, original, for_peer).await {
+        Ok(meta) => meta,
+        Err(refusal) => return refusal,
+    };
+    let file = state.storage.variant_path(variant);
+    let mime = variant.kind().mime();
+    if let Ok(meta) = tokio::fs::metadata(&file).await {
+        return files::serve(&file, &meta, request, mime, Caching::Immutable).await;
+    }
+    if request.method() == Method::HEAD {
+        return (StatusCode::NOT_FOUND, [(header::CACHE_CONTROL, "no-store")]).into_response();
+    }
+    let original_file = state.storage.file_path(original);
+    let outcome = state
+        .variants
+        .make(
+            variant.to_string(),
+            original_file.clone(),
+            file.clone(),
+            make,
+        )
+        .await;
+    match outcome {
+        Ok(Outcome::Made) => {
+            if let Ok(meta) = tokio::fs::metadata(&file).await {
+                return files::serve(&file, &meta, request, mime, Caching::Immutable).await;
+            }
+        }
+        Ok(Outcome::Fallback) => {}
+        Err(busy) => {
+            tracing::debug!(variant = %variant, "{busy}");
+            return Error::VariantsBusy.answer(Format::Xml, Map::new());
+        }
+    }
+    let mut response = files::serve(
+        &original_file,
+        &original_meta,
+        request,
+        original.image_type().mime(),
+        Caching::Revalidate,
+    )
+    .await;
+    response
+        .headers_mut()
+        .insert(FALLBACK_HEADER, HeaderValue::from_static("fallback"));
+    response
+}
+
+/// What to make for `kind`, or `None` for a width not offered.
+fn to_make(settings: &ImageSettings, kind: VariantKind) -> Option<Make> {
+    let offered = |width: u32| settings.widths.contains(&width);
+    Some(match kind {
+        VariantKind::Thumbnail => Make {
+            target: Target::Fit(settings.thumbnail_size),
+            encoding: Encoding::Jpeg,
+        },
+        VariantKind::WidthJpeg(width) if offered(width) => Make {
+            target: Target::Width(width),
+            encoding: Encoding::Jpeg,
+        },
+        VariantKind::WidthPng(width) if offered(width) => Make {
+            target: Target::Width(width),
+            encoding: Encoding::Png,
+        },
+        VariantKind::WidthJpeg(_) | VariantKind::WidthPng(_) => return None,
+    })
+}

@@ -1,0 +1,413 @@
+//! Image variants between a real server process and a real client (SPEC
+//! §2.7): thumbnails and widths made on first request from pictures built
+//! here, orientation applied, transparency kept in PNG, the original as
+//! fallback, one generation for many requests, 503 past the queue, served
+//! like originals (ETag, Range) and removed with their original.
+
+mod common;
+
+use std::io::Cursor;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use common::{Cluster, Node, eventually, json, upload};
+use image::{DynamicImage, ImageFormat, Rgba, RgbaImage};
+use reqwest::StatusCode;
+
+const QUIET: &str = "fsync = false\n[replication]\nretry_interval_secs = 3600\n";
+
+/// A `width` × `height` gradient encoded as `format`.
+fn picture(width: u32, height: u32, alpha: bool, format: ImageFormat) -> Vec<u8> {
+    let image = RgbaImage::from_fn(width, height, |x, y| {
+        let a = if alpha && x < width / 2 { 0 } else { 255 };
+        Rgba([(x % 256) as u8, (y % 256) as u8, 128, a])
+    });
+    let image = if alpha {
+        DynamicImage::ImageRgba8(image)
+    } else {
+        DynamicImage::ImageRgb8(DynamicImage::ImageRgba8(image).to_rgb8())
+    };
+    let mut out = Vec::new();
+    image
+        .write_to(&mut Cursor::new(&mut out), format)
+        .expect("encode");
+    out
+}
+
+/// A 4000×3000 JPEG with an APP1 EXIF segment saying Orientation = 6
+/// (turn 90° clockwise to show) inserted right after SOI.
+fn turned_photo() -> Vec<u8> {
+    let jpeg = picture(4000, 3000, false, ImageFormat::Jpeg);
+    let tiff: &[u8] = b"MM\0\x2a\0\0\0\x08\0\x01\x01\x12\0\x03\0\0\0\x01\0\x06\0\0\0\0\0\0";
+    let len = u16::try_from(2 + 6 + tiff.len()).expect("short");
+    [
+        &jpeg[..2],
+        b"\xFF\xE1",
+        &len.to_be_bytes(),
+        b"Exif\0\0",
+        tiff,
+        &jpeg[2..],
+    ]
+    .concat()
+}
+
+/// A GIF of two frames.
+fn animated_gif() -> Vec<u8> {
+    let mut out = Vec::new();
+    {
+        let mut encoder = image::codecs::gif::GifEncoder::new(&mut out);
+        encoder
+            .set_repeat(image::codecs::gif::Repeat::Infinite)
+            .expect("repeat");
+        for shade in [0u8, 255] {
+            let frame = RgbaImage::from_pixel(64, 48, Rgba([shade, 0, 0, 255]));
+            encoder
+                .encode_frame(image::Frame::new(frame))
+                .expect("frame");
+        }
+    }
+    out
+}
+
+/// Uploads `bytes` and returns its stored path.
+async fn stored(node: &Node, name: &str, bytes: &[u8]) -> String {
+    let (status, up) = upload(node, &[(name, bytes)]).await;
+    assert_eq!(status, 200, "{up}");
+    up["resp"]["files"][0]["path"]
+        .as_str()
+        .expect("path")
+        .to_owned()
+}
+
+async fn get(url: &str) -> reqwest::Response {
+    reqwest::Client::new().get(url).send().await.expect("get")
+}
+
+fn header(response: &reqwest::Response, name: &str) -> String {
+    response
+        .headers()
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned()
+}
+
+fn decoded(bytes: &[u8]) -> DynamicImage {
+    image::load_from_memory(bytes).expect("an image")
+}
+
+/// Files below `data/.variants` (temporary files left out).
+fn variant_files(node: &Node) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut folders = vec![node.data_dir().join(".variants")];
+    while let Some(folder) = folders.pop() {
+        for entry in std::fs::read_dir(&folder).into_iter().flatten().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                if entry.file_name() != ".tmp" {
+                    folders.push(path);
+                }
+            } else {
+                out.push(path);
+            }
+        }
+    }
+    out
+}
+
+/// Lines of `node`'s log files saying a variant named `name` was made.
+fn generations(node: &Node, name: &str) -> usize {
+    std::fs::read_dir(node.log_dir())
+        .expect("log dir")
+        .flatten()
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .starts_with("multiserver-upload.log")
+        })
+        .map(|e| std::fs::read_to_string(e.path()).unwrap_or_default())
+        .map(|text| {
+            text.lines()
+                .filter(|l| l.contains("variant made") && l.contains(name))
+                .count()
+        })
+        .sum()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_turned_photo_gets_a_portrait_thumbnail_and_offered_widths_only() {
+    let cluster = Cluster::single(QUIET);
+    let node = &cluster.nodes[0];
+    let path = stored(node, "photo.jpg", &turned_photo()).await;
+    let base = format!("{}/{path}", node.base());
+
+    let thumbnail = get(&format!("{base}-t.jpg")).await;
+    assert_eq!(thumbnail.status(), StatusCode::OK);
+    assert_eq!(header(&thumbnail, "content-type"), "image/jpeg");
+    assert_eq!(header(&thumbnail, "x-content-type-options"), "nosniff");
+    assert!(header(&thumbnail, "cache-control").contains("immutable"));
+    assert_eq!(header(&thumbnail, "x-thumbnail"), "");
+    let bytes = thumbnail.bytes().await.expect("body");
+    assert!(bytes.starts_with(b"\xFF\xD8"), "a JPEG");
+    assert!(
+        !bytes.windows(6).any(|w| w == b"Exif\0\0"),
+        "no metadata in a thumbnail"
+    );
+    let image = decoded(&bytes);
+    assert_eq!(
+        (image.width(), image.height()),
+        (240, 320),
+        "fits 320×320 and is portrait, as shown"
+    );
+
+    let wide = get(&format!("{base}-w640.jpg")).await;
+    assert_eq!(wide.status(), StatusCode::OK);
+    let image = decoded(&wide.bytes().await.expect("body"));
+    assert_eq!((image.width(), image.height()), (640, 853));
+
+    for other in ["-w641.jpg", "-w0640.jpg", "-t.png", "-w640.gif", "-x.jpg"] {
+        let answer = get(&format!("{base}{other}")).await;
+        assert_eq!(answer.status(), StatusCode::NOT_FOUND, "{other}");
+    }
+
+    // HEAD tells whether a variant was made; it never makes one.
+    let client = reqwest::Client::new();
+    let head = client
+        .head(format!("{base}-w1280.jpg"))
+        .send()
+        .await
+        .expect("head");
+    assert_eq!(head.status(), StatusCode::NOT_FOUND);
+    let head = client
+        .head(format!("{base}-w640.jpg"))
+        .send()
+        .await
+        .expect("head");
+    assert_eq!(head.status(), StatusCode::OK);
+    assert_eq!(header(&head, "content-type"), "image/jpeg");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_variant_is_served_like_an_original_with_etag_and_range() {
+    let cluster = Cluster::single(QUIET);
+    let node = &cluster.nodes[0];
+    let path = stored(node, "p.jpg", &picture(900, 600, false, ImageFormat::Jpeg)).await;
+    let url = format!("{}/{path}-w320.jpg", node.base());
+    let first = get(&url).await;
+    assert_eq!(first.status(), StatusCode::OK);
+    let etag = header(&first, "etag");
+    assert!(etag.starts_with('"'), "{etag:?}");
+    let whole = first.bytes().await.expect("body");
+
+    let client = reqwest::Client::new();
+    let again = client
+        .get(&url)
+        .header("if-none-match", &etag)
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(again.status(), StatusCode::NOT_MODIFIED);
+    assert_eq!(header(&again, "etag"), etag);
+
+    let part = client
+        .get(&url)
+        .header("range", "bytes=0-9")
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(part.status(), StatusCode::PARTIAL_CONTENT);
+    assert_eq!(header(&part, "content-type"), "image/jpeg");
+    assert_eq!(&part.bytes().await.expect("body")[..], &whole[..10]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn png_keeps_alpha_and_gif_and_bmp_get_a_thumbnail_or_the_original() {
+    let cluster = Cluster::single(QUIET);
+    let node = &cluster.nodes[0];
+    let base = node.base();
+
+    let png = stored(node, "a.png", &picture(400, 300, true, ImageFormat::Png)).await;
+    let answer = get(&format!("{base}/{png}-w160.png")).await;
+    assert_eq!(answer.status(), StatusCode::OK);
+    assert_eq!(header(&answer, "content-type"), "image/png");
+    let image = decoded(&answer.bytes().await.expect("body"));
+    assert!(image.color().has_alpha(), "{:?}", image.color());
+    let rgba = image.to_rgba8();
+    assert_eq!(rgba.dimensions(), (160, 120));
+    assert_eq!(rgba.get_pixel(10, 60).0[3], 0, "transparent half kept");
+    assert_eq!(rgba.get_pixel(150, 60).0[3], 255);
+
+    let gif = picture(500, 250, false, ImageFormat::Gif);
+    let bmp = picture(500, 250, false, ImageFormat::Bmp);
+    for (name, bytes) in [("s.gif", gif), ("b.bmp", bmp)] {
+        let path = stored(node, name, &bytes).await;
+        let answer = get(&format!("{base}/{path}-t.jpg")).await;
+        assert_eq!(answer.status(), StatusCode::OK, "{name}");
+        if header(&answer, "x-thumbnail") == "fallback" {
+            assert_eq!(&answer.bytes().await.expect("body")[..], &bytes[..]);
+        } else {
+            let image = decoded(&answer.bytes().await.expect("body"));
+            assert_eq!((image.width(), image.height()), (320, 160), "{name}");
+        }
+    }
+
+    // An animation is not resized: the original, not to be kept as a variant.
+    let animated = animated_gif();
+    let path = stored(node, "anim.gif", &animated).await;
+    let answer = get(&format!("{base}/{path}-t.jpg")).await;
+    assert_eq!(answer.status(), StatusCode::OK);
+    assert_eq!(header(&answer, "x-thumbnail"), "fallback");
+    assert_eq!(header(&answer, "cache-control"), "no-cache");
+    assert_eq!(header(&answer, "content-type"), "image/gif");
+    assert_eq!(&answer.bytes().await.expect("body")[..], &animated[..]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fifty_concurrent_first_requests_share_one_generation() {
+    let cluster = Cluster::single(QUIET);
+    let node = &cluster.nodes[0];
+    let path = stored(
+        node,
+        "p.jpg",
+        &picture(2400, 1600, false, ImageFormat::Jpeg),
+    )
+    .await;
+    let url = format!("{}/{path}-w320.jpg", node.base());
+    let client = reqwest::Client::new();
+    let answers = futures_util::future::join_all((0..50).map(|_| {
+        let client = client.clone();
+        let url = url.clone();
+        async move {
+            let response = client.get(&url).send().await.expect("get");
+            let status = response.status();
+            (status, response.bytes().await.expect("body"))
+        }
+    }))
+    .await;
+    let first = &answers[0].1;
+    for (status, body) in &answers {
+        assert_eq!(*status, StatusCode::OK);
+        assert_eq!(body, first, "every answer is the same variant");
+    }
+    let name = format!("{path}-w320.jpg");
+    assert!(
+        eventually(Duration::from_secs(5), || generations(node, &name) >= 1),
+        "no generation logged:\n{}",
+        node.output()
+    );
+    assert_eq!(generations(node, &name), 1, "{}", node.output());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_queue_answers_503_with_retry_after() {
+    let cluster = Cluster::single(&format!("{QUIET}[images]\nworkers = 1\nqueue = 1\n"));
+    let node = &cluster.nodes[0];
+    let path = stored(
+        node,
+        "p.jpg",
+        &picture(3000, 2000, false, ImageFormat::Jpeg),
+    )
+    .await;
+    let client = reqwest::Client::new();
+    let suffixes = [
+        "-t.jpg",
+        "-w160.jpg",
+        "-w320.jpg",
+        "-w640.jpg",
+        "-w1280.jpg",
+        "-w160.png",
+        "-w320.png",
+        "-w640.png",
+        "-w1280.png",
+    ];
+    let answers = futures_util::future::join_all(suffixes.iter().map(|suffix| {
+        let client = client.clone();
+        let url = format!("{}/{path}{suffix}", node.base());
+        async move {
+            let response = client.get(&url).send().await.expect("get");
+            (response.status(), header(&response, "retry-after"))
+        }
+    }))
+    .await;
+    let busy: Vec<_> = answers
+        .iter()
+        .filter(|(status, _)| *status == StatusCode::SERVICE_UNAVAILABLE)
+        .collect();
+    let made = answers
+        .iter()
+        .filter(|(status, _)| *status == StatusCode::OK)
+        .count();
+    assert!(!busy.is_empty(), "{answers:?}");
+    assert!(made >= 1, "{answers:?}");
+    assert_eq!(busy.len() + made, suffixes.len(), "{answers:?}");
+    for (_, retry_after) in busy {
+        assert!(retry_after.parse::<u64>().is_ok(), "{retry_after:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleting_the_original_removes_its_variants() {
+    let cluster = Cluster::single(QUIET);
+    let node = &cluster.nodes[0];
+    let keep = stored(node, "k.jpg", &picture(800, 600, false, ImageFormat::Jpeg)).await;
+    let path = stored(node, "p.jpg", &picture(800, 600, false, ImageFormat::Jpeg)).await;
+    for (p, suffix) in [(&path, "-t.jpg"), (&path, "-w160.jpg"), (&keep, "-t.jpg")] {
+        let answer = get(&format!("{}/{p}{suffix}", node.base())).await;
+        assert_eq!(answer.status(), StatusCode::OK);
+    }
+    assert_eq!(variant_files(node).len(), 3);
+
+    let (status, answer) = json(
+        reqwest::Client::new()
+            .post(node.keyed(&format!("action=delete&format=json&path={path}")))
+            .send()
+            .await
+            .expect("delete"),
+    )
+    .await;
+    assert_eq!(status, 200, "{answer}");
+    let left = variant_files(node);
+    assert_eq!(left.len(), 1, "{left:?}");
+    assert!(
+        left[0]
+            .to_string_lossy()
+            .ends_with(&format!("{}-t.jpg", keep.rsplit('/').next().expect("name")))
+    );
+    let answer = get(&format!("{}/{path}-t.jpg", node.base())).await;
+    assert_eq!(answer.status(), StatusCode::GONE);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_variants_folder_stays_under_its_cap_oldest_first() {
+    const CAP: u64 = 40_000;
+    let cluster = Cluster::single(&format!("{QUIET}[images]\nvariants_max_bytes = {CAP}\n"));
+    let node = &cluster.nodes[0];
+    let mut last = String::new();
+    for seed in 0..4u32 {
+        let path = stored(
+            node,
+            "p.jpg",
+            &picture(900 + seed, 600, false, ImageFormat::Jpeg),
+        )
+        .await;
+        for suffix in ["-t.jpg", "-w640.jpg"] {
+            let answer = get(&format!("{}/{path}{suffix}", node.base())).await;
+            assert_eq!(answer.status(), StatusCode::OK);
+            assert_eq!(header(&answer, "x-thumbnail"), "");
+            last = format!("{path}{suffix}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    let files = variant_files(node);
+    let total: u64 = files
+        .iter()
+        .map(|f| std::fs::metadata(f).expect("variant").len())
+        .sum();
+    assert!(total <= CAP, "{total} bytes in {files:?}");
+    assert!(files.len() < 8, "nothing was removed: {files:?}");
+    let newest = last.rsplit('/').next().expect("name");
+    assert!(
+        files.iter().any(|f| f.to_string_lossy().ends_with(newest)),
+        "the newest variant was removed: {files:?}"
+    );
+}
