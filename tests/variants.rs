@@ -411,3 +411,26 @@ async fn the_variants_folder_stays_under_its_cap_oldest_first() {
         "the newest variant was removed: {files:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_eager_thumbnail_the_thumbnail_is_made_at_upload() {
+    let cluster = Cluster::single(&format!("{QUIET}[images]\neager_thumbnail = true\n"));
+    let node = &cluster.nodes[0];
+    let path = stored(node, "e.jpg", &picture(800, 600, false, ImageFormat::Jpeg)).await;
+    let name = path.rsplit('/').next().expect("name").to_owned();
+    // No request for it: made by the upload alone.
+    assert!(
+        eventually(Duration::from_secs(20), || variant_files(node)
+            .iter()
+            .any(|f| f.to_string_lossy().ends_with(&format!("{name}-t.jpg")))),
+        "{:?}",
+        variant_files(node)
+    );
+    let thumb = get(&format!("{}/{path}-t.jpg", node.base())).await;
+    assert_eq!(thumb.status(), StatusCode::OK);
+    // One generation: the request found the eager one's file.
+    assert!(eventually(Duration::from_secs(5), || generations(
+        node, &name
+    ) == 1));
+    assert_eq!(generations(node, &name), 1);
+}

@@ -172,6 +172,7 @@ async fn receive(
             // alone unrecorded.
             tokio::spawn(async move {
                 let file = state.storage.commit_dated(written).await?;
+                super::variants::make_thumbnail_soon(&state, &file.path);
                 tracing::info!(path = %file.path, size = file.size, sha256 = %file.sha256, "stored");
                 let replicas = replication::deliver(
                     &state.replicator,

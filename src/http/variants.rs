@@ -24,7 +24,7 @@ use crate::config::ImageSettings;
 use crate::images::cache::Outcome;
 use crate::images::variant::{Encoding, Request as Make, Target};
 use crate::repair::REPAIR_HEADER;
-use crate::storage::{VariantKind, VariantPath};
+use crate::storage::{StoredPath, VariantKind, VariantPath};
 
 /// Says that the original was served in place of a variant.
 const FALLBACK_HEADER: &str = "x-thumbnail";
@@ -84,6 +84,30 @@ pub async fn handle(state: &AppState, variant: &VariantPath, request: Request) -
 }
 
 /// What to make for `kind`, or `None` for a width not offered.
+/// With `[images] eager_thumbnail`, starts making the thumbnail of a file
+/// just stored, so the first page view finds it. It shares the generators'
+/// queue: when that is full, nothing is made now (the first request will).
+pub fn make_thumbnail_soon(state: &AppState, path: &StoredPath) {
+    if !state.config.images.eager_thumbnail {
+        return;
+    }
+    let variant = VariantPath::new(path.clone(), VariantKind::Thumbnail);
+    let Some(make) = to_make(&state.config.images, VariantKind::Thumbnail) else {
+        return;
+    };
+    let variants = state.variants.clone();
+    let original = state.storage.file_path(path);
+    let target = state.storage.variant_path(&variant);
+    tokio::spawn(async move {
+        if let Err(busy) = variants
+            .make(variant.to_string(), original, target, make)
+            .await
+        {
+            tracing::debug!(variant = %variant, "no eager thumbnail: {busy}");
+        }
+    });
+}
+
 fn to_make(settings: &ImageSettings, kind: VariantKind) -> Option<Make> {
     let offered = |width: u32| settings.widths.contains(&width);
     Some(match kind {
