@@ -56,6 +56,8 @@ SELECTION=(
     peers:a_peer_answer_that_is_not_a_stored_copy_is_journaled_and_read_only_a_little
     delete:a_delete_reaches_every_server_and_one_that_was_down_learns_it_from_the_journal
     repair:a_file_held_by_one_server_only_reaches_every_other
+    variants:a_turned_photo_gets_a_portrait_thumbnail_and_offered_widths_only
+    image_intake:a_decompression_bomb_is_refused_at_once_and_leaves_nothing
 )
 
 if [ -z "$exe" ]; then
