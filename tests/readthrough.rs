@@ -15,21 +15,7 @@ const QUIET: &str = "fsync = false\n[replication]\nretry_interval_secs = 3600\n"
 /// Request lines in `node`'s log files for `GET /{path}`.
 fn gets_of(node: &Node, path: &str) -> usize {
     let target = format!("target=/{path} ");
-    std::fs::read_dir(node.log_dir())
-        .expect("log dir")
-        .flatten()
-        .filter(|e| {
-            e.file_name()
-                .to_string_lossy()
-                .starts_with("multiserver-upload.log")
-        })
-        .map(|e| std::fs::read_to_string(e.path()).unwrap_or_default())
-        .map(|text| {
-            text.lines()
-                .filter(|l| l.contains("method=GET") && l.contains(&target))
-                .count()
-        })
-        .sum()
+    node.log_lines(|l| l.contains("method=GET") && l.contains(&target))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -117,21 +117,7 @@ fn variant_files(node: &Node) -> Vec<PathBuf> {
 
 /// Lines of `node`'s log files saying a variant named `name` was made.
 fn generations(node: &Node, name: &str) -> usize {
-    std::fs::read_dir(node.log_dir())
-        .expect("log dir")
-        .flatten()
-        .filter(|e| {
-            e.file_name()
-                .to_string_lossy()
-                .starts_with("multiserver-upload.log")
-        })
-        .map(|e| std::fs::read_to_string(e.path()).unwrap_or_default())
-        .map(|text| {
-            text.lines()
-                .filter(|l| l.contains("variant made") && l.contains(name))
-                .count()
-        })
-        .sum()
+    node.log_lines(|l| l.contains("variant made") && l.contains(name))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -287,6 +287,22 @@ impl Node {
         text
     }
 
+    /// How many lines of the daily log files satisfy `matches`.
+    pub fn log_lines(&self, matches: impl Fn(&str) -> bool) -> usize {
+        std::fs::read_dir(self.log_dir())
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter(|e| {
+                e.file_name()
+                    .to_string_lossy()
+                    .starts_with("multiserver-upload.log")
+            })
+            .map(|e| std::fs::read_to_string(e.path()).unwrap_or_default())
+            .map(|text| text.lines().filter(|l| matches(l)).count())
+            .sum()
+    }
+
     /// Stored files (relative path with `/`, content), temporary files excluded.
     pub fn stored(&self) -> Vec<(String, Vec<u8>)> {
         let mut out = Vec::new();
