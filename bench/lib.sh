@@ -11,18 +11,23 @@ log() { printf '[bench %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 die() { log "error: $*"; exit 1; }
 
 # ---------------------------------------------------------------- install --
+# apt_install PACKAGE...: Debian packages, as root or through sudo; with
+# BENCH_NO_INSTALL=1 a missing package is an error instead.
+apt_install() {
+    (($#)) || return 0
+    [[ ${BENCH_NO_INSTALL:-} == 1 ]] && die "missing: $*"
+    local sudo=()
+    ((EUID == 0)) || sudo=(sudo)
+    log "installing $* (apt-get)"
+    timeout 600 "${sudo[@]}" apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive timeout 600 "${sudo[@]}" apt-get install -y -qq "$@" >/dev/null
+}
+
 install_tools() {
     local missing=()
     command -v nginx >/dev/null || missing+=(nginx)
     command -v wrk >/dev/null || missing+=(wrk)
-    if ((${#missing[@]})); then
-        [[ ${BENCH_NO_INSTALL:-} == 1 ]] && die "missing: ${missing[*]}"
-        local sudo=()
-        ((EUID == 0)) || sudo=(sudo)
-        log "installing ${missing[*]} (apt-get)"
-        timeout 600 "${sudo[@]}" apt-get update -qq
-        DEBIAN_FRONTEND=noninteractive timeout 600 "${sudo[@]}" apt-get install -y -qq "${missing[@]}" >/dev/null
-    fi
+    apt_install "${missing[@]}"
     command -v node >/dev/null || die "node is needed for the Express reference"
     command -v python3 >/dev/null || die "python3 is needed to generate the inputs"
     if [[ ! -d $HERE/node/node_modules/multer || ! -d $HERE/node/node_modules/express ]]; then
@@ -159,6 +164,8 @@ idle_timeout_secs = 30
 concurrency = 16
 retry_interval_secs = 10
 EOF
+    # Extra settings from the caller (whole sections, e.g. an "[images]" one).
+    [[ -n ${OURS_EXTRA_TOML:-} ]] && printf '\n%s\n' "$OURS_EXTRA_TOML" >>"$dir/app.toml"
     spawn "$dir/stdout.log" env RUST_LOG="$level" "$BIN" serve --config "$dir/app.toml"
     OURS_PID=$LAST_PID
     wait_http "http://127.0.0.1:$port/healthz" "$OURS_PID"
