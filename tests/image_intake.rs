@@ -317,3 +317,68 @@ async fn a_decompression_bomb_is_refused_at_once_and_leaves_nothing() {
     let (status, answer) = upload(&cluster.nodes[0], &[("few.gif", &gif(200, 10))]).await;
     assert_eq!(status, 200, "{answer}");
 }
+
+/// The issue's own case, end to end: a real 12-megapixel JPEG (encoded
+/// here) carrying a phone's GPS block and orientation 6 is stored without
+/// the GPS, keeps its orientation, and its thumbnail is a portrait JPEG that
+/// fits 320×320.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_12_megapixel_phone_photo_is_stored_without_gps_and_gets_a_portrait_thumbnail() {
+    let cluster = Cluster::single(QUIET);
+    let node = &cluster.nodes[0];
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("phone.jpg");
+    let photo = image::RgbImage::from_fn(4000, 3000, |x, y| {
+        image::Rgb([
+            (x / 16 % 256) as u8,
+            (y / 12 % 256) as u8,
+            ((x + y) % 256) as u8,
+        ])
+    });
+    photo.save(&file).expect("encode 12 MP");
+    exiftool(
+        &file,
+        &[
+            "-overwrite_original",
+            "-GPSLatitude=31.2304",
+            "-GPSLatitudeRef=N",
+            "-GPSLongitude=121.4737",
+            "-GPSLongitudeRef=E",
+            "-Orientation#=6",
+        ],
+    );
+    let bytes = std::fs::read(&file).expect("read");
+    let (status, answer) = upload(node, &[("phone.jpg", &bytes)]).await;
+    assert_eq!(status, 200, "{answer}");
+    let entry = &answer["resp"]["files"][0];
+    assert_eq!(
+        (entry["width"].as_u64(), entry["height"].as_u64()),
+        (Some(4000), Some(3000))
+    );
+    let path = entry["path"].as_str().expect("path");
+    let kept = tags(&std::fs::read(node.data_dir().join(path)).expect("stored"));
+    assert!(
+        !kept.keys().any(|k| k.starts_with("GPS")),
+        "GPS left in the stored file: {kept:?}"
+    );
+    assert_eq!(kept["Orientation"], 6, "{kept:?}");
+    let thumb = reqwest::get(format!("{}/{path}-t.jpg", node.base()))
+        .await
+        .expect("thumbnail");
+    assert_eq!(thumb.status().as_u16(), 200);
+    let thumb = thumb.bytes().await.expect("bytes");
+    let small = image::load_from_memory(&thumb).expect("a JPEG");
+    assert!(
+        small.width() <= 320 && small.height() <= 320,
+        "{}x{}",
+        small.width(),
+        small.height()
+    );
+    assert!(
+        small.height() > small.width(),
+        "not portrait: {}x{}",
+        small.width(),
+        small.height()
+    );
+    assert!(!tags(&thumb).keys().any(|k| k.starts_with("GPS")));
+}
