@@ -23,11 +23,16 @@ apt_install() {
     DEBIAN_FRONTEND=noninteractive timeout 600 "${sudo[@]}" apt-get install -y -qq "$@" >/dev/null
 }
 
-install_tools() {
-    local missing=()
-    command -v nginx >/dev/null || missing+=(nginx)
-    command -v wrk >/dev/null || missing+=(wrk)
+# install_missing COMMAND...: the Debian package of the same name for each
+# command missing from the PATH.
+install_missing() {
+    local missing=() cmd
+    for cmd in "$@"; do command -v "$cmd" >/dev/null || missing+=("$cmd"); done
     apt_install "${missing[@]}"
+}
+
+install_tools() {
+    install_missing nginx wrk
     command -v node >/dev/null || die "node is needed for the Express reference"
     command -v python3 >/dev/null || die "python3 is needed to generate the inputs"
     if [[ ! -d $HERE/node/node_modules/multer || ! -d $HERE/node/node_modules/express ]]; then
@@ -45,10 +50,7 @@ cleanup() {
     trap - EXIT INT TERM
     local pid
     for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-    for pid in "${PIDS[@]}"; do
-        for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-        kill -KILL "$pid" 2>/dev/null || true
-    done
+    for pid in "${PIDS[@]}"; do stop_process "$pid"; done
     if [[ -n $WORK && -d $WORK ]]; then
         if [[ ${BENCH_KEEP:-} == 1 ]]; then
             rm -rf "$WORK/data"
@@ -64,6 +66,15 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
+# Stops one process started by spawn: SIGTERM, then SIGKILL after 5 s.
+stop_process() {
+    local pid=$1
+    kill -TERM "$pid" 2>/dev/null || true
+    for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+}
+
 # Starts a command in the background and remembers it for cleanup.
 spawn() {
     local out=$1
@@ -73,15 +84,25 @@ spawn() {
     LAST_PID=$!
 }
 
-# Waits until URL answers at all (any HTTP status), at most 15 s.
+# wait_http URL PID [SECONDS]: waits until URL answers at all (any HTTP
+# status), at most SECONDS (15).
 wait_http() {
-    local url=$1 pid=$2
-    for _ in $(seq 150); do
+    local url=$1 pid=$2 limit=${3:-15}
+    for _ in $(seq $((limit * 10))); do
         kill -0 "$pid" 2>/dev/null || die "the server for $url exited; see its log in the temporary folder (BENCH_KEEP=1)"
         if curl -s -o /dev/null --max-time 1 "$url"; then return 0; fi
         sleep 0.1
     done
-    die "$url did not answer within 15 s"
+    die "$url did not answer within $limit s"
+}
+
+# free_ports N: N free TCP ports of 127.0.0.1, on one line.
+free_ports() {
+    python3 -c '
+import socket, sys
+socks = [socket.socket() for _ in range(int(sys.argv[1]))]
+for s in socks: s.bind(("127.0.0.1", 0))
+print(*(s.getsockname()[1] for s in socks))' "$1"
 }
 
 # CPU time (clock ticks, user + system) used so far by the given processes.
@@ -137,7 +158,9 @@ wait_for_low_load() {
 # ------------------------------------------------------------ our service --
 # start_ours ID PORT FSYNC LOG_LEVEL [PEER_ID PEER_PORT] -> OURS_PID
 # Each instance has its own folder $WORK/ID with app.toml, servers.xml.config,
-# data/ and log/; its server name is its ID.
+# data/ and log/; its server name is its ID. OURS_TOML, when set, is appended
+# to app.toml (e.g. a [repair] section); OURS_WAIT_SECS (default 15) is how
+# long it may take to answer (it indexes the files of data/ before listening).
 start_ours() {
     local id=$1 port=$2 fsync=$3 level=$4 peer=${5:-} peer_port=${6:-}
     local dir=$WORK/$id
@@ -165,10 +188,10 @@ concurrency = 16
 retry_interval_secs = 10
 EOF
     # Extra settings from the caller (whole sections, e.g. an "[images]" one).
-    [[ -n ${OURS_EXTRA_TOML:-} ]] && printf '\n%s\n' "$OURS_EXTRA_TOML" >>"$dir/app.toml"
+    if [[ -n ${OURS_TOML:-} ]]; then printf '\n%s\n' "$OURS_TOML" >>"$dir/app.toml"; fi
     spawn "$dir/stdout.log" env RUST_LOG="$level" "$BIN" serve --config "$dir/app.toml"
     OURS_PID=$LAST_PID
-    wait_http "http://127.0.0.1:$port/healthz" "$OURS_PID"
+    wait_http "http://127.0.0.1:$port/healthz" "$OURS_PID" "${OURS_WAIT_SECS:-15}"
 }
 
 start_express() {

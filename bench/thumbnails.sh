@@ -259,7 +259,7 @@ print(*(s.getsockname()[1] for s in socks))' $((1 + $(wc -w <<<"$WORKERS_LIST"))
     for w in $WORKERS_LIST; do
         [[ $w =~ ^[1-9][0-9]*$ ]] || die "bad workers value: $w"
         k=$((k + 1))
-        OURS_EXTRA_TOML=$(printf '[images]\nworkers = %s' "$w") start_ours "w$w" "${ports[k]}" false warn
+        OURS_TOML=$(printf '[images]\nworkers = %s' "$w") start_ours "w$w" "${ports[k]}" false warn
         many_ours "$w" "${ports[k]}" "$OURS_PID"
         kill -TERM "$OURS_PID" 2>/dev/null || true
     done
