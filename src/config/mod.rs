@@ -416,7 +416,7 @@ impl Config {
                     604_800,
                 )?,
                 max_bytes_per_sec: c.repair.max_bytes_per_sec.unwrap_or(0),
-                concurrency: count("repair.concurrency", c.repair.concurrency, 4)?,
+                concurrency: count("repair.concurrency", c.repair.concurrency, 8)?,
             },
         })
     }

@@ -31,6 +31,12 @@ use super::{AppState, variants};
 use crate::repair::{HASH_HEADER, Lookup, REPAIR_HEADER};
 use crate::storage::{StoredPath, VariantPath};
 
+/// Bytes read from a stored file at a time. Each read is a hand-off to a
+/// blocking thread; tower-http's default of 64 KiB made those hand-offs most
+/// of a sending server's CPU when a peer refills from it (BENCHMARKS.md,
+/// "Repair"), so a file goes in fewer, larger reads.
+const READ_CHUNK: usize = 256 * 1024;
+
 const IMMUTABLE: &str = "public, max-age=31536000, immutable";
 
 pub async fn handle(
@@ -136,7 +142,11 @@ pub(super) async fn serve(
     let mut response = if etag_matches(request.headers(), &etag) {
         StatusCode::NOT_MODIFIED.into_response()
     } else {
-        match ServeFile::new(file).oneshot(request).await {
+        match ServeFile::new(file)
+            .with_buf_chunk_size(READ_CHUNK)
+            .oneshot(request)
+            .await
+        {
             Ok(r) => r.map(Body::new),
             Err(e) => match e {},
         }
