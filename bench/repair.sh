@@ -6,7 +6,7 @@
 #
 # 1. Refilling an emptied server: a data folder of BENCH_REPAIR_FILES JPEGs
 #    (20 KB–2 MB, log-uniform) is server s1's; an empty server whose peer is
-#    s1 fetches them all through repair (shipped settings: concurrency 4,
+#    s1 fetches them all through repair (shipped settings: concurrency 8,
 #    fsync on; then with a higher concurrency, and with fsync = false).
 #    Timed against rsync -a of the same tree from an rsync daemon into an
 #    empty folder, and rsync -a --fsync. Every copy BENCH_REPAIR_ROUNDS
@@ -283,10 +283,10 @@ EOF
 
     # name|concurrency|fsync; the order rotates from round to round, so no
     # copy always runs first (just after the tree was written) or last.
-    local -a cases=("ours|4|true" "rsync")
+    local -a cases=("ours|8|true" "rsync")
     if rsync --help | grep -q -- '--fsync'; then cases+=("rsync_fsync"); fi
     if [[ $CONCURRENCY2 != 0 ]]; then cases+=("ours_c$CONCURRENCY2|$CONCURRENCY2|true"); fi
-    if [[ $NOFSYNC == 1 ]]; then cases+=("ours_nofsync|4|false"); fi
+    if [[ $NOFSYNC == 1 ]]; then cases+=("ours_nofsync|8|false"); fi
     record refill.rounds "$ROUNDS"
     local round j n=${#cases[@]} name concurrency fsync
     for ((round = 1; round <= ROUNDS; round++)); do

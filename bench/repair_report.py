@@ -34,8 +34,8 @@ def mib(b: float) -> str:
 
 
 LABELS = {
-    "ours": "ours: repair concurrency 4, fsync on (shipped)",
-    "ours_nofsync": "ours: concurrency 4, fsync off",
+    "ours": "ours: repair concurrency 8, fsync on (shipped)",
+    "ours_nofsync": "ours: concurrency 8, fsync off",
     "rsync": "rsync -a (daemon on 127.0.0.1)",
     "rsync_fsync": "rsync -a --fsync",
 }
