@@ -8,7 +8,7 @@ mod common;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use common::{Cluster, Node, form, jpeg, json, sha256};
+use common::{Cluster, Node, jpeg, json, sha256};
 use serde_json::Value;
 
 /// No fsync (speed), no background replay (repair must do the work on its
@@ -76,20 +76,8 @@ async fn upload(client: &reqwest::Client, node: &Node, files: &[Vec<u8>]) -> Vec
         .map(|(i, b)| (format!("f{i}.jpg"), b.as_slice()))
         .collect();
     let parts: Vec<(&str, &[u8])> = named.iter().map(|(n, b)| (n.as_str(), *b)).collect();
-    let (status, v) = json(
-        client
-            .post(node.do_url("action=upload&format=json"))
-            .header("X-Security-Key", &node.key)
-            .multipart(form(&parts))
-            .send()
-            .await
-            .expect("upload"),
-    )
-    .await;
-    assert_eq!(status, 200, "{v}");
-    v["resp"]["files"]
-        .as_array()
-        .expect("files")
+    common::upload_all(client, node, &parts)
+        .await
         .iter()
         .map(|f| f["path"].as_str().expect("path").to_owned())
         .collect()

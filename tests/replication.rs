@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use common::{BIN, Cluster, Node, eventually, form, jpeg, json, png, raw, run_replay, sha256};
+use common::{BIN, Cluster, Node, eventually, jpeg, json, png, raw, run_replay, sha256};
 use serde_json::Value;
 
 /// No fsync (speed), and no background replay to race with the replays a
@@ -759,21 +759,7 @@ async fn upload(client: &reqwest::Client, node: &Node, files: &[(String, Vec<u8>
         .iter()
         .map(|(n, b)| (n.as_str(), b.as_slice()))
         .collect();
-    let (status, v) = json(
-        client
-            .post(node.do_url("action=upload&format=json"))
-            .header("X-Security-Key", &node.key)
-            .multipart(form(&parts))
-            .send()
-            .await
-            .expect("upload"),
-    )
-    .await;
-    assert_eq!(status, 200, "{v}");
-    assert_eq!(v["resp"]["success"], 1, "{v}");
-    let entries = v["resp"]["files"].as_array().expect("files").clone();
-    assert_eq!(entries.len(), files.len(), "{v}");
-    entries
+    common::upload_all(client, node, &parts).await
 }
 
 /// An upload entry's replica outcome for `peer`.

@@ -444,6 +444,30 @@ pub async fn upload(node: &Node, files: &[(&str, &[u8])]) -> (u16, serde_json::V
     .await
 }
 
+/// Uploads `files` in one request through `client` (JSON answer, key in the
+/// header), asserts every one was stored, and returns the answer's entries.
+pub async fn upload_all(
+    client: &reqwest::Client,
+    node: &Node,
+    files: &[(&str, &[u8])],
+) -> Vec<serde_json::Value> {
+    let (status, v) = json(
+        client
+            .post(node.do_url("action=upload&format=json"))
+            .header("X-Security-Key", &node.key)
+            .multipart(form(files))
+            .send()
+            .await
+            .expect("upload"),
+    )
+    .await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["resp"]["success"], 1, "{v}");
+    let entries = v["resp"]["files"].as_array().expect("files").clone();
+    assert_eq!(entries.len(), files.len(), "{v}");
+    entries
+}
+
 /// Uploads one file, asserts it was stored, and returns its stored path.
 pub async fn upload_one(node: &Node, bytes: &[u8]) -> String {
     let (status, answer) = upload(node, &[("a.jpg", bytes)]).await;
