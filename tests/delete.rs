@@ -44,6 +44,15 @@ async fn get_status(node: &Node, path: &str) -> u16 {
         .as_u16()
 }
 
+/// No server holds any file, and every one answers 404 or 410 for `path`.
+async fn assert_gone_everywhere(nodes: &[Node], path: &str) {
+    for node in nodes {
+        assert!(node.stored().is_empty(), "{} holds a file", node.name);
+        let status = get_status(node, path).await;
+        assert!([404, 410].contains(&status), "{}: {status}", node.name);
+    }
+}
+
 fn replica<'a>(resp: &'a Value, peer: &str) -> &'a Value {
     resp["replicas"]
         .as_array()
@@ -96,14 +105,7 @@ async fn a_delete_reaches_every_server_and_one_that_was_down_learns_it_from_the_
     assert_eq!(report["replayed"], 1, "{report}");
     assert_eq!(report["remaining"], 0, "{report}");
     assert!(cluster.nodes[0].journal().is_empty());
-    for node in &cluster.nodes {
-        assert!(node.stored().is_empty(), "{}", node.name);
-        assert!(
-            [404, 410].contains(&get_status(node, &path).await),
-            "{}",
-            node.name
-        );
-    }
+    assert_gone_everywhere(&cluster.nodes, &path).await;
     // Deleting it again changes nothing and is still a success.
     let (status, again) = delete(&cluster.nodes[1], &path).await;
     assert_eq!(status, 200, "{again}");
