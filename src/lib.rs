@@ -97,9 +97,15 @@ fn check_config(config: &Config) {
 
 /// Opens storage and journal and builds the replication client and the
 /// replayer for `config`: the state every mode (and the fuzz targets) run on.
-pub fn open(config: Arc<Config>) -> anyhow::Result<AppState> {
-    let storage = Storage::open(&config.data_dir, config.fsync, &config.server_name)
-        .with_context(|| format!("cannot use data_dir {}", config.data_dir.display()))?;
+pub async fn open(config: Arc<Config>) -> anyhow::Result<AppState> {
+    let storage = Storage::open(
+        &config.storage,
+        &config.data_dir,
+        config.fsync,
+        &config.server_name,
+    )
+    .await
+    .with_context(|| format!("cannot open the storage in {}", config.data_dir.display()))?;
     let journal = Journal::open(&config.log_dir, config.fsync)
         .with_context(|| format!("cannot use log_dir {}", config.log_dir.display()))?;
     let replicator = Replicator::new(&config).context("cannot build the HTTP client")?;
@@ -125,7 +131,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let config = Arc::new(config);
     let _log = logging::init(Some(&config.log_dir))?;
     let max_connections = server::fit_connections(config.max_connections);
-    let state = Arc::new(open(config.clone())?);
+    let state = Arc::new(open(config.clone()).await?);
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
@@ -182,7 +188,8 @@ async fn replay(config: Config, url: Option<String>) -> anyhow::Result<()> {
     match url {
         Some(url) => replay_remote(&config, &url).await,
         None => {
-            let report = open(config)?
+            let report = open(config)
+                .await?
                 .replayer
                 .replay(None)
                 .await

@@ -411,7 +411,7 @@ struct Server {
 const KEY: &str = "fuzz-regression-key";
 
 impl Server {
-    fn new() -> Self {
+    async fn new() -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         std::fs::write(
             dir.path().join("servers.xml.config"),
@@ -427,7 +427,9 @@ impl Server {
             Config::load(&dir.path().join("app.toml"), &Overrides::default()).expect("config"),
         );
         let data_dir = config.data_dir.clone();
-        let router = router(Arc::new(multiserver_upload::open(config).expect("state")));
+        let router = router(Arc::new(
+            multiserver_upload::open(config).await.expect("state"),
+        ));
         Self {
             _dir: dir,
             data_dir,
@@ -495,7 +497,7 @@ fn stored(dir: &Path) -> Vec<PathBuf> {
 /// the client never sent.
 #[tokio::test]
 async fn a_field_whose_name_holds_filename_is_not_stored() {
-    let server = Server::new();
+    let server = Server::new().await;
     let gif: &[u8] = b"GIF89a\x01\x00\x01\x00\x80\x00\x00\xff\xff\xff\x00\x00\x00";
     let body = form(&[
         (b"form-data; name=\"file\"; filename*=UTF-8''%0C", JPEG),
@@ -516,7 +518,7 @@ async fn a_field_whose_name_holds_filename_is_not_stored() {
 /// `filename` beside the file made the whole upload fail with 415.
 #[tokio::test]
 async fn a_text_field_named_filename_is_ignored() {
-    let server = Server::new();
+    let server = Server::new().await;
     for name in [
         "filename",
         "original_filename",

@@ -92,7 +92,9 @@ fn world() -> &'static World {
             .build()
             .expect("runtime");
         let data_dir = config.data_dir.clone();
-        let router = router(Arc::new(multiserver_upload::open(config).expect("state")));
+        let router = router(Arc::new(
+            rt.block_on(multiserver_upload::open(config)).expect("state"),
+        ));
         World {
             rt,
             router,

@@ -17,6 +17,8 @@ pub(crate) struct FileConfig {
     pub domain: Option<String>,
     pub listen: Option<String>,
     pub data_dir: Option<PathBuf>,
+    /// Several volumes instead of one `data_dir`.
+    pub data_dirs: Option<Vec<PathBuf>>,
     pub log_dir: Option<PathBuf>,
     pub servers: Option<PathBuf>,
     pub fsync: Option<bool>,
@@ -39,6 +41,15 @@ pub(crate) struct FileConfig {
     pub repair: RepairFile,
     #[serde(default)]
     pub images: ImagesFile,
+    #[serde(default)]
+    pub storage: StorageFile,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct StorageFile {
+    pub backend: Option<String>,
+    pub min_free_bytes: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]

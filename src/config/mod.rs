@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::cli::Overrides;
-use crate::storage::ImageType;
+use crate::storage::{BackendSettings, ImageType};
 use file::FileConfig;
 
 /// The key the shipped files carry; the service refuses to listen beyond
@@ -81,8 +81,12 @@ pub struct Config {
     /// Base of returned links, e.g. `http://i-1.xx.com`, without a trailing slash.
     pub domain: Option<String>,
     pub listen: SocketAddr,
+    /// The data folder: the only one, or the first volume (index and
+    /// variants live there); with a bucket, where uploads are received.
     pub data_dir: PathBuf,
     pub log_dir: PathBuf,
+    /// Where stored files go (SPEC §11).
+    pub storage: BackendSettings,
     pub servers_file: PathBuf,
     pub peers: Vec<Peer>,
     pub fsync: bool,
@@ -342,13 +346,39 @@ impl Config {
                 600,
             )?,
         };
+        let data_dir = c.data_dir.unwrap_or_else(|| folder.join("data"));
+        let storage = match c.storage.backend.as_deref().unwrap_or("disk") {
+            "disk" => BackendSettings::Disk {
+                data_dirs: match c.data_dirs {
+                    Some(dirs) if dirs.is_empty() => {
+                        return Err(err("data_dirs", "lists no folder".into()));
+                    }
+                    Some(dirs) => dirs,
+                    None => vec![data_dir.clone()],
+                },
+                min_free: c.storage.min_free_bytes.unwrap_or(256 << 20),
+            },
+            other => {
+                return Err(err(
+                    "storage.backend",
+                    format!("`{other}` is not a backend; use \"disk\" or \"s3\""),
+                ));
+            }
+        };
+        let data_dir = match &storage {
+            BackendSettings::Disk { data_dirs, .. } => {
+                data_dirs.first().cloned().unwrap_or(data_dir)
+            }
+            BackendSettings::S3(_) => data_dir,
+        };
         Ok(Self {
             file: file.to_path_buf(),
+            storage,
             server_name,
             security_key,
             domain,
             listen,
-            data_dir: c.data_dir.unwrap_or_else(|| folder.join("data")),
+            data_dir,
             log_dir: c.log_dir.unwrap_or_else(|| folder.join("log")),
             servers_file,
             peers,
@@ -440,6 +470,7 @@ impl FileConfig {
             domain: upper.domain.or(self.domain),
             listen: upper.listen.or(self.listen),
             data_dir: upper.data_dir.or(self.data_dir),
+            data_dirs: upper.data_dirs.or(self.data_dirs),
             log_dir: upper.log_dir.or(self.log_dir),
             servers: upper.servers.or(self.servers),
             fsync: upper.fsync.or(self.fsync),
@@ -496,6 +527,10 @@ impl FileConfig {
                     .or(self.repair.max_bytes_per_sec),
                 concurrency: upper.repair.concurrency.or(self.repair.concurrency),
             },
+            storage: file::StorageFile {
+                backend: upper.storage.backend.or(self.storage.backend),
+                min_free_bytes: upper.storage.min_free_bytes.or(self.storage.min_free_bytes),
+            },
         }
     }
 
@@ -504,6 +539,7 @@ impl FileConfig {
         for path in [&mut self.data_dir, &mut self.log_dir, &mut self.servers]
             .into_iter()
             .flatten()
+            .chain(self.data_dirs.iter_mut().flatten())
         {
             if path.is_relative() {
                 *path = folder.join(&*path);

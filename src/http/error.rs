@@ -56,6 +56,9 @@ pub enum Error {
     /// of variants waiting for one is full.
     #[error("the server is busy making other images; try again in a few seconds")]
     VariantsBusy,
+    /// 503: the S3 store did not take or give the file; nothing was kept.
+    #[error("the image store is not available; nothing was stored; try again later")]
+    StoreUnavailable(String),
     /// 507: the disk is full.
     #[error("the server's disk is full; nothing was stored")]
     DiskFull,
@@ -75,7 +78,9 @@ impl Error {
             Self::Gone(_) => StatusCode::GONE,
             Self::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            Self::Busy | Self::VariantsBusy => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Busy | Self::VariantsBusy | Self::StoreUnavailable(_) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             Self::DiskFull => StatusCode::INSUFFICIENT_STORAGE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -91,6 +96,7 @@ impl Error {
         match &self {
             Self::Internal(cause) => tracing::error!(%cause, "internal error"),
             Self::DiskFull => tracing::error!("disk full while storing"),
+            Self::StoreUnavailable(cause) => tracing::error!(%cause, "the object store failed"),
             _ => {}
         }
         let mut resp = Map::new();
@@ -104,7 +110,10 @@ impl Error {
         // sending its next request on a connection about to close.
         let headers = response.headers_mut();
         headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
-        if matches!(self, Self::Busy | Self::VariantsBusy) {
+        if matches!(
+            self,
+            Self::Busy | Self::VariantsBusy | Self::StoreUnavailable(_)
+        ) {
             headers.insert(
                 header::RETRY_AFTER,
                 HeaderValue::from_static(RETRY_AFTER_SECS),
@@ -141,6 +150,7 @@ impl From<StorageError> for Error {
             StorageError::Index(index) => Self::internal(index),
             StorageError::DiskFull(_) => Self::DiskFull,
             StorageError::Io(io) => Self::internal(io),
+            StorageError::Store(store) => Self::StoreUnavailable(store.to_string()),
         }
     }
 }

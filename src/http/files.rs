@@ -13,6 +13,9 @@
 //! fetching on its own behalf: it is answered from this disk only, never by
 //! asking further (no loops), and with the index's hash.
 //!
+//! With an S3 backend the object is proxied from the store (`objects.rs`)
+//! with the same headers.
+//!
 //! Names of variants (`…-t.jpg`, `…-w{N}.jpg|png`) go to `variants.rs`,
 //! which serves what it makes with [`serve`] too.
 
@@ -27,9 +30,10 @@ use axum::response::{IntoResponse, Response};
 use tower::ServiceExt;
 use tower_http::services::ServeFile;
 
-use super::{AppState, variants};
+use super::{AppState, objects, variants};
 use crate::repair::{HASH_HEADER, Lookup, REPAIR_HEADER};
-use crate::storage::{StoredPath, VariantPath};
+use crate::storage::s3::S3Store;
+use crate::storage::{Located, StoredPath, VariantPath};
 
 /// Bytes read from a stored file at a time. Each read is a hand-off to a
 /// blocking thread; tower-http's default of 64 KiB made those hand-offs most
@@ -56,24 +60,24 @@ pub async fn handle(
 
 async fn original(state: &AppState, path: &StoredPath, request: Request) -> Response {
     let for_peer = request.headers().contains_key(REPAIR_HEADER);
-    let meta = match locate(state, path, for_peer).await {
-        Ok(meta) => meta,
+    let (file, meta) = match locate(state, path, for_peer).await {
+        Ok(Found::File { file, meta }) => (file, meta),
+        Ok(Found::Object(store)) => {
+            return objects::serve(&store, path, request, path.image_type().mime()).await;
+        }
         Err(refusal) => return refusal,
     };
     // A peer fetching for repair checks what it gets against our index.
-    let indexed_hash = if for_peer {
-        match state.storage.index().get(path) {
-            Ok(Some(entry)) => Some(entry.sha256),
-            Ok(None) => None,
+    let indexed_hash = match state.storage.index() {
+        Some(index) if for_peer => match index.get(path) {
+            Ok(entry) => entry.map(|e| e.sha256),
             Err(e) => {
                 tracing::error!(error = %e, "index read failed");
                 None
             }
-        }
-    } else {
-        None
+        },
+        _ => None,
     };
-    let file = state.storage.file_path(path);
     let mut response = serve(
         &file,
         &meta,
@@ -88,16 +92,27 @@ async fn original(state: &AppState, path: &StoredPath, request: Request) -> Resp
     response
 }
 
-/// The metadata of the stored file `path` here, fetched from a peer first
-/// if it is missing (unless a peer asks); else the answer to give.
+/// Where a stored file is read from.
+pub(super) enum Found {
+    File {
+        file: std::path::PathBuf,
+        meta: Metadata,
+    },
+    /// In the bucket: the store answers whether it is there.
+    Object(S3Store),
+}
+
+/// The stored file `path`, fetched from a peer first if it is missing
+/// here (unless a peer asks); else the answer to give.
 pub(super) async fn locate(
     state: &AppState,
     path: &StoredPath,
     for_peer: bool,
-) -> Result<Metadata, Response> {
-    let file = state.storage.file_path(path);
-    if let Ok(meta) = tokio::fs::metadata(&file).await {
-        return Ok(meta);
+) -> Result<Found, Response> {
+    match state.storage.locate(path).await {
+        Located::File { file, meta } => return Ok(Found::File { file, meta }),
+        Located::Object(store) => return Ok(Found::Object(store)),
+        Located::Missing => {}
     }
     let lookup = if for_peer {
         deleted_here(state, path)
@@ -107,9 +122,11 @@ pub(super) async fn locate(
     if let Some(refusal) = missing(lookup) {
         return Err(refusal);
     }
-    tokio::fs::metadata(&file)
-        .await
-        .map_err(|_| StatusCode::NOT_FOUND.into_response())
+    match state.storage.locate(path).await {
+        Located::File { file, meta } => Ok(Found::File { file, meta }),
+        Located::Object(store) => Ok(Found::Object(store)),
+        Located::Missing => Err(StatusCode::NOT_FOUND.into_response()),
+    }
 }
 
 /// How long a served file may be kept by caches.
@@ -177,7 +194,10 @@ pub(super) async fn serve(
 
 /// For a peer's request of a name not on disk: nobody else is asked.
 fn deleted_here(state: &AppState, path: &StoredPath) -> Lookup {
-    match state.storage.index().is_deleted(path) {
+    let Some(index) = state.storage.index() else {
+        return Lookup::Nowhere;
+    };
+    match index.is_deleted(path) {
         Ok(true) => Lookup::Deleted,
         Ok(false) => Lookup::Nowhere,
         Err(e) => {

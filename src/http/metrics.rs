@@ -100,20 +100,21 @@ pub async fn handle(State(state): State<Arc<AppState>>) -> Response {
         "Journal entries a peer refused for good",
         journal.needs_operator,
     );
-    let index = state.storage.index().clone();
-    match tokio::task::spawn_blocking(move || index.counts()).await {
-        Ok(Ok(counts)) => {
-            gauge(&mut now, "index_files", "Stored files", counts.files);
-            gauge(
-                &mut now,
-                "index_tombstones",
-                "Deleted names",
-                counts.tombstones,
-            );
-            gauge(&mut now, "index_days", "Day folders", counts.days);
+    if let Some(index) = state.storage.index().cloned() {
+        match tokio::task::spawn_blocking(move || index.counts()).await {
+            Ok(Ok(counts)) => {
+                gauge(&mut now, "index_files", "Stored files", counts.files);
+                gauge(
+                    &mut now,
+                    "index_tombstones",
+                    "Deleted names",
+                    counts.tombstones,
+                );
+                gauge(&mut now, "index_days", "Day folders", counts.days);
+            }
+            Ok(Err(e)) => tracing::error!(error = %e, "index counts for metrics"),
+            Err(e) => tracing::error!(error = %e, "index counts for metrics"),
         }
-        Ok(Err(e)) => tracing::error!(error = %e, "index counts for metrics"),
-        Err(e) => tracing::error!(error = %e, "index counts for metrics"),
     }
     repair_figures(&mut now, &state);
     let mut text = String::new();

@@ -71,10 +71,14 @@ pub async fn list(state: Arc<AppState>, day: Option<&str>) -> Response {
 
 /// Runs an index read on a blocking thread.
 async fn blocking<T: Send + 'static>(
-    index: &Index,
+    index: Option<&Index>,
     read: impl FnOnce(&Index) -> Result<T, crate::index::IndexError> + Send + 'static,
 ) -> Result<T, Error> {
-    let index = index.clone();
+    let index = index
+        .ok_or_else(|| {
+            Error::BadRequest("this server stores into a bucket and keeps no index".into())
+        })?
+        .clone();
     tokio::task::spawn_blocking(move || read(&index))
         .await
         .map_err(Error::internal)?

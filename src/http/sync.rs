@@ -78,7 +78,7 @@ async fn receive(
     };
     let mut incoming = state
         .storage
-        .begin(limit, &state.config.allowed_types, rules);
+        .begin(limit, &state.config.allowed_types, rules)?;
     let mut stream = std::pin::pin!(paced(body, state.pace()));
     while let Some(chunk) = stream.next().await {
         incoming.write(chunk?).await?;

@@ -156,9 +156,10 @@ async fn receive(
             limits: config.images.limits(),
             strip_metadata: config.images.strip_metadata,
         };
-        let mut incoming = state
-            .storage
-            .begin(config.max_file_bytes, &config.allowed_types, rules);
+        let mut incoming =
+            state
+                .storage
+                .begin(config.max_file_bytes, &config.allowed_types, rules)?;
         while let Some(chunk) = field.next().await {
             incoming.write(chunk.map_err(multipart_error)?).await?;
         }
@@ -201,8 +202,7 @@ async fn receive(
 
 /// Removes a stored file whose link will not be handed out.
 async fn discard(state: &AppState, file: &StoredFile) {
-    let path = state.storage.file_path(&file.path);
-    if let Err(e) = tokio::fs::remove_file(&path).await {
+    if let Err(e) = state.storage.discard(&file.path).await {
         tracing::error!(path = %file.path, error = %e, "could not remove an unannounced file");
     }
 }

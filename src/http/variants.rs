@@ -18,7 +18,8 @@ use serde_json::Map;
 
 use super::AppState;
 use super::error::Error;
-use super::files::{self, Caching};
+use super::files::{self, Caching, Found};
+use super::objects;
 use super::respond::Format;
 use crate::config::ImageSettings;
 use crate::images::cache::Outcome;
@@ -35,8 +36,8 @@ pub async fn handle(state: &AppState, variant: &VariantPath, request: Request) -
     };
     let original = variant.original();
     let for_peer = request.headers().contains_key(REPAIR_HEADER);
-    let original_meta = match files::locate(state, original, for_peer).await {
-        Ok(meta) => meta,
+    let found = match files::locate(state, original, for_peer).await {
+        Ok(found) => found,
         Err(refusal) => return refusal,
     };
     let file = state.storage.variant_path(variant);
@@ -47,15 +48,22 @@ pub async fn handle(state: &AppState, variant: &VariantPath, request: Request) -
     if request.method() == Method::HEAD {
         return (StatusCode::NOT_FOUND, [(header::CACHE_CONTROL, "no-store")]).into_response();
     }
-    let original_file = state.storage.file_path(original);
+    // For a bucket, a copy of the original made for this request.
+    let copy = match state.storage.local_copy(original).await {
+        Ok(Some(copy)) => copy,
+        Ok(None) => return StatusCode::NOT_FOUND.into_response(),
+        Err(e) => {
+            tracing::error!(path = %original, error = %e, "cannot read the original of a variant");
+            return (
+                StatusCode::SERVICE_UNAVAILABLE,
+                [(header::CACHE_CONTROL, "no-store")],
+            )
+                .into_response();
+        }
+    };
     let outcome = state
         .variants
-        .make(
-            variant.to_string(),
-            original_file.clone(),
-            file.clone(),
-            make,
-        )
+        .make(variant.to_string(), copy.to_path_buf(), file.clone(), make)
         .await;
     match outcome {
         Ok(Outcome::Made) => {
@@ -69,21 +77,25 @@ pub async fn handle(state: &AppState, variant: &VariantPath, request: Request) -
             return Error::VariantsBusy.answer(Format::Xml, Map::new());
         }
     }
-    let mut response = files::serve(
-        &original_file,
-        &original_meta,
-        request,
-        original.image_type().mime(),
-        Caching::Revalidate,
-    )
-    .await;
+    let original_mime = original.image_type().mime();
+    let mut response = match found {
+        Found::File { file, meta } => {
+            files::serve(&file, &meta, request, original_mime, Caching::Revalidate).await
+        }
+        Found::Object(store) => {
+            let mut response = objects::serve(&store, original, request, original_mime).await;
+            response
+                .headers_mut()
+                .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+            response
+        }
+    };
     response
         .headers_mut()
         .insert(FALLBACK_HEADER, HeaderValue::from_static("fallback"));
     response
 }
 
-/// What to make for `kind`, or `None` for a width not offered.
 /// With `[images] eager_thumbnail`, starts making the thumbnail of a file
 /// just stored, so the first page view finds it. It shares the generators'
 /// queue: when that is full, nothing is made now (the first request will).
@@ -96,11 +108,20 @@ pub fn make_thumbnail_soon(state: &AppState, path: &StoredPath) {
         return;
     };
     let variants = state.variants.clone();
-    let original = state.storage.file_path(path);
+    let storage = state.storage.clone();
+    let original = path.clone();
     let target = state.storage.variant_path(&variant);
     tokio::spawn(async move {
+        let copy = match storage.local_copy(&original).await {
+            Ok(Some(copy)) => copy,
+            Ok(None) => return,
+            Err(e) => {
+                tracing::debug!(variant = %variant, error = %e, "no eager thumbnail");
+                return;
+            }
+        };
         if let Err(busy) = variants
-            .make(variant.to_string(), original, target, make)
+            .make(variant.to_string(), copy.to_path_buf(), target, make)
             .await
         {
             tracing::debug!(variant = %variant, "no eager thumbnail: {busy}");
@@ -108,6 +129,7 @@ pub fn make_thumbnail_soon(state: &AppState, path: &StoredPath) {
     });
 }
 
+/// What to make for `kind`, or `None` for a width not offered.
 fn to_make(settings: &ImageSettings, kind: VariantKind) -> Option<Make> {
     let offered = |width: u32| settings.widths.contains(&width);
     Some(match kind {

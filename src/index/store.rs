@@ -88,11 +88,12 @@ impl std::fmt::Debug for Index {
 }
 
 impl Index {
-    /// Opens (or creates) the index of `data_dir` and brings it up to date
-    /// with the files: all of them if the index is new or was unreadable,
-    /// else those of day folders changed since its last commit.
-    pub fn open(data_dir: &Path) -> Result<Self, IndexError> {
-        let file = super::index_file(data_dir);
+    /// Opens (or creates) the index kept in `home` and brings it up to date
+    /// with the files of every data folder in `roots`: all of them if the
+    /// index is new or was unreadable, else those of day folders changed
+    /// since its last commit.
+    pub fn open(home: &Path, roots: &[PathBuf]) -> Result<Self, IndexError> {
+        let file = super::index_file(home);
         let fresh = !file.exists();
         let db = match open_db(&file) {
             Ok(db) => db,
@@ -112,7 +113,9 @@ impl Index {
         } else {
             committed_at(&db)?.map(|t| t - RECONCILE_SLACK_SECS)
         };
-        reconcile(&db, data_dir, since)?;
+        for root in roots {
+            reconcile(&db, root, since)?;
+        }
         let db = Arc::new(db);
         let (writer, queue) = mpsc::channel();
         {
@@ -515,8 +518,8 @@ mod tests {
             tempfile::tempdir().expect("dir"),
         );
         let (x, y) = (
-            Index::open(a.path()).expect("open"),
-            Index::open(b.path()).expect("open"),
+            Index::open(a.path(), &[a.path().to_path_buf()]).expect("open"),
+            Index::open(b.path(), &[b.path().to_path_buf()]).expect("open"),
         );
         for n in 1..=3 {
             x.record(entry(20261201, n));
@@ -556,7 +559,7 @@ mod tests {
         std::fs::create_dir_all(file.parent().expect("parent")).expect("mkdir");
         std::fs::write(&file, b"abc").expect("write");
         std::fs::write(file.with_file_name("not-a-stored-file.txt"), b"x").expect("write");
-        let index = Index::open(dir.path()).expect("open");
+        let index = Index::open(dir.path(), &[dir.path().to_path_buf()]).expect("open");
         let found = index.get(&p).expect("get").expect("indexed");
         assert_eq!(found.size, 3);
         assert_eq!(

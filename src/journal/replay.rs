@@ -158,14 +158,9 @@ impl Replayer {
                     .await
             }
             Operation::Copy => {
-                let source = self.storage.file_path(&path);
-                match tokio::fs::try_exists(&source).await {
-                    Ok(false) => return Settlement::SourceGone,
-                    Ok(true) => {}
-                    Err(e) => {
-                        return Settlement::Failed(format!("cannot check the local file: {e}"));
-                    }
-                }
+                let Some(source) = self.storage.find_file(&path).await else {
+                    return Settlement::SourceGone;
+                };
                 let file = StoredFile {
                     path,
                     size: entry.size,

@@ -125,7 +125,7 @@ impl Fetcher {
         };
         let mut incoming = self
             .storage
-            .begin(self.max_file_bytes, &self.allowed, self.rules);
+            .begin(self.max_file_bytes, &self.allowed, self.rules)?;
         let mut body = response.bytes_stream();
         loop {
             let next = tokio::time::timeout(self.idle_timeout, body.next())

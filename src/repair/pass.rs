@@ -112,7 +112,10 @@ impl Repairer {
         let result = self.walk(peer, &mut report).await;
         // What was fetched is in the index before the next peer's pass
         // compares, so nothing is fetched twice.
-        let flushed = self.storage.index().flush().await;
+        let flushed = match self.storage.index() {
+            Some(index) => index.flush().await,
+            None => Ok(()),
+        };
         match result.and(flushed.map_err(RepairError::from)) {
             Ok(()) => report.complete = true,
             Err(e) => {
@@ -304,10 +307,10 @@ impl Repairer {
         while (self.busy)() {
             tokio::time::sleep(YIELD_POLL).await;
         }
-        let data_dir = self.config.data_dir.clone();
-        let free = tokio::task::spawn_blocking(move || fs4::available_space(data_dir))
+        let free = self
+            .storage
+            .free_space()
             .await
-            .map_err(|e| FetchOutcome::Failed(e.to_string()))?
             .map_err(|e| FetchOutcome::Failed(format!("free space unknown: {e}")))?;
         if free < wanted.size.saturating_add(FREE_SPACE_RESERVE) {
             return Err(FetchOutcome::Fatal(RepairError::DiskNearlyFull(free)));
@@ -417,10 +420,12 @@ fn is_sha256(text: &str) -> bool {
 
 /// Runs an index read on a blocking thread.
 async fn blocking<T: Send + 'static>(
-    index: &Index,
+    index: Option<&Index>,
     read: impl FnOnce(&Index) -> Result<T, IndexError> + Send + 'static,
 ) -> Result<T, RepairError> {
-    let index = index.clone();
+    let index = index
+        .ok_or_else(|| IndexError::Io(std::io::Error::other("a bucket has no index to repair")))?
+        .clone();
     tokio::task::spawn_blocking(move || read(&index))
         .await
         .map_err(|e| RepairError::Index(IndexError::Io(std::io::Error::other(e))))?

@@ -117,13 +117,13 @@ impl ReadThrough {
     async fn ask_peers(&self, path: &StoredPath) -> Lookup {
         let storage = &self.inner.storage;
         // A fetch that ended just before this one began may have brought it.
-        if tokio::fs::try_exists(storage.file_path(path))
-            .await
-            .unwrap_or(false)
-        {
+        if storage.find_file(path).await.is_some() {
             return Lookup::Here;
         }
-        match storage.index().is_deleted(path) {
+        let Some(index) = storage.index() else {
+            return Lookup::Nowhere;
+        };
+        match index.is_deleted(path) {
             Ok(true) => return Lookup::Deleted,
             Ok(false) => {}
             Err(e) => {

@@ -116,8 +116,17 @@ impl Scrubber {
     }
 
     /// Scrubs every `every`, the first time one interval after start (a
-    /// restart is no reason to reread every file).
+    /// restart is no reason to reread every file) — or at once when a
+    /// volume was replaced.
     pub async fn run(self, every: Duration) {
+        if self.storage.index().is_none() {
+            // A bucket: the store checks its own copies.
+            return;
+        }
+        if self.storage.replaced_volume() {
+            tracing::warn!("a volume was replaced: checking every indexed file now, to refill it");
+            self.pass().await;
+        }
         loop {
             tokio::time::sleep(every).await;
             self.pass().await;
@@ -129,14 +138,17 @@ impl Scrubber {
         let started = Local::now();
         let mut checked = 0;
         let mut found = Findings::default();
-        let index = self.storage.index().clone();
-        let days = match tokio::task::spawn_blocking(move || index.days()).await {
+        let Some(index) = self.storage.index().cloned() else {
+            return self.abandon("a bucket has no index to scrub against");
+        };
+        let all = index.clone();
+        let days = match tokio::task::spawn_blocking(move || all.days()).await {
             Ok(Ok(days)) => days,
             Ok(Err(e)) => return self.abandon(&e.to_string()),
             Err(e) => return self.abandon(&e.to_string()),
         };
         for (day, _) in days {
-            let index = self.storage.index().clone();
+            let index = index.clone();
             let list = match tokio::task::spawn_blocking(move || index.list_day(day)).await {
                 Ok(Ok(list)) => list,
                 Ok(Err(e)) => return self.abandon(&e.to_string()),
@@ -173,11 +185,14 @@ impl Scrubber {
     }
 
     async fn check(&self, entry: &FileEntry) -> Finding {
-        let file = self.storage.file_path(&entry.path);
+        let file = self.storage.find_file(&entry.path).await;
         let started = Instant::now();
-        let hashed = tokio::task::spawn_blocking(move || hash_file(&file))
-            .await
-            .unwrap_or_else(|e| Err(std::io::Error::other(e)));
+        let hashed = match file {
+            Some(file) => tokio::task::spawn_blocking(move || hash_file(&file))
+                .await
+                .unwrap_or_else(|e| Err(std::io::Error::other(e))),
+            None => Err(std::io::ErrorKind::NotFound.into()),
+        };
         // The pace: as long asleep as at work.
         tokio::time::sleep(started.elapsed()).await;
         let path = &entry.path;

@@ -28,7 +28,7 @@ use bytes::Bytes;
 use sha2::{Digest, Sha256};
 use tokio::task::JoinHandle;
 
-use super::{DiskTasks, ImageRules, ImageType, SNIFF_LEN, StorageError};
+use super::{DiskTasks, ImageRules, ImageType, SNIFF_LEN, Slot, StorageError, Writing};
 use crate::images::{self, Dimensions, Limits};
 
 /// Bytes gathered before a batch goes to a write task (one vectored write).
@@ -40,6 +40,9 @@ const READ_BUF: usize = 64 * 1024;
 /// and deletes its temporary file.
 pub struct Incoming {
     tmp: TempFile,
+    /// Counts this file on its volume until it is placed (taken by
+    /// [`Incoming::finish`]).
+    counted: Option<Writing>,
     disk: DiskTasks,
     fsync: bool,
     /// The file and hash so far, while no write task has them.
@@ -62,6 +65,7 @@ pub struct Incoming {
 /// A complete, flushed temporary file, not yet under a public name.
 pub struct Written {
     pub(super) tmp: TempFile,
+    pub(super) writing: Writing,
     pub size: u64,
     pub sha256: String,
     pub image_type: ImageType,
@@ -69,16 +73,16 @@ pub struct Written {
 }
 
 impl Incoming {
-    pub(super) fn new(
-        tmp: TempFile,
-        disk: DiskTasks,
-        fsync: bool,
-        limit: u64,
-        allowed: &[ImageType],
-        rules: ImageRules,
-    ) -> Self {
+    pub(super) fn new(slot: Slot, limit: u64, allowed: &[ImageType], rules: ImageRules) -> Self {
+        let Slot {
+            tmp,
+            writing,
+            tasks: disk,
+            fsync,
+        } = slot;
         Self {
             tmp,
+            counted: Some(writing),
             disk,
             fsync,
             idle: Some(Writer {
@@ -153,8 +157,13 @@ impl Incoming {
             .await?
             .await
             .map_err(io::Error::other)??;
+        let writing = self
+            .counted
+            .take()
+            .ok_or_else(|| StorageError::Io(io::Error::other("the file was already finished")))?;
         Ok(Written {
             tmp: mem::replace(&mut self.tmp, TempFile(PathBuf::new())),
+            writing,
             size,
             sha256,
             image_type,
@@ -360,6 +369,7 @@ impl Write for Hashing {
 }
 
 /// A temporary file path, deleted on drop unless it was published (emptied).
+#[derive(Debug)]
 pub(super) struct TempFile(pub(super) PathBuf);
 
 impl Drop for TempFile {

@@ -1,41 +1,51 @@
-//! Storage: where an upload's bytes become a durable file.
+//! Storage: where an upload's bytes become a durable file (SPEC §4, §11).
 //!
-//! A file is streamed to a temporary file under `{data_dir}/.tmp` (same
-//! filesystem as its final place), hashed with SHA-256 and measured on the
-//! way, sniffed from its first bytes, flushed (`fsync` of file and directory
-//! unless disabled) and only then renamed to its public name. A crash, a
-//! dropped connection or a refused file therefore never leaves a partial file
-//! under a public name: whatever is not committed is deleted when its
-//! [`Incoming`] is dropped.
+//! Every file, whatever the backend, is first streamed to a temporary file
+//! on this machine, hashed with SHA-256 and measured on the way, sniffed
+//! from its first bytes and checked by `images` (header, pixel limits,
+//! metadata) — [`Incoming`], `incoming.rs`. Only a complete, accepted file is
+//! then placed under its public name by a [`Backend`]:
+//! - `disk.rs`: one data folder; the temporary file is renamed (an upload)
+//!   or hard-linked (a replica, never replacing a file) after `fsync`;
+//! - `volumes.rs`: several data folders, each upload to the least busy;
+//! - `s3/`: a bucket of an S3 store, one PUT or a multipart upload with
+//!   bounded buffers, answered only once the store has it.
 //!
-//! Receiving a file is [`Incoming`]'s job (`incoming.rs`). All blocking
-//! file work of uploads and replicas goes through [`DiskTasks`], a bounded
-//! share of the blocking thread pool, so uploads can never take the threads
-//! that serving stored files and health checks need.
+//! A crash, a dropped connection or a refused file therefore never leaves a
+//! partial file under a public name: whatever is not placed is deleted when
+//! its [`Incoming`] is dropped. With data folders, every placed file is
+//! recorded in the index that repair compares (`index`).
 //!
-//! Whether the picture is acceptable (its header parses, it is not a
-//! decompression bomb) and what leaves it (metadata) is decided by
-//! `images`; [`ImageRules`] say which of those steps a file goes through.
-//! This module knows nothing of HTTP.
+//! All blocking file work of uploads and replicas goes through
+//! [`DiskTasks`], a bounded share of the blocking thread pool, so uploads
+//! can never take the threads that serving stored files and health checks
+//! need. This module knows nothing of HTTP.
 
+mod disk;
 mod incoming;
 mod path;
+pub mod s3;
 mod sniff;
 mod variant_path;
+mod volumes;
 
 use std::fs::File;
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::sync::atomic::{AtomicUsize, Ordering};
 
+use futures_util::future::BoxFuture;
 use sha2::{Digest, Sha256};
 use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
 use uuid::Uuid;
 
+use disk::Disk;
 use incoming::TempFile;
 pub use incoming::{Incoming, Written};
+use s3::{S3Backend, S3Error, S3Settings, S3Store};
+use volumes::Volumes;
 
 use crate::images::{Limits, OverLimit};
 use crate::index::{FileEntry, Index, IndexError};
@@ -43,15 +53,11 @@ pub use path::StoredPath;
 pub use sniff::{ImageType, SNIFF_LEN};
 pub use variant_path::{VARIANTS_DIR, VariantKind, VariantPath};
 
-/// The file in `data_dir` that names the server the folder belongs to.
+/// The file in each data folder that names the server the folder belongs to.
 pub const MARKER: &str = ".multiserver-upload-server";
-/// Name of the folder below `data_dir` that holds files still being written.
-const TMP_DIR: &str = ".tmp";
-/// Name of the folder below `data_dir` where stored files whose bytes no
+/// Name of the folder below a data folder where stored files whose bytes no
 /// longer match the index are set aside for an operator (never deleted).
 pub const QUARANTINE_DIR: &str = ".quarantine";
-/// Temporary files untouched for this long belong to a process that died.
-const STALE_TMP: Duration = Duration::from_secs(3600);
 /// Blocking file tasks of uploads and replicas at once. tokio's blocking
 /// pool has 512 threads; the rest stay free for serving files, the journal
 /// and health checks whatever the uploads do.
@@ -81,6 +87,9 @@ pub enum StorageError {
     DiskFull(#[source] io::Error),
     #[error("storage I/O failed: {0}")]
     Io(#[source] io::Error),
+    /// The S3 store did not take or give the file.
+    #[error("the object store failed: {0}")]
+    Store(#[source] S3Error),
 }
 
 impl From<io::Error> for StorageError {
@@ -119,14 +128,125 @@ pub enum Arrival {
     AlreadyPresent,
 }
 
+/// Where a complete temporary file goes.
+#[derive(Debug, Clone, Copy)]
+pub enum Place {
+    /// A fresh upload: its uuid name cannot be taken.
+    Rename,
+    /// A replica: fail with `AlreadyExists` (then compare) if the name is
+    /// taken.
+    NoReplace,
+}
+
+/// Where a stored file can be read.
+#[derive(Debug)]
+pub enum Located {
+    /// A file on this machine.
+    File {
+        file: PathBuf,
+        meta: std::fs::Metadata,
+    },
+    /// An object in the S3 store, served through it.
+    Object(S3Store),
+    Missing,
+}
+
+/// A file being received by a backend: its temporary file and the count of
+/// files in flight on its volume.
+#[derive(Debug)]
+pub struct Slot {
+    tmp: TempFile,
+    writing: Writing,
+    tasks: DiskTasks,
+    fsync: bool,
+}
+
+impl Slot {
+    fn new(
+        tmp: TempFile,
+        volume: usize,
+        count: Arc<AtomicUsize>,
+        tasks: DiskTasks,
+        fsync: bool,
+    ) -> Self {
+        count.fetch_add(1, Ordering::Relaxed);
+        Self {
+            tmp,
+            writing: Writing { volume, count },
+            tasks,
+            fsync,
+        }
+    }
+}
+
+/// Counts a file in flight on a volume until it is placed or dropped.
+#[derive(Debug)]
+pub struct Writing {
+    volume: usize,
+    count: Arc<AtomicUsize>,
+}
+
+impl Writing {
+    /// The volume the file is received on.
+    pub fn volume(&self) -> usize {
+        self.volume
+    }
+}
+
+impl Drop for Writing {
+    fn drop(&mut self) {
+        self.count.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// One storage interface with three implementations (SPEC §11): a data
+/// folder (`disk`), several (`volumes`), an S3 bucket (`s3`). Uploads,
+/// `sync`, serving, read-through, repair and variants all go through
+/// [`Storage`], which calls this.
+pub trait Backend: Send + Sync + std::fmt::Debug {
+    /// A temporary file for a new file, where [`Backend::place`] can take it.
+    fn begin(&self) -> Result<Slot, StorageError>;
+    /// Gives a complete, checked temporary file its public name.
+    fn place<'a>(
+        &'a self,
+        written: Written,
+        path: &'a StoredPath,
+        place: Place,
+    ) -> BoxFuture<'a, Result<Arrival, StorageError>>;
+    /// Where the stored file `path` can be read, if it is stored.
+    fn locate<'a>(&'a self, path: &'a StoredPath) -> BoxFuture<'a, Located>;
+    /// Removes the stored file `path`; one that is not there is no error.
+    fn remove<'a>(&'a self, path: &'a StoredPath) -> BoxFuture<'a, Result<(), StorageError>>;
+    /// Moves the file of `path` aside for an operator; returns where.
+    fn quarantine<'a>(&'a self, path: &'a StoredPath) -> BoxFuture<'a, io::Result<PathBuf>>;
+    /// Can this backend take new files now?
+    fn probe(&self) -> BoxFuture<'_, io::Result<()>>;
+    /// The data folders whose files the index covers (none for a bucket).
+    fn roots(&self) -> Vec<PathBuf>;
+}
+
+/// Which backend [`Storage::open`] builds.
+#[derive(Debug, Clone)]
+pub enum BackendSettings {
+    /// One data folder, or several volumes.
+    Disk {
+        data_dirs: Vec<PathBuf>,
+        min_free: u64,
+    },
+    S3(S3Settings),
+}
+
 #[derive(Debug, Clone)]
 pub struct Storage {
-    data_dir: PathBuf,
-    tmp_dir: PathBuf,
-    fsync: bool,
-    disk: DiskTasks,
-    /// What is stored here; every commit is recorded in it.
-    index: Index,
+    backend: Arc<dyn Backend>,
+    /// What is stored here; every commit is recorded in it. None for a
+    /// bucket: the store is the record, shared by every front-end.
+    index: Option<Index>,
+    /// Where variants are kept (the first data folder).
+    variants_dir: PathBuf,
+    /// A volume was replaced by an empty disk while the others kept their
+    /// files (and the index still lists what it held).
+    replaced_volume: bool,
 }
 
 /// Why a data folder cannot be used.
@@ -141,6 +261,8 @@ pub enum OpenError {
     OtherServer { owner: String, me: String },
     #[error("{0}")]
     Index(#[from] IndexError),
+    #[error("{0}")]
+    Store(#[from] S3Error),
 }
 
 /// The bounded share of blocking threads that storage work runs on.
@@ -170,85 +292,182 @@ impl DiskTasks {
     }
 
     /// Runs `work` on a blocking thread and waits for it.
-    async fn run<T: Send + 'static>(
+    async fn run<T: Send + 'static, E: From<io::Error> + Send + 'static>(
         &self,
-        work: impl FnOnce() -> io::Result<T> + Send + 'static,
-    ) -> io::Result<T> {
+        work: impl FnOnce() -> Result<T, E> + Send + 'static,
+    ) -> Result<T, E> {
         self.spawn(work).await?.await.map_err(io::Error::other)?
     }
 }
 
 impl Storage {
-    /// Creates the folders, checks that the folder is this server's (a
-    /// folder without a marker is a new or replaced disk, marked now and
-    /// refilled by repair), opens the index (building it from the files if
-    /// it is new) and removes temporary files left by a dead process.
-    pub fn open(data_dir: &Path, fsync: bool, server_name: &str) -> Result<Self, OpenError> {
-        let tmp_dir = data_dir.join(TMP_DIR);
-        std::fs::create_dir_all(&tmp_dir)?;
-        check_marker(data_dir, server_name)?;
-        remove_stale(&tmp_dir);
-        let index = Index::open(data_dir)?;
-        // A process that died between a tombstone and the file's removal
-        // left the file: finish the delete.
-        for path in index.tombstones()? {
-            let file = data_dir.join(path.to_relative_path());
-            if file.exists() {
-                tracing::warn!(%path, "removing a deleted file left by an interrupted delete");
-                remove_file_patiently(&file)?;
-                remove_variants(data_dir, &path)?;
+    /// Opens the backend (checking each data folder is this server's, or
+    /// that the bucket answers), and, for data folders, the index in the
+    /// first one (built from the files of every folder if it is new); then
+    /// finishes deletes a dead process left half done.
+    pub async fn open(
+        settings: &BackendSettings,
+        scratch_dir: &Path,
+        fsync: bool,
+        server_name: &str,
+    ) -> Result<Self, OpenError> {
+        let tasks = DiskTasks::new(DISK_TASKS);
+        let mut replaced_volume = false;
+        let backend: Arc<dyn Backend> = match settings {
+            BackendSettings::Disk {
+                data_dirs,
+                min_free,
+            } => {
+                let mut disks = Vec::new();
+                for dir in data_dirs {
+                    disks.push(Disk::open(dir, fsync, server_name, tasks.clone())?);
+                }
+                let new = disks.iter().filter(|d| d.is_new()).count();
+                replaced_volume = new > 0 && new < disks.len();
+                match <[Disk; 1]>::try_from(disks) {
+                    Ok([disk]) => Arc::new(disk),
+                    Err(disks) => Arc::new(Volumes::new(disks, *min_free)),
+                }
+            }
+            BackendSettings::S3(s3) => {
+                // Uploads are received and checked here before they go up.
+                let scratch = Disk::open(scratch_dir, false, server_name, tasks)?;
+                Arc::new(S3Backend::new(S3Store::connect(s3).await?, scratch))
+            }
+        };
+        let roots = backend.roots();
+        let index = match roots.first() {
+            Some(home) => Some(Index::open(home, &roots)?),
+            None => None,
+        };
+        let storage = Self {
+            backend,
+            index,
+            variants_dir: roots
+                .first()
+                .map_or_else(|| scratch_dir.to_path_buf(), |home| home.clone())
+                .join(VARIANTS_DIR),
+            replaced_volume,
+        };
+        if let Some(index) = &storage.index {
+            // A process that died between a tombstone and the file's removal
+            // left the file: finish the delete.
+            for path in index.tombstones()? {
+                if let Located::File { .. } = storage.backend.locate(&path).await {
+                    tracing::warn!(%path, "removing a deleted file left by an interrupted delete");
+                    storage.discard(&path).await.map_err(|e| match e {
+                        StorageError::Io(e) | StorageError::DiskFull(e) => OpenError::Io(e),
+                        other => OpenError::Io(io::Error::other(other.to_string())),
+                    })?;
+                }
             }
         }
-        Ok(Self {
-            index,
-            data_dir: data_dir.to_path_buf(),
-            tmp_dir,
-            fsync,
-            disk: DiskTasks::new(DISK_TASKS),
+        Ok(storage)
+    }
+
+    /// Whether a volume was found empty and new beside volumes with files:
+    /// its files are listed in the index but missing, which a scrub pass
+    /// finds and fetches from the peers.
+    pub fn replaced_volume(&self) -> bool {
+        self.replaced_volume
+    }
+
+    /// The index of a server with data folders; none for a bucket.
+    pub fn index(&self) -> Option<&Index> {
+        self.index.as_ref()
+    }
+
+    /// Where the stored file `path` can be read, if it is stored.
+    pub async fn locate(&self, path: &StoredPath) -> Located {
+        self.backend.locate(path).await
+    }
+
+    /// The stored file `path` on this machine's disks, if it is there.
+    pub async fn find_file(&self, path: &StoredPath) -> Option<PathBuf> {
+        match self.locate(path).await {
+            Located::File { file, .. } => Some(file),
+            Located::Object(_) | Located::Missing => None,
+        }
+    }
+
+    /// The most free bytes of any data folder a new file could go to (no
+    /// limit for a bucket).
+    pub async fn free_space(&self) -> io::Result<u64> {
+        let roots = self.backend.roots();
+        tokio::task::spawn_blocking(move || {
+            if roots.is_empty() {
+                return Ok(u64::MAX);
+            }
+            roots
+                .iter()
+                .try_fold(0, |most, root| Ok(most.max(fs4::available_space(root)?)))
         })
+        .await
+        .map_err(io::Error::other)?
     }
 
-    pub fn index(&self) -> &Index {
-        &self.index
-    }
-
-    /// Where a stored file lives on disk.
-    pub fn file_path(&self, path: &StoredPath) -> PathBuf {
-        self.data_dir.join(path.to_relative_path())
+    /// The stored file `path` as a file on this machine (for a bucket, a
+    /// temporary copy removed when the returned value is dropped).
+    pub async fn local_copy(&self, path: &StoredPath) -> io::Result<Option<LocalCopy>> {
+        match self.locate(path).await {
+            Located::File { file, .. } => Ok(Some(LocalCopy {
+                file,
+                _temporary: None,
+            })),
+            Located::Object(store) => {
+                let tmp = self.backend.begin().map_err(io::Error::other)?;
+                let file = tmp.tmp.0.clone();
+                if store
+                    .download(path, &file)
+                    .await
+                    .map_err(io::Error::other)?
+                {
+                    Ok(Some(LocalCopy {
+                        file,
+                        _temporary: Some(tmp),
+                    }))
+                } else {
+                    Ok(None)
+                }
+            }
+            Located::Missing => Ok(None),
+        }
     }
 
     /// Where a variant of a stored file lives (or would live) on disk.
     pub fn variant_path(&self, variant: &VariantPath) -> PathBuf {
-        self.variants_dir().join(variant.to_relative_path())
+        self.variants_dir.join(variant.to_relative_path())
     }
 
     /// The folder of this server's variants.
     pub fn variants_dir(&self) -> PathBuf {
-        self.data_dir.join(VARIANTS_DIR)
+        self.variants_dir.clone()
     }
 
     /// Starts receiving a file of at most `limit` bytes of one of `allowed`,
-    /// checked and stripped as `rules` say.
-    pub fn begin(&self, limit: u64, allowed: &[ImageType], rules: ImageRules) -> Incoming {
-        let tmp = TempFile(self.tmp_dir.join(format!("{}.part", Uuid::new_v4())));
-        Incoming::new(tmp, self.disk.clone(), self.fsync, limit, allowed, rules)
+    /// checked and stripped as `rules` say. Fails at once (nothing read)
+    /// when no volume has room.
+    pub fn begin(
+        &self,
+        limit: u64,
+        allowed: &[ImageType],
+        rules: ImageRules,
+    ) -> Result<Incoming, StorageError> {
+        Ok(Incoming::new(self.backend.begin()?, limit, allowed, rules))
     }
 
     /// Gives a complete upload its dated public name (today, local time).
     pub async fn commit_dated(&self, written: Written) -> Result<StoredFile, StorageError> {
         let date = chrono::Local::now().date_naive();
         let path = StoredPath::new(date, Uuid::new_v4(), written.image_type);
-        let target = self.file_path(&path);
-        let fsync = self.fsync;
-        let data_dir = self.data_dir.clone();
-        let Written {
-            tmp, size, sha256, ..
-        } = written;
-        // A fresh uuid: nothing can be in the way, a rename is enough.
-        self.disk
-            .run(move || publish(tmp, &target, &data_dir, fsync, Place::Rename))
+        let file = StoredFile {
+            path,
+            size: written.size,
+            sha256: written.sha256.clone(),
+        };
+        self.backend
+            .place(written, &file.path, Place::Rename)
             .await?;
-        let file = StoredFile { path, size, sha256 };
         self.record(&file);
         Ok(file)
     }
@@ -269,38 +488,17 @@ impl Storage {
                 allowed: path.image_type().extension().to_owned(),
             });
         }
-        if self.index.is_deleted(path)? {
+        if let Some(index) = &self.index
+            && index.is_deleted(path)?
+        {
             return Err(StorageError::Deleted);
         }
-        let target = self.file_path(path);
-        let fsync = self.fsync;
-        let data_dir = self.data_dir.clone();
         let file = StoredFile {
             path: path.clone(),
             size: written.size,
             sha256: written.sha256.clone(),
         };
-        let arrival = self
-            .disk
-            .spawn(move || {
-                // Two senders may deliver the same name at once (a replay
-                // beside a late original): only one may create it, the other
-                // compares.
-                match publish(written.tmp, &target, &data_dir, fsync, Place::NoReplace) {
-                    Ok(()) => Ok(Arrival::New),
-                    Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
-                        if hash_file(&target)? == written.sha256 {
-                            Ok(Arrival::AlreadyPresent)
-                        } else {
-                            Err(StorageError::Conflict)
-                        }
-                    }
-                    Err(e) => Err(e.into()),
-                }
-            })
-            .await?
-            .await
-            .map_err(io::Error::other)??;
+        let arrival = self.backend.place(written, path, Place::NoReplace).await?;
         // An identical file already there is recorded too: after a crash it
         // may be the index that missed it.
         self.record(&file);
@@ -311,126 +509,64 @@ impl Storage {
     /// nothing brings the name back, then the file and its variants.
     /// Deleting a name that is not here succeeds.
     pub async fn delete(&self, path: &StoredPath) -> Result<(), StorageError> {
-        self.index
-            .tombstone(path.clone(), chrono::Utc::now().timestamp())
-            .await?;
-        let file = self.file_path(path);
-        let data_dir = self.data_dir.clone();
+        if let Some(index) = &self.index {
+            index
+                .tombstone(path.clone(), chrono::Utc::now().timestamp())
+                .await?;
+        }
+        self.discard(path).await
+    }
+
+    /// Removes a stored file whose link was never handed out (no
+    /// tombstone: the name was never announced).
+    pub async fn discard(&self, path: &StoredPath) -> Result<(), StorageError> {
+        self.backend.remove(path).await?;
+        let variants = self.variants_dir.clone();
         let path = path.clone();
-        self.disk
-            .run(move || {
-                remove_file_patiently(&file)?;
-                remove_variants(&data_dir, &path)
-            })
-            .await?;
+        tokio::task::spawn_blocking(move || remove_variants(&variants, &path))
+            .await
+            .map_err(io::Error::other)??;
         Ok(())
     }
 
-    /// Moves the file of `path` aside to `{data_dir}/.quarantine/`, under
-    /// its date, name and the time now, so that its name is free for a good
-    /// copy; returns where it went.
+    /// Moves the file of `path` aside to `.quarantine/` in its data folder,
+    /// under its date, name and the time now, so that its name is free for
+    /// a good copy; returns where it went.
     pub async fn quarantine(&self, path: &StoredPath) -> io::Result<PathBuf> {
-        let from = self.file_path(path);
-        let folder = self.data_dir.join(QUARANTINE_DIR);
-        let date = path.date();
-        let to = folder.join(format!(
-            "{}-{}-{}-{}.{}",
-            date.format("%Y"),
-            date.format("%-m"),
-            date.format("%-d"),
-            path.file_name(),
-            chrono::Local::now().format("%Y%m%d%H%M%S")
-        ));
-        let moved = to.clone();
-        tokio::task::spawn_blocking(move || {
-            std::fs::create_dir_all(&folder)?;
-            std::fs::rename(&from, &moved)
-        })
-        .await
-        .map_err(io::Error::other)??;
-        Ok(to)
+        self.backend.quarantine(path).await
     }
 
     fn record(&self, file: &StoredFile) {
-        self.index.record(FileEntry {
-            path: file.path.clone(),
-            size: file.size,
-            sha256: file.sha256.clone(),
-            added: chrono::Utc::now().timestamp(),
-        });
+        if let Some(index) = &self.index {
+            index.record(FileEntry {
+                path: file.path.clone(),
+                size: file.size,
+                sha256: file.sha256.clone(),
+                added: chrono::Utc::now().timestamp(),
+            });
+        }
     }
 
-    /// Writes and removes a probe file: can this server still store uploads?
+    /// Can this server still store uploads?
     pub async fn probe(&self) -> io::Result<()> {
-        let probe = self.tmp_dir.join(format!("{}.probe", Uuid::new_v4()));
-        tokio::task::spawn_blocking(move || {
-            std::fs::write(&probe, b"ok")?;
-            std::fs::remove_file(&probe)
-        })
-        .await
-        .map_err(io::Error::other)?
+        self.backend.probe().await
     }
 }
 
-/// How a complete temporary file takes its public name.
-enum Place {
-    Rename,
-    /// Fail with `AlreadyExists` if the name is taken: a hard link is an
-    /// atomic create-if-absent; the temporary name is removed afterwards.
-    NoReplace,
+/// A stored file as a file on this machine.
+#[derive(Debug)]
+pub struct LocalCopy {
+    file: PathBuf,
+    /// A downloaded copy, removed on drop.
+    _temporary: Option<Slot>,
 }
 
-/// Gives a complete temporary file the name `target`, creating (and
-/// syncing) the dated folders on the way.
-fn publish(
-    mut tmp: TempFile,
-    target: &Path,
-    data_dir: &Path,
-    fsync: bool,
-    place: Place,
-) -> io::Result<()> {
-    let parent = target
-        .parent()
-        .ok_or_else(|| io::Error::other("stored path has no folder"))?;
-    let created = !parent.exists();
-    std::fs::create_dir_all(parent)?;
-    match place {
-        Place::Rename => {
-            std::fs::rename(&tmp.0, target)?;
-            tmp.0 = PathBuf::new();
-        }
-        Place::NoReplace => std::fs::hard_link(&tmp.0, target)?,
+impl std::ops::Deref for LocalCopy {
+    type Target = Path;
+    fn deref(&self) -> &Path {
+        &self.file
     }
-    if fsync {
-        sync_dir(parent)?;
-        if created {
-            // New day (or month, or year) folders: their entries must reach
-            // the disk too, or the file would be unreachable after a crash.
-            let mut dir = parent.parent();
-            while let Some(d) = dir {
-                sync_dir(d)?;
-                if d == data_dir {
-                    break;
-                }
-                dir = d.parent();
-            }
-        }
-    }
-    Ok(())
 }
-
-#[cfg(unix)]
-fn sync_dir(dir: &Path) -> io::Result<()> {
-    File::open(dir)?.sync_all()
-}
-
-/// NTFS journals directory entries itself; Windows cannot fsync a folder
-/// opened the ordinary way.
-#[cfg(not(unix))]
-fn sync_dir(_dir: &Path) -> io::Result<()> {
-    Ok(())
-}
-
 /// SHA-256 of a file on disk, lowercase hex.
 pub fn hash_file(path: &Path) -> io::Result<String> {
     let mut file = File::open(path)?;
@@ -445,30 +581,10 @@ pub fn hash_file(path: &Path) -> io::Result<String> {
     }
 }
 
-/// Removes `file` if it is there. On Windows a file being served cannot be
-/// removed until its reader closes it, so that is tried again for a while.
-fn remove_file_patiently(file: &Path) -> io::Result<()> {
-    let mut tries = 0;
-    loop {
-        match std::fs::remove_file(file) {
-            Ok(()) => return Ok(()),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
-            Err(e) if cfg!(windows) && tries < 50 => {
-                tries += 1;
-                tracing::debug!(error = %e, "file in use; removing it again shortly");
-                std::thread::sleep(Duration::from_millis(100));
-            }
-            Err(e) => return Err(e),
-        }
-    }
-}
-
 /// Removes every variant of `original` made here (a folder that is not
 /// there has none).
-fn remove_variants(data_dir: &Path, original: &StoredPath) -> io::Result<()> {
-    let mut folder = data_dir
-        .join(VARIANTS_DIR)
-        .join(original.to_relative_path());
+fn remove_variants(variants_dir: &Path, original: &StoredPath) -> io::Result<()> {
+    let mut folder = variants_dir.join(original.to_relative_path());
     folder.pop();
     let entries = match std::fs::read_dir(&folder) {
         Ok(entries) => entries,
@@ -481,49 +597,8 @@ fn remove_variants(data_dir: &Path, original: &StoredPath) -> io::Result<()> {
             .to_str()
             .is_some_and(|name| variant_path::is_variant_of(name, original))
         {
-            remove_file_patiently(&entry.path())?;
+            disk::remove_file_patiently(&entry.path())?;
         }
     }
     Ok(())
-}
-
-/// Refuses a folder marked for another server; marks an unmarked one.
-fn check_marker(data_dir: &Path, server_name: &str) -> Result<(), OpenError> {
-    let marker = data_dir.join(MARKER);
-    match std::fs::read_to_string(&marker) {
-        Ok(owner) if owner.trim() == server_name => Ok(()),
-        Ok(owner) => Err(OpenError::OtherServer {
-            owner: owner.trim().to_owned(),
-            me: server_name.to_owned(),
-        }),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {
-            tracing::warn!(
-                data_dir = %data_dir.display(),
-                "the data folder has no marker: a new or replaced disk; it is marked now, and repair fills it from the peers"
-            );
-            let mut file = File::create_new(&marker)?;
-            std::io::Write::write_all(&mut file, format!("{server_name}\n").as_bytes())?;
-            file.sync_all()?;
-            Ok(())
-        }
-        Err(e) => Err(e.into()),
-    }
-}
-
-fn remove_stale(tmp_dir: &Path) {
-    let Ok(entries) = std::fs::read_dir(tmp_dir) else {
-        return;
-    };
-    for entry in entries.flatten() {
-        let stale = entry
-            .metadata()
-            .and_then(|m| m.modified())
-            .ok()
-            .and_then(|t| SystemTime::now().duration_since(t).ok())
-            .is_some_and(|age| age > STALE_TMP);
-        if stale {
-            tracing::warn!(file = %entry.path().display(), "removing a stale temporary file");
-            let _ = std::fs::remove_file(entry.path());
-        }
-    }
 }

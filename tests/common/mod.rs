@@ -305,10 +305,7 @@ impl Node {
 
     /// Stored files (relative path with `/`, content), temporary files excluded.
     pub fn stored(&self) -> Vec<(String, Vec<u8>)> {
-        let mut out = Vec::new();
-        collect(&self.data_dir(), &self.data_dir(), &mut out);
-        out.sort();
-        out
+        stored_in(&self.data_dir())
     }
 
     /// Files under `data/.tmp`: must be empty whenever nothing is in flight.
@@ -354,6 +351,15 @@ impl Drop for Node {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+/// Stored files below the data folder `root` (relative path with `/`,
+/// content), sorted; temporary files, index, variants and marker excluded.
+pub fn stored_in(root: &Path) -> Vec<(String, Vec<u8>)> {
+    let mut out = Vec::new();
+    collect(root, root, &mut out);
+    out.sort();
+    out
 }
 
 fn collect(root: &Path, dir: &Path, out: &mut Vec<(String, Vec<u8>)>) {
