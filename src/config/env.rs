@@ -98,6 +98,7 @@ pub(crate) fn read() -> Result<FileConfig, ConfigError> {
             retry_interval_secs: parsed("REPLICATION_RETRY_INTERVAL_SECS")?,
             max_retry_interval_secs: parsed("REPLICATION_MAX_RETRY_INTERVAL_SECS")?,
         },
+        storage: None,
     })
 }
 

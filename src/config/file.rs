@@ -39,6 +39,7 @@ pub(crate) struct FileConfig {
     pub repair: RepairFile,
     #[serde(default)]
     pub images: ImagesFile,
+    pub storage: Option<super::storage::StorageFile>,
 }
 
 #[derive(Debug, Default, Deserialize)]

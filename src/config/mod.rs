@@ -10,6 +10,7 @@
 mod env;
 mod file;
 pub mod servers;
+mod storage;
 mod webconfig;
 
 use std::net::{IpAddr, SocketAddr};
@@ -113,6 +114,8 @@ pub struct Config {
     pub replication: ReplicationSettings,
     pub repair: RepairSettings,
     pub images: ImageSettings,
+    /// `[storage.s3]`, when app.toml has it.
+    pub s3: Option<crate::storage::s3::S3Settings>,
 }
 
 /// SPEC §2.7: limits on pictures, metadata privacy, and sized variants.
@@ -342,8 +345,13 @@ impl Config {
                 600,
             )?,
         };
+        let s3 = match c.storage {
+            Some(storage) => storage.s3_settings(file, folder)?,
+            None => None,
+        };
         Ok(Self {
             file: file.to_path_buf(),
+            s3,
             server_name,
             security_key,
             domain,
@@ -462,6 +470,7 @@ impl FileConfig {
                 .max_connections_per_client
                 .or(self.max_connections_per_client),
             send_timeout_secs: upper.send_timeout_secs.or(self.send_timeout_secs),
+            storage: upper.storage.or(self.storage),
             replication: file::ReplicationFile {
                 connect_timeout_secs: u.connect_timeout_secs.or(r.connect_timeout_secs),
                 idle_timeout_secs: u.idle_timeout_secs.or(r.idle_timeout_secs),

@@ -10,6 +10,7 @@ mod files;
 mod health;
 mod log;
 mod metrics;
+pub mod objects;
 mod origin;
 mod page;
 mod params;

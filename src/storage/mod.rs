@@ -20,6 +20,7 @@
 
 mod incoming;
 mod path;
+pub mod s3;
 mod sniff;
 mod variant_path;
 
