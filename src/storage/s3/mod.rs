@@ -214,12 +214,16 @@ impl S3Store {
         if let Some(token) = credentials.session_token {
             builder = builder.with_token(token);
         }
+        let mut allow_http = false;
         if let Some(endpoint) = &settings.endpoint {
-            builder = builder
-                .with_endpoint(endpoint)
-                .with_allow_http(endpoint.starts_with("http://"));
+            builder = builder.with_endpoint(endpoint);
+            allow_http = endpoint.starts_with("http://");
         }
-        let options = ClientOptions::new().with_connect_timeout(settings.connect_timeout);
+        // Client options replace the builder's (its `allow_http` too), so
+        // every client setting is made here.
+        let options = ClientOptions::new()
+            .with_allow_http(allow_http)
+            .with_connect_timeout(settings.connect_timeout);
         let store = builder
             .clone()
             .with_client_options(options.clone().with_timeout(settings.request_timeout))
@@ -388,5 +392,82 @@ fn info(result: &GetResult) -> ObjectInfo {
         e_tag: result.meta.e_tag.clone(),
         sha256,
         last_modified: result.meta.last_modified,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const PATH: &str = "2014/4/15/5310bcaf-0f8a-45c5-9a61-9bf45b5e09c1.jpg";
+
+    /// Settings for a store on `endpoint` with keys from a file in `dir`.
+    fn settings(dir: &Path, endpoint: &str) -> S3Settings {
+        let credentials = dir.join("credentials");
+        std::fs::write(
+            &credentials,
+            "[default]\naws_access_key_id = GK1\naws_secret_access_key = secret\n",
+        )
+        .expect("write");
+        S3Settings {
+            endpoint: Some(endpoint.to_owned()),
+            credentials_file: Some(credentials),
+            retries: 1,
+            connect_timeout: Duration::from_secs(1),
+            request_timeout: Duration::from_secs(2),
+            ..S3Settings::new("images")
+        }
+    }
+
+    #[test]
+    fn keys_are_prefix_and_stored_path() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = StoredPath::parse(PATH).expect("valid");
+        let mut s = settings(dir.path(), "http://127.0.0.1:1");
+        let store = S3Store::build(&s).expect("builds");
+        assert_eq!(store.key(&path), PATH);
+        assert_eq!(store.public_url(&path), None);
+        s.key_prefix = "/site/images".into();
+        s.public_base_url = Some("https://cdn.example.com/i/".into());
+        let store = S3Store::build(&s).expect("builds");
+        assert_eq!(store.key(&path), format!("site/images/{PATH}"));
+        assert_eq!(
+            store.public_url(&path),
+            Some(format!("https://cdn.example.com/i/{PATH}"))
+        );
+    }
+
+    #[test]
+    fn status_is_read_from_the_message() {
+        let message = "Error performing GET http://h/b/k in 1ms - Server returned \
+                       non-2xx status code: 503 Service Unavailable: <Error/>";
+        assert_eq!(status_in(message), Some(503));
+        assert_eq!(status_in("connection refused"), None);
+    }
+
+    #[tokio::test]
+    async fn a_store_that_is_not_there_is_unavailable() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        // A port nobody listens on: the connection is refused at once.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("port")
+            .port();
+        let s = settings(dir.path(), &format!("http://127.0.0.1:{port}"));
+        let started = std::time::Instant::now();
+        let e = S3Store::connect(&s).await.expect_err("nothing listens");
+        assert!(e.is_unavailable(), "{e:?}");
+        assert!(started.elapsed() < Duration::from_secs(5));
+    }
+
+    #[test]
+    fn parts_must_fit_the_store_and_the_budget() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut s = settings(dir.path(), "http://127.0.0.1:1");
+        s.part_size = 1 << 20;
+        assert!(matches!(S3Store::build(&s), Err(S3Error::Settings { .. })));
+        s.part_size = 16 << 20;
+        s.buffer_budget = 8 << 20;
+        assert!(matches!(S3Store::build(&s), Err(S3Error::Settings { .. })));
     }
 }
