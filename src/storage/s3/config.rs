@@ -20,7 +20,8 @@ pub struct S3Settings {
     pub bucket: String,
     pub region: String,
     /// `http://host/bucket/key` rather than `http://bucket.host/key`; what
-    /// Garage, MinIO and most self-hosted stores expect.
+    /// Garage, MinIO and most self-hosted stores expect. Off, the bucket is
+    /// put in front of `endpoint`'s host.
     pub path_style: bool,
     /// Put before every object key; empty or ending with `/`.
     pub key_prefix: String,

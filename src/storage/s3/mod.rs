@@ -216,8 +216,10 @@ impl S3Store {
         }
         let mut allow_http = false;
         if let Some(endpoint) = &settings.endpoint {
-            builder = builder.with_endpoint(endpoint);
+            let endpoint = bucket_endpoint(endpoint, &settings.bucket, settings.path_style)
+                .map_err(|problem| invalid(format!("endpoint `{endpoint}`: {problem}")))?;
             allow_http = endpoint.starts_with("http://");
+            builder = builder.with_endpoint(endpoint);
         }
         // Client options replace the builder's (its `allow_http` too), so
         // every client setting is made here.
@@ -371,6 +373,21 @@ impl S3Store {
     }
 }
 
+/// The endpoint the client is given. With virtual-hosted style the client
+/// expects the bucket already in the host, while the setting names the
+/// store (`https://s3.example.com`), so the bucket is put in front of it
+/// here (`https://images.s3.example.com`).
+fn bucket_endpoint(endpoint: &str, bucket: &str, path_style: bool) -> Result<String, String> {
+    if path_style {
+        return Ok(endpoint.to_owned());
+    }
+    let mut url = reqwest::Url::parse(endpoint).map_err(|e| e.to_string())?;
+    let host = url.host_str().ok_or("it has no host")?.to_owned();
+    url.set_host(Some(&format!("{bucket}.{host}")))
+        .map_err(|e| e.to_string())?;
+    Ok(url.as_str().trim_end_matches('/').to_owned())
+}
+
 /// A body that sent nothing for `idle`: the store is as good as down.
 fn stalled(idle: Duration) -> S3Error {
     S3Error::Unavailable(object_store::Error::Generic {
@@ -434,6 +451,16 @@ mod tests {
         assert_eq!(
             store.public_url(&path),
             Some(format!("https://cdn.example.com/i/{PATH}"))
+        );
+    }
+
+    #[test]
+    fn virtual_hosted_style_puts_the_bucket_in_the_host() {
+        let e = "https://s3.example.com:8443";
+        assert_eq!(bucket_endpoint(e, "images", true).as_deref(), Ok(e));
+        assert_eq!(
+            bucket_endpoint(e, "images", false).as_deref(),
+            Ok("https://images.s3.example.com:8443")
         );
     }
 
