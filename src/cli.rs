@@ -1,4 +1,5 @@
-//! Command-line interface: `serve` (the default), `replay` and `check-config`.
+//! Command-line interface: `serve` (the default), `replay`, `check-config`
+//! and `migrate`.
 //!
 //! Flags here override environment variables and files (SPEC §3); turning them
 //! into a `Config` is the job of `config`.
@@ -33,6 +34,9 @@ pub enum Command {
     Replay(ReplayArgs),
     /// Load and validate the configuration, print a summary, and exit.
     CheckConfig(Overrides),
+    /// Copy a data folder's stored files into the `[storage.s3]` bucket;
+    /// run it again to resume after an interruption.
+    Migrate(MigrateArgs),
 }
 
 /// Settings that flags can override, above environment and files.
@@ -60,6 +64,18 @@ pub struct ReplayArgs {
     /// the key goes in the X-Security-Key header, never in the URL.
     #[arg(long)]
     pub url: Option<String>,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct MigrateArgs {
+    #[command(flatten)]
+    pub overrides: Overrides,
+    /// The data folder to copy (default: data_dir of the configuration).
+    #[arg(long)]
+    pub from: Option<PathBuf>,
+    /// Files copied at once.
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..))]
+    pub concurrency: u16,
 }
 
 impl Cli {
@@ -113,6 +129,7 @@ mod tests {
                 "http://h/do.ashx",
             ],
             vec!["x", "check-config", "--config", "a.toml"],
+            vec!["x", "migrate", "--config", "a.toml", "--concurrency", "4"],
         ] {
             let cli = Cli::try_parse_from(&args).expect("parses");
             assert_eq!(cli.config, Some(PathBuf::from("a.toml")), "{args:?}");

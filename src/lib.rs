@@ -13,6 +13,7 @@ pub mod images;
 pub mod index;
 pub mod journal;
 mod logging;
+mod migrate;
 pub mod repair;
 pub mod replication;
 mod server;
@@ -24,7 +25,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 
-use cli::{Cli, Command, ReplayArgs};
+use cli::{Cli, Command, MigrateArgs, ReplayArgs};
 use config::Config;
 use http::AppState;
 use journal::{Journal, Replayer};
@@ -42,6 +43,11 @@ pub fn run(cli: Cli) -> ExitCode {
         Some(Command::Serve(o)) => (o, Mode::Serve),
         Some(Command::CheckConfig(o)) => (o, Mode::Check),
         Some(Command::Replay(ReplayArgs { overrides, url })) => (overrides, Mode::Replay(url)),
+        Some(Command::Migrate(MigrateArgs {
+            overrides,
+            from,
+            concurrency,
+        })) => (overrides, Mode::Migrate(from, concurrency.into())),
     };
     let config = match Config::load(&config_path, &overrides) {
         Ok(c) => c,
@@ -57,6 +63,10 @@ pub fn run(cli: Cli) -> ExitCode {
         }
         Mode::Serve => runtime().and_then(|rt| rt.block_on(serve(config))),
         Mode::Replay(url) => runtime().and_then(|rt| rt.block_on(replay(config, url))),
+        Mode::Migrate(from, concurrency) => runtime().and_then(|rt| {
+            let _log = logging::init(None)?;
+            rt.block_on(migrate::run(&config, from, concurrency))
+        }),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -71,6 +81,8 @@ enum Mode {
     Serve,
     Check,
     Replay(Option<String>),
+    /// The folder to copy (default: data_dir) and files at once.
+    Migrate(Option<std::path::PathBuf>, usize),
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
@@ -87,6 +99,13 @@ fn check_config(config: &Config) {
     println!("  data_dir      {}", config.data_dir.display());
     println!("  log_dir       {}", config.log_dir.display());
     println!("  servers       {}", config.servers_file.display());
+    if let Some(s3) = &config.s3 {
+        let endpoint = s3.endpoint.as_deref().unwrap_or("AWS");
+        println!(
+            "  s3 bucket     {} at {endpoint} (region {})",
+            s3.bucket, s3.region
+        );
+    }
     for peer in &config.peers {
         println!("  peer          {} {}", peer.name, peer.uri);
     }

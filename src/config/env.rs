@@ -99,10 +99,7 @@ pub(crate) fn read() -> Result<FileConfig, ConfigError> {
             max_retry_interval_secs: parsed("REPLICATION_MAX_RETRY_INTERVAL_SECS")?,
         },
         data_dirs: list("DATA_DIRS").map(|l| l.into_iter().map(Into::into).collect()),
-        storage: super::file::StorageFile {
-            backend: var("STORAGE_BACKEND"),
-            min_free_bytes: parsed("STORAGE_MIN_FREE_BYTES")?,
-        },
+        storage: None,
     })
 }
 

@@ -41,15 +41,7 @@ pub(crate) struct FileConfig {
     pub repair: RepairFile,
     #[serde(default)]
     pub images: ImagesFile,
-    #[serde(default)]
-    pub storage: StorageFile,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct StorageFile {
-    pub backend: Option<String>,
-    pub min_free_bytes: Option<u64>,
+    pub storage: Option<super::storage::StorageFile>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -10,6 +10,7 @@
 mod env;
 mod file;
 pub mod servers;
+mod storage;
 mod webconfig;
 
 use std::net::{IpAddr, SocketAddr};
@@ -117,6 +118,8 @@ pub struct Config {
     pub replication: ReplicationSettings,
     pub repair: RepairSettings,
     pub images: ImageSettings,
+    /// `[storage.s3]`, when app.toml has it.
+    pub s3: Option<crate::storage::s3::S3Settings>,
 }
 
 /// SPEC §2.7: limits on pictures, metadata privacy, and sized variants.
@@ -347,8 +350,12 @@ impl Config {
             )?,
         };
         let data_dir = c.data_dir.unwrap_or_else(|| folder.join("data"));
-        let storage = match c.storage.backend.as_deref().unwrap_or("disk") {
-            "disk" => BackendSettings::Disk {
+        let storage_file = c.storage.unwrap_or_default();
+        let min_free = storage_file.min_free_bytes.unwrap_or(256 << 20);
+        let (s3, use_s3) = storage_file.s3_settings(file, folder)?;
+        let storage = match (&s3, use_s3) {
+            (Some(s3), true) => BackendSettings::S3(s3.clone()),
+            _ => BackendSettings::Disk {
                 data_dirs: match c.data_dirs {
                     Some(dirs) if dirs.is_empty() => {
                         return Err(err("data_dirs", "lists no folder".into()));
@@ -356,24 +363,20 @@ impl Config {
                     Some(dirs) => dirs,
                     None => vec![data_dir.clone()],
                 },
-                min_free: c.storage.min_free_bytes.unwrap_or(256 << 20),
+                min_free,
             },
-            other => {
-                return Err(err(
-                    "storage.backend",
-                    format!("`{other}` is not a backend; use \"disk\" or \"s3\""),
-                ));
-            }
         };
-        let data_dir = match &storage {
+        let (data_dir, peers) = match &storage {
             BackendSettings::Disk { data_dirs, .. } => {
-                data_dirs.first().cloned().unwrap_or(data_dir)
+                (data_dirs.first().cloned().unwrap_or(data_dir), peers)
             }
-            BackendSettings::S3(_) => data_dir,
+            // The store keeps the copies: no fan-out, no repair.
+            BackendSettings::S3(_) => (data_dir, Vec::new()),
         };
         Ok(Self {
             file: file.to_path_buf(),
             storage,
+            s3,
             server_name,
             security_key,
             domain,
@@ -493,6 +496,7 @@ impl FileConfig {
                 .max_connections_per_client
                 .or(self.max_connections_per_client),
             send_timeout_secs: upper.send_timeout_secs.or(self.send_timeout_secs),
+            storage: upper.storage.or(self.storage),
             replication: file::ReplicationFile {
                 connect_timeout_secs: u.connect_timeout_secs.or(r.connect_timeout_secs),
                 idle_timeout_secs: u.idle_timeout_secs.or(r.idle_timeout_secs),
@@ -526,10 +530,6 @@ impl FileConfig {
                     .max_bytes_per_sec
                     .or(self.repair.max_bytes_per_sec),
                 concurrency: upper.repair.concurrency.or(self.repair.concurrency),
-            },
-            storage: file::StorageFile {
-                backend: upper.storage.backend.or(self.storage.backend),
-                min_free_bytes: upper.storage.min_free_bytes.or(self.storage.min_free_bytes),
             },
         }
     }

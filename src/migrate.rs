@@ -1,0 +1,273 @@
+//! `migrate`: copies a data folder into the bucket of `[storage.s3]`, so a
+//! site can move from disks to an object store (SPEC §11).
+//!
+//! Only stored files are copied: paths of the `{yyyy}/{M}/{d}/{uuid}.{ext}`
+//! pattern. Temporary files, variants, quarantined files, the index and the
+//! server marker stay behind (they live in `.`-folders or are not of the
+//! pattern). The copy is resumable: a file whose object already has the
+//! same size (and the same `sha256` metadata, when the object has one) is
+//! skipped, and an object only appears once complete, so a migration killed
+//! half-way is run again to finish it. Files are copied several at once;
+//! each copy is `S3Store::put_file`, the same path an upload takes.
+//!
+//! The walk runs on a blocking thread and hands files over a short queue,
+//! so a folder of millions of files is never listed whole in memory.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use anyhow::Context;
+use futures_util::StreamExt;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+
+use crate::config::Config;
+use crate::storage::s3::S3Store;
+use crate::storage::{StoredPath, hash_file};
+
+/// What a migration did.
+#[derive(Debug, Default)]
+struct Summary {
+    copied: AtomicU64,
+    copied_bytes: AtomicU64,
+    skipped: AtomicU64,
+    failed: AtomicU64,
+    /// Files that are not stored files (left behind on purpose).
+    ignored: AtomicU64,
+}
+
+/// One thing the walk found.
+enum Found {
+    File {
+        path: StoredPath,
+        file: PathBuf,
+    },
+    /// A folder that could not be read: its files are not copied.
+    Unreadable {
+        folder: PathBuf,
+        error: std::io::Error,
+    },
+    Ignored,
+}
+
+/// Copies every stored file below `from` (default: `data_dir`) into the
+/// bucket, `concurrency` files at once; fails if any file was not copied.
+pub async fn run(config: &Config, from: Option<PathBuf>, concurrency: usize) -> anyhow::Result<()> {
+    let settings = config
+        .s3
+        .as_ref()
+        .context("app.toml has no [storage.s3] table: there is no bucket to migrate into")?;
+    let store = S3Store::connect(settings)
+        .await
+        .with_context(|| format!("cannot use bucket `{}`", settings.bucket))?;
+    let from = from.unwrap_or_else(|| config.data_dir.clone());
+    if !from.is_dir() {
+        anyhow::bail!("{} is not a folder", from.display());
+    }
+    println!(
+        "copying the stored files of {} into bucket `{}`",
+        from.display(),
+        settings.bucket
+    );
+    let (found, queue) = mpsc::channel(concurrency * 2);
+    let walker = {
+        let from = from.clone();
+        tokio::task::spawn_blocking(move || walk(&from, &found))
+    };
+    let summary = Summary::default();
+    ReceiverStream::new(queue)
+        .for_each_concurrent(concurrency, |found| copy(&store, found, &summary))
+        .await;
+    walker.await.context("the folder walk failed")?;
+    let count = |n: &AtomicU64| n.load(Ordering::Relaxed);
+    println!(
+        "copied {} ({} bytes), skipped {} (already in the bucket), failed {}, ignored {} (not stored files)",
+        count(&summary.copied),
+        count(&summary.copied_bytes),
+        count(&summary.skipped),
+        count(&summary.failed),
+        count(&summary.ignored),
+    );
+    match count(&summary.failed) {
+        0 => Ok(()),
+        n => anyhow::bail!("{n} files were not copied; run migrate again to copy them"),
+    }
+}
+
+async fn copy(store: &S3Store, found: Found, summary: &Summary) {
+    match found {
+        Found::Ignored => {
+            summary.ignored.fetch_add(1, Ordering::Relaxed);
+        }
+        Found::Unreadable { folder, error } => {
+            eprintln!("cannot read {}: {error}", folder.display());
+            summary.failed.fetch_add(1, Ordering::Relaxed);
+        }
+        Found::File { path, file } => match copy_file(store, &path, &file).await {
+            Ok(Copied::Sent(bytes)) => {
+                summary.copied.fetch_add(1, Ordering::Relaxed);
+                summary.copied_bytes.fetch_add(bytes, Ordering::Relaxed);
+            }
+            Ok(Copied::AlreadyThere) => {
+                summary.skipped.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(e) => {
+                eprintln!("{path}: {e:#}");
+                summary.failed.fetch_add(1, Ordering::Relaxed);
+            }
+        },
+    }
+}
+
+enum Copied {
+    Sent(u64),
+    AlreadyThere,
+}
+
+async fn copy_file(store: &S3Store, path: &StoredPath, file: &Path) -> anyhow::Result<Copied> {
+    let size = tokio::fs::metadata(file)
+        .await
+        .context("cannot read the file")?
+        .len();
+    let object = store.head(path).await?;
+    // Hashed only when needed: for a copy, or to compare with the object.
+    let hash = || {
+        let file = file.to_path_buf();
+        async move {
+            tokio::task::spawn_blocking(move || hash_file(&file))
+                .await?
+                .context("cannot read the file")
+        }
+    };
+    let sha256 = match object {
+        Some(o) if o.size == size => match o.sha256 {
+            None => return Ok(Copied::AlreadyThere),
+            Some(theirs) => {
+                let ours = hash().await?;
+                if ours == theirs {
+                    return Ok(Copied::AlreadyThere);
+                }
+                ours
+            }
+        },
+        _ => hash().await?,
+    };
+    store.put_file(path, file, size, &sha256).await?;
+    Ok(Copied::Sent(size))
+}
+
+/// Walks `root` to the depth of stored files (`yyyy/M/d/name`), sending
+/// each file found; folders whose name starts with `.` are not entered.
+fn walk(root: &Path, found: &mpsc::Sender<Found>) {
+    fn visit(folder: &Path, relative: &str, depth: usize, found: &mpsc::Sender<Found>) -> bool {
+        let entries = match std::fs::read_dir(folder) {
+            Ok(entries) => entries,
+            Err(error) => {
+                return found
+                    .blocking_send(Found::Unreadable {
+                        folder: folder.to_path_buf(),
+                        error,
+                    })
+                    .is_ok();
+            }
+        };
+        for entry in entries {
+            let entry = match entry {
+                Ok(entry) => entry,
+                Err(error) => {
+                    let unreadable = Found::Unreadable {
+                        folder: folder.to_path_buf(),
+                        error,
+                    };
+                    if found.blocking_send(unreadable).is_err() {
+                        return false;
+                    }
+                    continue;
+                }
+            };
+            let name = entry.file_name();
+            let Some(name) = name.to_str() else {
+                if found.blocking_send(Found::Ignored).is_err() {
+                    return false;
+                }
+                continue;
+            };
+            let path = if relative.is_empty() {
+                name.to_owned()
+            } else {
+                format!("{relative}/{name}")
+            };
+            let is_dir = entry.file_type().is_ok_and(|t| t.is_dir());
+            let sent = if is_dir {
+                // `.tmp`, `.variants`, `.quarantine`, and anything deeper
+                // than a day folder, are never stored files.
+                if name.starts_with('.') || depth == 3 {
+                    true
+                } else {
+                    visit(&entry.path(), &path, depth + 1, found)
+                }
+            } else {
+                let item = match StoredPath::parse(&path) {
+                    Some(stored) if depth == 3 => Found::File {
+                        path: stored,
+                        file: entry.path(),
+                    },
+                    _ => Found::Ignored,
+                };
+                found.blocking_send(item).is_ok()
+            };
+            if !sent {
+                return false;
+            }
+        }
+        true
+    }
+    visit(root, "", 0, found);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn walk_finds_stored_files_only() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let root = dir.path();
+        let name = "5310bcaf-0f8a-45c5-9a61-9bf45b5e09c1.jpg";
+        for folder in [
+            "2014/4/15",
+            ".tmp",
+            ".variants/2014/4/15",
+            ".quarantine/2014/4/15",
+            "2014/4/15/x",
+        ] {
+            std::fs::create_dir_all(root.join(folder)).expect("mkdir");
+        }
+        for file in [
+            format!("2014/4/15/{name}"),
+            format!(".tmp/{name}"),
+            format!(".variants/2014/4/15/{name}"),
+            format!(".quarantine/2014/4/15/{name}"),
+            format!("2014/4/15/x/{name}"),
+            "2014/4/15/notes.txt".to_owned(),
+            "index.redb".to_owned(),
+        ] {
+            std::fs::write(root.join(file), b"x").expect("write");
+        }
+        let (tx, mut rx) = mpsc::channel(64);
+        let root = root.to_path_buf();
+        tokio::task::spawn_blocking(move || walk(&root, &tx))
+            .await
+            .expect("walk");
+        let (mut files, mut ignored) = (Vec::new(), 0);
+        while let Some(found) = rx.recv().await {
+            match found {
+                Found::File { path, .. } => files.push(path.to_string()),
+                Found::Ignored => ignored += 1,
+                Found::Unreadable { folder, error } => panic!("{}: {error}", folder.display()),
+            }
+        }
+        assert_eq!(files, vec![format!("2014/4/15/{name}")]);
+        assert_eq!(ignored, 2, "notes.txt and the index");
+    }
+}
