@@ -20,7 +20,8 @@
 #   S3_ENDPOINT_K=http://127.0.0.1:PORT     node K's
 #   AWS_ACCESS_KEY_ID=GK...  AWS_SECRET_ACCESS_KEY=...
 #   S3_BUCKET=images  S3_REGION=garage
-# Logs in DIR/nodeK.log, pids in DIR/nodeK.pid, data in DIR/nodeK/.
+# Logs in DIR/nodeK.log, pids in DIR/nodeK.pid, node ids (id@address) in
+# DIR/nodeK.id, data in DIR/nodeK/.
 #
 # The binary: $GARAGE_BIN, else $MULTISERVER_UPLOAD_GARAGE, else what
 # scripts/install-garage.sh prints (it builds Garage once, into a cache).
@@ -123,13 +124,14 @@ wait_port() {
 }
 
 # s3 METHOD URL [curl args...]: an S3 request signed with the test key;
-# prints the HTTP status.
+# prints the HTTP status. Garage wants x-amz-content-sha256, which curl
+# before 8.x does not send by itself; with the header given, curl signs it.
 s3() {
     local method=$1 url=$2
     shift 2
     curl -s -o /dev/null -w '%{http_code}' --max-time 10 -X "$method" \
         --aws-sigv4 "aws:amz:$REGION:s3" --user "$AWS_ACCESS_KEY_ID:$AWS_SECRET_ACCESS_KEY" \
-        "$@" "$url" || true
+        -H "x-amz-content-sha256: UNSIGNED-PAYLOAD" "$@" "$url" || true
 }
 
 up() {
@@ -147,6 +149,7 @@ up() {
     done
     for ((k = 1; k <= nodes; k++)); do
         ids[k]=$(start_node "$k")
+        echo "${ids[k]}" >"$DIR/node$k.id"
     done
     for ((k = 2; k <= nodes; k++)); do
         g 1 node connect "${ids[k]}" >/dev/null
@@ -193,11 +196,33 @@ up() {
 }
 
 start() {
-    local k=$1
+    local k=$1 f j i id status
     DIR=$(cd "$DIR" && pwd)
     start_node "$k" >/dev/null
     wait_port "$(s3_port "$k")"
-    wait_port "$(rpc_port "$k")"
+    id=$(cat "$DIR/node$k.id")
+    # The running nodes would find the restarted one by themselves, but only
+    # after their reconnection backoff (30 s seen); told to connect, they do
+    # at once. Then wait (bounded) until they list it as connected (its
+    # hostname and version follow with the next status exchange, seconds
+    # later; writes do not wait for that).
+    for f in "$DIR"/node*.id; do
+        j=${f##*/node}
+        j=${j%.id}
+        [[ $j == "$k" ]] && continue
+        kill -0 "$(cat "$DIR/node$j.pid")" 2>/dev/null || continue
+        for ((i = 0; i < 50; i++)); do
+            g "$j" node connect "$id" >/dev/null 2>&1 && break
+            sleep 0.1
+        done
+        for ((i = 0; i < 100; i++)); do
+            # (no pipe into grep -q: with pipefail, an early exit of grep
+            # would read as "not found")
+            status=$(g "$j" status 2>/dev/null | sed '/FAILED/q') || status=""
+            grep "^${id:0:16} " <<<"$status" >/dev/null && break
+            sleep 0.1
+        done
+    done
 }
 
 stop() {

@@ -49,6 +49,14 @@ fn script() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/garage-cluster.sh")
 }
 
+/// One object of a bucket listing.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Listed {
+    pub size: u64,
+    pub etag: String,
+    pub last_modified: String,
+}
+
 pub struct Garage {
     dir: tempfile::TempDir,
     /// S3 endpoint of each node (`http://127.0.0.1:PORT`), node 1 first.
@@ -237,6 +245,8 @@ impl Garage {
             .arg(format!("aws:amz:{}:s3", self.region))
             .arg("--user")
             .arg(format!("{}:{}", self.key_id, self.secret))
+            // Garage requires it; curl before 8.x does not send it unasked.
+            .args(["-H", "x-amz-content-sha256: UNSIGNED-PAYLOAD"])
             .args(["-w", "\n%{http_code}"])
             .args(args)
             .arg(format!("{}{path}", self.endpoint(k)))
@@ -274,6 +284,14 @@ impl Garage {
 
     /// Every object of the bucket (ListObjectsV2, page after page): key → size.
     pub fn list(&self, k: usize) -> BTreeMap<String, u64> {
+        self.listing(k)
+            .into_iter()
+            .map(|(key, object)| (key, object.size))
+            .collect()
+    }
+
+    /// Every object of the bucket with its size, ETag and LastModified.
+    pub fn listing(&self, k: usize) -> BTreeMap<String, Listed> {
         let mut objects = BTreeMap::new();
         let mut token: Option<String> = None;
         // Bounded: 1000 keys a page, far more pages than any test writes.
@@ -292,10 +310,14 @@ impl Garage {
             assert_eq!(status, 200, "ListObjectsV2: {xml}");
             for contents in xml.split("<Contents>").skip(1) {
                 let key = tag(contents, "Key").expect("Key");
-                let size = tag(contents, "Size")
-                    .and_then(|s| s.parse().ok())
-                    .expect("Size");
-                objects.insert(xml_unescape(&key), size);
+                let object = Listed {
+                    size: tag(contents, "Size")
+                        .and_then(|s| s.parse().ok())
+                        .expect("Size"),
+                    etag: tag(contents, "ETag").unwrap_or_default(),
+                    last_modified: tag(contents, "LastModified").unwrap_or_default(),
+                };
+                objects.insert(xml_unescape(&key), object);
             }
             if tag(&xml, "IsTruncated").as_deref() != Some("true") {
                 return objects;
@@ -307,7 +329,9 @@ impl Garage {
 
     /// The keys of the bucket's open multipart uploads (ListMultipartUploads).
     pub fn uploads(&self, k: usize) -> Vec<String> {
-        let out = self.curl(k, "GET", &format!("/{}?uploads", self.bucket), &[]);
+        // `uploads=`, not `uploads`: curl signs the query as written, and
+        // the canonical form of an empty parameter has the `=`.
+        let out = self.curl(k, "GET", &format!("/{}?uploads=", self.bucket), &[]);
         let (status, xml) = split_status(&out);
         assert_eq!(status, 200, "ListMultipartUploads: {xml}");
         xml.split("<Upload>")
@@ -339,6 +363,8 @@ impl Garage {
                 .arg(format!("aws:amz:{}:s3", self.region))
                 .arg("--user")
                 .arg(format!("{}:{}", self.key_id, self.secret))
+                // Garage requires it; curl before 8.x does not send it unasked.
+                .args(["-H", "x-amz-content-sha256: UNSIGNED-PAYLOAD"])
                 .args(&args)
                 .output()
                 .expect("curl");
