@@ -375,7 +375,7 @@ fn a_300_mib_upload_stays_under_the_memory_budget_and_reads_back_equal() {
         &["s1"],
         FAST,
         &[
-            ("part_size", &PART.to_string()),
+            ("part_size_bytes", &PART.to_string()),
             ("parts_in_flight", &IN_FLIGHT.to_string()),
         ],
     );
@@ -451,7 +451,7 @@ fn a_300_mib_upload_stays_under_the_memory_budget_and_reads_back_equal() {
 fn a_client_that_leaves_mid_upload_leaves_no_object_and_no_open_upload() {
     const DECLARED: u64 = 100 * MIB;
     let garage = Garage::start(3);
-    let cluster = garage.front_ends(&["s1"], FAST, &[("part_size", &(16 * MIB).to_string())]);
+    let cluster = garage.front_ends(&["s1"], FAST, &[("part_size_bytes", &(16 * MIB).to_string())]);
     let s1 = &cluster.nodes[0];
     let boundary = "----s3LeavesMidUpload";
     let head = format!(
@@ -479,15 +479,15 @@ fn a_client_that_leaves_mid_upload_leaves_no_object_and_no_open_upload() {
             .write_all(&chunk[..MIB as usize])
             .expect("half the body");
     }
-    // 50 MiB in, with 16 MiB parts, the upload is a multipart one by now.
-    let open = common::eventually(Duration::from_secs(30), || !garage.uploads(1).is_empty());
+    // 50 MiB in: received into the front-end's scratch folder, not yet
+    // sent (a file goes up only once it is complete and checked).
     assert!(
-        open,
-        "no multipart upload open after 50 MiB of 16 MiB parts"
+        common::eventually(Duration::from_secs(30), || !s1.temp_files().is_empty()),
+        "the upload is being received"
     );
     drop(stream);
     let cleaned = common::eventually(Duration::from_secs(30), || {
-        garage.uploads(1).is_empty() && garage.list(1).is_empty()
+        garage.uploads(1).is_empty() && garage.list(1).is_empty() && s1.temp_files().is_empty()
     });
     assert!(
         cleaned,
@@ -510,7 +510,7 @@ async fn with_one_garage_node_killed_uploads_and_reads_still_succeed() {
     let cluster = garage.front_ends(
         &["s1", "s2"],
         FAST,
-        &[("part_size", &(8 * MIB).to_string())],
+        &[("part_size_bytes", &(8 * MIB).to_string())],
     );
     let before = jpeg(100_000, 20);
     let before_path = stored_path(&cluster.nodes[0], &before).await;

@@ -181,7 +181,7 @@ impl Garage {
 
     /// The `[storage]` tables of app.toml putting a server in S3 mode on node
     /// `k`'s endpoint; `s3` replaces or adds `[storage.s3]` keys (values as
-    /// TOML, e.g. `("part_size", "8388608")`).
+    /// TOML, e.g. `("part_size_bytes", "8388608")`).
     pub fn storage_toml(&self, k: usize, s3: &[(&str, &str)]) -> String {
         let mut keys: Vec<(String, String)> = [
             ("endpoint", format!("\"{}\"", self.endpoint(k))),
@@ -189,9 +189,9 @@ impl Garage {
             ("region", format!("\"{}\"", self.region)),
             ("path_style", "true".to_owned()),
             ("key_prefix", "\"\"".to_owned()),
-            ("part_size", "16777216".to_owned()),
+            ("part_size_bytes", "16777216".to_owned()),
             ("parts_in_flight", "4".to_owned()),
-            ("buffer_budget", "268435456".to_owned()),
+            ("buffer_budget_bytes", "268435456".to_owned()),
             ("connect_timeout_secs", "5".to_owned()),
             ("request_timeout_secs", "60".to_owned()),
             ("retries", "3".to_owned()),
