@@ -230,6 +230,32 @@ async fn an_upload_through_one_front_end_is_read_through_two_others() {
     for node in &cluster.nodes {
         assert!(node.stored().is_empty(), "{} kept a file", node.name);
     }
+
+    // A thumbnail is made from the object by a front-end that never saw
+    // the upload.
+    let thumb = client()
+        .get(format!("{}/{path}-t.jpg", cluster.nodes[2].base()))
+        .send()
+        .await
+        .expect("thumbnail");
+    assert_eq!(thumb.status(), 200);
+    assert_eq!(thumb.headers()["content-type"], "image/jpeg");
+
+    // A delete through one front-end removes the object for all.
+    let s2 = &cluster.nodes[1];
+    let deleted = client()
+        .post(s2.keyed(&format!("action=delete&format=json&path={path}")))
+        .send()
+        .await
+        .expect("delete");
+    assert_eq!(deleted.status(), 200);
+    assert!(
+        common::eventually(Duration::from_secs(10), || garage.list(1).is_empty()),
+        "the object is gone from the bucket: {:?}",
+        garage.list(1)
+    );
+    let (status, _) = get_bytes(&format!("{}/{path}", cluster.nodes[2].base())).await;
+    assert_eq!(status, 404);
 }
 
 #[tokio::test]
