@@ -58,6 +58,8 @@ SELECTION=(
     repair:a_file_held_by_one_server_only_reaches_every_other
     variants:a_turned_photo_gets_a_portrait_thumbnail_and_offered_widths_only
     image_intake:a_decompression_bomb_is_refused_at_once_and_leaves_nothing
+    volumes:uploads_go_to_the_least_busy_volume_and_every_link_is_served
+    volumes:repair_and_scrub_cover_every_volume
 )
 
 if [ -z "$exe" ]; then
