@@ -477,7 +477,11 @@ fn a_300_mib_upload_stays_under_the_memory_budget_and_reads_back_equal() {
 fn a_client_that_leaves_mid_upload_leaves_no_object_and_no_open_upload() {
     const DECLARED: u64 = 100 * MIB;
     let garage = Garage::start(3);
-    let cluster = garage.front_ends(&["s1"], FAST, &[("part_size_bytes", &(16 * MIB).to_string())]);
+    let cluster = garage.front_ends(
+        &["s1"],
+        FAST,
+        &[("part_size_bytes", &(16 * MIB).to_string())],
+    );
     let s1 = &cluster.nodes[0];
     let boundary = "----s3LeavesMidUpload";
     let head = format!(

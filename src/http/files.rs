@@ -228,7 +228,9 @@ fn response_is_content(status: StatusCode) -> bool {
     status == StatusCode::OK || status == StatusCode::PARTIAL_CONTENT
 }
 
-fn etag_matches(headers: &HeaderMap, etag: &str) -> bool {
+/// Whether `If-None-Match` names `etag` (weak or strong) or is `*`.
+pub(super) fn etag_matches(headers: &HeaderMap, etag: &str) -> bool {
+    let etag = etag.trim_start_matches("W/");
     headers
         .get_all(header::IF_NONE_MATCH)
         .iter()

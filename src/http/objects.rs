@@ -17,6 +17,7 @@ use axum::extract::Request;
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
+use super::files::etag_matches;
 use crate::storage::StoredPath;
 use crate::storage::s3::{ObjectInfo, S3Error, S3Store};
 
@@ -230,17 +231,6 @@ fn byte_range(header: &str, size: u64) -> ByteRange {
         }
         _ => ByteRange::Whole,
     }
-}
-
-fn etag_matches(headers: &HeaderMap, etag: &str) -> bool {
-    let etag = etag.trim_start_matches("W/");
-    headers
-        .get_all(header::IF_NONE_MATCH)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .map(|t| t.trim().trim_start_matches("W/"))
-        .any(|t| t == "*" || t == etag)
 }
 
 #[cfg(test)]
