@@ -124,9 +124,11 @@ garage_hwm_kib() {
 # s3_status METHOD KEY [curl args...]: a signed request for object KEY of
 # the current cluster; prints the status.
 s3_status() {
-    local method=$1 key=$2
+    local method=$1 key=$2 how=(-X "$1")
     shift 2
-    curl -s -o /dev/null -w '%{http_code}' --max-time 600 -X "$method" \
+    # (-X HEAD would make curl wait for a body that never comes)
+    [[ $method == HEAD ]] && how=(-I)
+    curl -s -o /dev/null -w '%{http_code}' --max-time 600 "${how[@]}" \
         --aws-sigv4 "aws:amz:$S3_REGION:s3" --user "$AWS_ACCESS_KEY_ID:$AWS_SECRET_ACCESS_KEY" \
         -H "x-amz-content-sha256: UNSIGNED-PAYLOAD" "$@" "$S3_ENDPOINT/$S3_BUCKET/$key" || true
 }
