@@ -26,6 +26,9 @@
 # The binary: $GARAGE_BIN, else $MULTISERVER_UPLOAD_GARAGE, else what
 # scripts/install-garage.sh prints (it builds Garage once, into a cache).
 # GARAGE_LOG sets the nodes' RUST_LOG (default: warnings only).
+# GARAGE_CLUSTER_OWNER=PID: `up` also leaves a watcher that stops the nodes
+# once process PID is gone (a test run killed before it could clean up);
+# it gives up after 6 hours.
 set -euo pipefail
 
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -193,6 +196,14 @@ up() {
         echo "S3_REGION=$REGION"
         echo "GARAGE_NODES=$nodes"
     } >"$DIR/env"
+    if [[ -n ${GARAGE_CLUSTER_OWNER:-} ]]; then
+        local owner=$GARAGE_CLUSTER_OWNER script
+        script=$HERE/$(basename "$0")
+        setsid bash -c '
+            for ((i = 0; i < 21600; i++)); do kill -0 "$1" 2>/dev/null || break; sleep 1; done
+            [[ -d $3 ]] && bash "$2" down "$3"' watcher "$owner" "$script" "$DIR" \
+            </dev/null >/dev/null 2>&1 &
+    fi
 }
 
 start() {

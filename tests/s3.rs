@@ -667,7 +667,8 @@ fn data_folder(root: &Path, count: usize) -> BTreeMap<String, Vec<u8>> {
 }
 
 fn migrate_command(node: &Node, from: &Path) -> Command {
-    let mut command = Command::new(common::BIN);
+    // The program the harness runs as the server (the binary under test).
+    let mut command = common::server_command();
     command
         .args(["migrate", "--config"])
         .arg(node.config())

@@ -173,6 +173,8 @@ impl Garage {
             .arg(self.dir())
             .args(rest)
             .env("GARAGE_BIN", garage_bin())
+            // Stops the nodes should this test process die without dropping.
+            .env("GARAGE_CLUSTER_OWNER", std::process::id().to_string())
             .output()
             .expect("run garage-cluster.sh")
     }
