@@ -20,7 +20,9 @@
 #   BENCH_NO_INSTALL=1          skip apt-get and npm (everything already there)
 #   BENCH_OUT=FILE              also write the result table (markdown) to FILE
 #   BENCH_KEEP=1                keep the temporary folder (logs), minus the inputs
-#   BENCH_MAX_SECONDS=2400      the whole run's time limit
+#   BENCH_MAX_SECONDS=3600      the whole run's time limit
+#   BENCH_S3=0                  skip case 5 (the S3 backend against a direct PUT
+#                               into a three-node Garage, measured by bench/s3.sh)
 set -euo pipefail
 
 SECONDS_PER_RUN=${BENCH_SECONDS:-10}
@@ -28,7 +30,7 @@ ROUNDS=${BENCH_ROUNDS:-3}
 REPEAT=${BENCH_REPEAT:-3}
 BIG_BYTES=${BENCH_BIG_BYTES:-1073741824}
 CONNECTIONS=${BENCH_CONNECTIONS:-32}
-MAX_SECONDS=${BENCH_MAX_SECONDS:-2400}
+MAX_SECONDS=${BENCH_MAX_SECONDS:-3600}
 WARMUP_SECONDS=2
 
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -206,6 +208,16 @@ print(*(s.getsockname()[1] for s in socks))')
     record small.peer.replicas "$(find "$WORK/p2/data" -name '*.jpg' | wc -l)"
     record small.peer.stored "$(find "$WORK/p1/data" -name '*.jpg' | wc -l)"
     record machine.load_after "$(cut -d' ' -f1-3 /proc/loadavg)"
+
+    # Case 5: the S3 backend, in the same run, by bench/s3.sh (three nodes).
+    if [[ ${BENCH_S3:-1} != 0 ]]; then
+        log "case 5: the S3 backend against a direct PUT into Garage (bench/s3.sh)"
+        BENCH_BIN=$BIN BENCH_GARAGE_NODES=3 BENCH_S3_TSV=$WORK/s3.tsv BENCH_MAX_LOAD=99 \
+            BENCH_TIME_LIMITED=1 BENCH_BIG_BYTES=$BIG_BYTES BENCH_CONNECTIONS=$CONNECTIONS \
+            BENCH_SECONDS=$SECONDS_PER_RUN "$HERE/s3.sh" >"$WORK/s3.txt" 2>"$WORK/s3.log" \
+            || log "bench/s3.sh failed: $(tail -3 "$WORK/s3.log")"
+        [[ -f $WORK/s3.tsv ]] && cat "$WORK/s3.tsv" >>"$RESULTS"
+    fi
 
     python3 "$HERE/report.py" "$RESULTS" "$WORK/big.tsv" "$WORK/small.tsv" ${BENCH_OUT:+--out "$BENCH_OUT"}
 }

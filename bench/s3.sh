@@ -39,6 +39,8 @@
 #                               the 1-minute load average to drop below this
 #   BENCH_NO_INSTALL=1          skip apt-get (wrk already there)
 #   BENCH_OUT=FILE              also write the result table (markdown) to FILE
+#   BENCH_S3_TSV=FILE           also write the largest cluster's figures as
+#                               key<TAB>value lines (bench/run.sh reads them)
 #   BENCH_KEEP=1                keep the temporary folder (logs), minus inputs
 #   BENCH_MAX_SECONDS=2400      the whole run's time limit
 #   GARAGE_BIN or MULTISERVER_UPLOAD_GARAGE: the Garage binary (default: what
@@ -312,9 +314,9 @@ big_round() {
 
 report() {
     python3 - "$RESULTS" "$WORK/small.tsv" "$WORK/big.tsv" "$WORK/max.tsv" "$NODE_COUNTS" \
-        "$S3_OURS_WHY" "${BENCH_OUT:-}" <<'EOF'
+        "$S3_OURS_WHY" "${BENCH_OUT:-}" "${BENCH_S3_TSV:-}" <<'EOF'
 import sys
-results, small_tsv, big_tsv, max_tsv, nodes, why, out = sys.argv[1:8]
+results, small_tsv, big_tsv, max_tsv, nodes, why, out, tsv = sys.argv[1:9]
 nodes = nodes.split()
 info = dict(l.rstrip("\n").split("\t", 1) for l in open(results) if "\t" in l)
 small = {}
@@ -377,6 +379,17 @@ text = "\n".join(rows) + "\n"
 sys.stdout.write(text)
 if out:
     open(out, "w").write(text)
+if tsv and nodes:
+    n = nodes[-1]
+    with open(tsv, "w") as f:
+        for who, key in (("ours", f"s3_{n}"), ("direct", f"direct_{n}")):
+            sm, bg = small.get(f"small.{key}"), big.get(f"big.{key}")
+            if sm:
+                f.write(f"s3.small.{who}\t{float(sm['rps']):.1f}\n")
+                f.write(f"s3.small.{who}_text\t{float(sm['rps']):.0f} req/s\n")
+            if bg:
+                f.write(f"s3.big.{who}\t{bg[1] / bg[0]:.0f}\n")
+                f.write(f"s3.big.{who}_text\t{bg[0]:.2f} s ({bg[1] / bg[0] / 1e6:.0f} MB/s)\n")
 EOF
 }
 
