@@ -42,7 +42,7 @@ fn slow_upload(node: &Node) -> TcpStream {
         node.key
     );
     s.write_all(head.as_bytes()).expect("head");
-    s.write_all(&jpeg(300_000, 7)).expect("first bytes");
+    s.write_all(&jpeg(600_000, 7)).expect("first bytes");
     s
 }
 
@@ -54,7 +54,18 @@ async fn uploads_go_to_the_least_busy_volume_and_every_link_is_served() {
     // space: the first wins each tie).
     let a = slow_upload(s1);
     let b = slow_upload(s1);
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    let receiving =
+        |n| std::fs::read_dir(volume(s1, n).join(".tmp")).is_ok_and(|mut d| d.next().is_some());
+    assert!(
+        eventually(Duration::from_secs(20), || receiving(1) && receiving(2)),
+        "the two slow uploads are being received on v1 and v2: {:?}\n{}",
+        (1..=3)
+            .map(|n| std::fs::read_dir(volume(s1, n).join(".tmp"))
+                .map(|d| d.count())
+                .ok())
+            .collect::<Vec<_>>(),
+        s1.output()
+    );
     let mut paths = Vec::new();
     let third = jpeg(50_000, 1);
     let path = upload_one(s1, &third).await;
