@@ -221,6 +221,10 @@ print(*(s.getsockname()[1] for s in socks))')
     fi
 
     python3 "$HERE/report.py" "$RESULTS" "$WORK/big.tsv" "$WORK/small.tsv" ${BENCH_OUT:+--out "$BENCH_OUT"}
+    if [[ -s $WORK/s3.txt ]]; then
+        printf '\nCase 5 in full (bench/s3.sh):\n\n' | tee -a ${BENCH_OUT:-/dev/null}
+        tee -a ${BENCH_OUT:-/dev/null} <"$WORK/s3.txt"
+    fi
 }
 
 main "$@"
