@@ -13,6 +13,7 @@
 
 use std::io;
 use std::path::PathBuf;
+use std::sync::{Mutex, PoisonError};
 
 use futures_util::FutureExt;
 use futures_util::future::BoxFuture;
@@ -20,16 +21,23 @@ use futures_util::future::BoxFuture;
 use super::disk::Disk;
 use super::{Arrival, Backend, Located, Place, Slot, StorageError, StoredPath, Written};
 
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub(crate) struct Volumes {
     volumes: Vec<Disk>,
     /// A volume with fewer free bytes than this takes no new file.
     min_free: u64,
+    /// Held from choosing a volume until the new file is counted on it, so
+    /// that uploads starting at once do not all see the same counts.
+    choosing: Mutex<()>,
 }
 
 impl Volumes {
     pub fn new(volumes: Vec<Disk>, min_free: u64) -> Self {
-        Self { volumes, min_free }
+        Self {
+            volumes,
+            min_free,
+            choosing: Mutex::new(()),
+        }
     }
 
     /// The volume that holds `path`, with the file and its metadata.
@@ -70,6 +78,7 @@ impl Volumes {
 
 impl Backend for Volumes {
     fn begin(&self) -> Result<Slot, StorageError> {
+        let _choosing = self.choosing.lock().unwrap_or_else(PoisonError::into_inner);
         let number = self.pick().ok_or_else(|| {
             StorageError::DiskFull(io::Error::new(
                 io::ErrorKind::StorageFull,
