@@ -127,8 +127,11 @@ empty_files() {
     local d
     for d in "$@"; do
         # A client cut off at the end of a run leaves partial files that some
-        # servers delete just then: vanished files are no error.
-        [[ -d $d ]] && { find "$d" -type f -size +0 -print0 2>/dev/null |
+        # servers delete just then: vanished files are no error. Files and
+        # folders whose names start with a dot are a server's own (its index,
+        # marker, temporary files): emptying the index under a running server
+        # made every replica it received fail.
+        [[ -d $d ]] && { find "$d" -name '.*' -prune -o -type f -size +0 -print0 2>/dev/null |
             timeout 300 xargs -0 -r truncate -s 0 2>/dev/null || true; }
     done
     return 0

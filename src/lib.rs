@@ -99,6 +99,17 @@ fn check_config(config: &Config) {
     println!("  data_dir      {}", config.data_dir.display());
     println!("  log_dir       {}", config.log_dir.display());
     println!("  servers       {}", config.servers_file.display());
+    match &config.storage {
+        storage::BackendSettings::Disk { data_dirs, .. } if data_dirs.len() > 1 => {
+            for dir in data_dirs {
+                println!("  volume        {}", dir.display());
+            }
+        }
+        storage::BackendSettings::Disk { .. } => {}
+        storage::BackendSettings::S3(_) => {
+            println!("  storage       s3 (data_dir holds only files being received)");
+        }
+    }
     if let Some(s3) = &config.s3 {
         let endpoint = s3.endpoint.as_deref().unwrap_or("AWS");
         println!(
