@@ -23,22 +23,7 @@ fn a_1_gib_upload_through_curl_keeps_memory_flat() {
         f.set_len(GIB).expect("size");
     }
     let before = peak_rss_kib(s1.pid().expect("pid"));
-    let out = Command::new("curl")
-        .args(["-sS", "--fail-with-body", "-H"])
-        .arg(format!("X-Security-Key: {}", s1.key))
-        .arg("-F")
-        .arg(format!("file=@{}", file.display()))
-        .arg(s1.do_url("action=upload&format=json"))
-        .output()
-        .expect("curl");
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{text} {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: serde_json::Value = serde_json::from_str(&text).expect("json");
-    assert_eq!(v["resp"]["success"], 1, "{v}");
+    let v = common::curl_upload(s1, &file);
     assert_eq!(v["resp"]["files"][0]["size"], GIB);
     let expected = Command::new("sha256sum")
         .arg(&file)

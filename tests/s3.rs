@@ -411,25 +411,7 @@ fn a_300_mib_upload_stays_under_the_memory_budget_and_reads_back_equal() {
     big_jpeg(&file, SIZE);
     let expected = sha256_file(&file);
 
-    let out = Command::new("curl")
-        .args(["-sS", "--max-time", "600", "--fail-with-body", "-H"])
-        .arg(format!("X-Security-Key: {}", s1.key))
-        .arg("-F")
-        .arg(format!(
-            "file=@{};type=application/octet-stream",
-            file.display()
-        ))
-        .arg(s1.do_url("action=upload&format=json"))
-        .output()
-        .expect("curl");
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{text} {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: serde_json::Value = serde_json::from_str(&text).expect("json");
-    assert_eq!(v["resp"]["success"], 1, "{v}");
+    let v = common::curl_upload(s1, &file);
     assert_eq!(v["resp"]["files"][0]["size"], SIZE);
     assert_eq!(v["resp"]["files"][0]["sha256"], expected.as_str());
     let budget_kib = (64 * MIB + IN_FLIGHT * PART) / 1024;

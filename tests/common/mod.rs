@@ -486,6 +486,31 @@ pub async fn upload_one(node: &Node, bytes: &[u8]) -> String {
         .to_owned()
 }
 
+/// Uploads the file at `file` with curl (`-F file=@…`, key in the header,
+/// at most 10 minutes), asserts it was stored, and returns the JSON answer.
+pub fn curl_upload(node: &Node, file: &Path) -> serde_json::Value {
+    let out = Command::new("curl")
+        .args(["-sS", "--max-time", "600", "--fail-with-body", "-H"])
+        .arg(format!("X-Security-Key: {}", node.key))
+        .arg("-F")
+        .arg(format!(
+            "file=@{};type=application/octet-stream",
+            file.display()
+        ))
+        .arg(node.do_url("action=upload&format=json"))
+        .output()
+        .expect("curl");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_str(&text).expect("json");
+    assert_eq!(v["resp"]["success"], 1, "{v}");
+    v
+}
+
 /// Sends raw bytes and returns what came back until close or `wait`.
 pub fn raw(port: u16, request: &[u8], wait: Duration) -> String {
     let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
