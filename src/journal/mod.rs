@@ -34,6 +34,8 @@ use chrono::{DateTime, Local};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use crate::storage::sync_dir;
+
 pub use replay::{ReplayReport, Replayer};
 
 const JOURNAL: &str = "upload-errors.jsonl";
@@ -421,17 +423,6 @@ fn ends_with_newline(file: &mut File) -> io::Result<bool> {
     let mut last = [0u8; 1];
     file.read_exact(&mut last)?;
     Ok(last[0] == b'\n')
-}
-
-#[cfg(unix)]
-fn sync_dir(dir: &Path) -> io::Result<()> {
-    File::open(dir)?.sync_all()
-}
-
-/// NTFS journals directory entries itself.
-#[cfg(not(unix))]
-fn sync_dir(_dir: &Path) -> io::Result<()> {
-    Ok(())
 }
 
 async fn blocking<T: Send + 'static>(

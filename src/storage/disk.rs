@@ -255,15 +255,16 @@ fn publish(
     Ok(())
 }
 
+/// Flushes a folder's entries (new or renamed files in it) to the disk.
 #[cfg(unix)]
-fn sync_dir(dir: &Path) -> io::Result<()> {
+pub(crate) fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
 }
 
 /// NTFS journals directory entries itself; Windows cannot fsync a folder
 /// opened the ordinary way.
 #[cfg(not(unix))]
-fn sync_dir(_dir: &Path) -> io::Result<()> {
+pub(crate) fn sync_dir(_dir: &Path) -> io::Result<()> {
     Ok(())
 }
 

@@ -42,6 +42,7 @@ use tokio::task::JoinHandle;
 use uuid::Uuid;
 
 use disk::Disk;
+pub(crate) use disk::sync_dir;
 use incoming::TempFile;
 pub use incoming::{Incoming, Written};
 use s3::{S3Backend, S3Error, S3Settings, S3Store};
