@@ -20,6 +20,7 @@ use futures_util::FutureExt;
 use futures_util::future::BoxFuture;
 use uuid::Uuid;
 
+use super::dir_sync::DirSync;
 use super::incoming::TempFile;
 use super::{
     Arrival, Backend, DiskTasks, Located, MARKER, OpenError, Place, QUARANTINE_DIR, Slot,
@@ -42,6 +43,8 @@ pub(crate) struct Disk {
     writing: Arc<AtomicUsize>,
     /// The folder had no marker: a new or replaced disk.
     new: bool,
+    /// Flushes of the folders that files are published into.
+    dir_sync: Arc<DirSync>,
 }
 
 impl Disk {
@@ -66,6 +69,7 @@ impl Disk {
             tasks,
             writing: Arc::default(),
             new,
+            dir_sync: Arc::default(),
         })
     }
 
@@ -126,12 +130,12 @@ impl Backend for Disk {
     ) -> BoxFuture<'a, Result<Arrival, StorageError>> {
         let target = self.file(path);
         let root = self.root.clone();
-        let fsync = self.fsync;
+        let fsync = self.fsync.then(|| self.dir_sync.clone());
         async move {
             self.tasks
                 .run(move || {
                     let sha256 = written.sha256;
-                    match publish(written.tmp, &target, &root, fsync, place) {
+                    match publish(written.tmp, &target, &root, fsync.as_deref(), place) {
                         Ok(()) => Ok(Arrival::New),
                         // Two senders may deliver the same name at once (a
                         // replay beside a late original): only one may create
@@ -214,13 +218,13 @@ impl Backend for Disk {
     }
 }
 
-/// Gives a complete temporary file the name `target`, creating (and
-/// syncing) the dated folders on the way.
+/// Gives a complete temporary file the name `target`, creating (and,
+/// with `fsync`, syncing) the dated folders on the way.
 fn publish(
     mut tmp: TempFile,
     target: &Path,
     root: &Path,
-    fsync: bool,
+    fsync: Option<&DirSync>,
     place: Place,
 ) -> io::Result<()> {
     let parent = target
@@ -237,8 +241,8 @@ fn publish(
         // removed afterwards.
         Place::NoReplace => std::fs::hard_link(&tmp.0, target)?,
     }
-    if fsync {
-        sync_dir(parent)?;
+    if let Some(dir_sync) = fsync {
+        dir_sync.sync(parent)?;
         if created {
             // New day (or month, or year) folders: their entries must reach
             // the disk too, or the file would be unreachable after a crash.

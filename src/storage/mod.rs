@@ -21,6 +21,7 @@
 //! can never take the threads that serving stored files and health checks
 //! need. This module knows nothing of HTTP.
 
+mod dir_sync;
 mod disk;
 mod incoming;
 mod path;

@@ -1,0 +1,95 @@
+#!/usr/bin/env bash
+# Before and after: two builds of the service, measured in turn in the same
+# minutes, so that what else the machine does weighs on both alike. Each
+# round starts both binaries afresh (A then B, B then A on the next round)
+# and runs the 140 KB case with wrk; prints req/s and CPU per request of
+# each round and the best of each binary.
+#
+#   bench/ab.sh OLD_BINARY NEW_BINARY [small|small-peer]
+#
+# Settings (environment): ROUNDS=4, BENCH_SECONDS=6, FSYNC=true|false
+# (default true), BENCH_CONNECTIONS=32.
+set -euo pipefail
+
+A=$(realpath "$1")
+B=$(realpath "$2")
+CASE=${3:-small}
+ROUNDS=${ROUNDS:-4}
+SECONDS_PER_RUN=${BENCH_SECONDS:-6}
+FSYNC=${FSYNC:-true}
+# shellcheck disable=SC2034 # used by lib.sh
+CONNECTIONS=${BENCH_CONNECTIONS:-32}
+
+HERE=$(cd "$(dirname "$0")" && pwd)
+# shellcheck disable=SC2034 # used by lib.sh
+ROOT=$(cd "$HERE/.." && pwd)
+
+if [[ -z ${BENCH_TIME_LIMITED:-} ]]; then
+    export BENCH_TIME_LIMITED=1
+    exec timeout -k 30 "${BENCH_MAX_SECONDS:-1200}" "$HERE/ab.sh" "$@"
+fi
+
+# shellcheck source=bench/lib.sh
+source "$HERE/lib.sh"
+
+case $CASE in
+small | small-peer) ;;
+*) die "unknown case '$CASE' (small, small-peer)" ;;
+esac
+[[ -x $A && -x $B ]] || die "usage: bench/ab.sh OLD_BINARY NEW_BINARY [small|small-peer]"
+install_tools
+
+WORK=$(mktemp -d -t multiserver-upload-ab.XXXXXX)
+trap cleanup EXIT INT TERM
+KEY=bench-$(od -An -N8 -tx1 /dev/urandom | tr -d ' \n')
+timeout 60 python3 "$HERE/make_data.py" "$WORK/data" --no-big
+
+# measure LABEL BINARY: one round of one binary; appends "LABEL rps ms" to
+# $WORK/results.
+measure() {
+    local label=$1 pids=()
+    BIN=$2
+    rm -rf "$WORK/s1" "$WORK/s2"
+    read -r p1 p2 < <(free_ports 2)
+    if [[ $CASE == small-peer ]]; then
+        start_ours s2 "$p2" "$FSYNC" info
+        pids+=("$OURS_PID")
+        start_ours s1 "$p1" "$FSYNC" info s2 "$p2"
+    else
+        start_ours s1 "$p1" "$FSYNC" info
+    fi
+    pids=("$OURS_PID" "${pids[@]}")
+    wrk_run "$WORK/warmup.txt" "$p1" 1
+    settle
+    local before after line rps requests
+    before=$(cpu_ticks "${pids[@]}")
+    wrk_run "$WORK/wrk.txt" "$p1" "$SECONDS_PER_RUN"
+    after=$(cpu_ticks "${pids[@]}")
+    line=$(grep '^BENCH ' "$WORK/wrk.txt")
+    rps=${line#*rps=}
+    rps=${rps%% *}
+    requests=${line#*requests=}
+    requests=${requests%% *}
+    local pid
+    for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+    for pid in "${pids[@]}"; do stop_process "$pid"; done
+    awk -v l="$label" -v r="$rps" -v t=$((after - before)) -v hz="$CLK_TCK" -v n="$requests" \
+        'BEGIN { printf "%s %.0f %.3f\n", l, r, 1000 * t / hz / n }' | tee -a "$WORK/results"
+}
+
+log "$CASE, fsync=$FSYNC, $ROUNDS rounds of ${SECONDS_PER_RUN} s; A=$A B=$B"
+for ((round = 1; round <= ROUNDS; round++)); do
+    if ((round % 2)); then
+        measure A "$A"
+        measure B "$B"
+    else
+        measure B "$B"
+        measure A "$A"
+    fi
+done
+echo
+awk '{ rps[$1] = rps[$1] " " $2; if ($2 > best[$1]) best[$1] = $2; cpu[$1] = cpu[$1] " " $3 }
+    END {
+        for (l in best) printf "%s: req/s%s (best %d); CPU ms/req%s\n", l, rps[l], best[l], cpu[l]
+        if (best["A"] > 0) printf "B / A (best of rounds): %.2f\n", best["B"] / best["A"]
+    }' "$WORK/results"
