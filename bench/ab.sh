@@ -2,8 +2,9 @@
 # Before and after: two builds of the service, measured in turn in the same
 # minutes, so that what else the machine does weighs on both alike. Each
 # round starts both binaries afresh (A then B, B then A on the next round)
-# and runs the 140 KB case with wrk; prints req/s and CPU per request of
-# each round and the best of each binary.
+# and runs the 140 KB case with wrk; prints req/s, CPU and context
+# switches (all threads of ours) per request of each round, and the best of
+# each binary. On a busy machine req/s and CPU swing; the switches do not.
 #
 #   bench/ab.sh OLD_BINARY NEW_BINARY [small|small-peer]
 #
@@ -44,27 +45,39 @@ trap cleanup EXIT INT TERM
 KEY=bench-$(od -An -N8 -tx1 /dev/urandom | tr -d ' \n')
 timeout 60 python3 "$HERE/make_data.py" "$WORK/data" --no-big
 
-# measure LABEL BINARY: one round of one binary; appends "LABEL rps ms" to
-# $WORK/results.
+# Context switches so far of every thread of the given processes.
+switches() {
+    local pid
+    for pid in "$@"; do cat /proc/"$pid"/task/*/status; done |
+        awk '/^(non)?voluntary_ctxt_switches:/ { n += $2 } END { print n }'
+}
+
+# measure LABEL BINARY: one round of one binary; appends "LABEL rps ms
+# switches" to $WORK/results.
 measure() {
     local label=$1 pids=()
     BIN=$2
-    rm -rf "$WORK/s1" "$WORK/s2"
+    # Fresh folders each time, the old ones emptied, not deleted (see
+    # empty_files: deleting thousands of files slows the next creates).
+    local s1=s1-$label-$round s2=s2-$label-$round
     read -r p1 p2 < <(free_ports 2)
     if [[ $CASE == small-peer ]]; then
-        start_ours s2 "$p2" "$FSYNC" info
+        start_ours "$s2" "$p2" "$FSYNC" info
         pids+=("$OURS_PID")
-        start_ours s1 "$p1" "$FSYNC" info s2 "$p2"
+        start_ours "$s1" "$p1" "$FSYNC" info "$s2" "$p2"
     else
-        start_ours s1 "$p1" "$FSYNC" info
+        start_ours "$s1" "$p1" "$FSYNC" info
     fi
     pids=("$OURS_PID" "${pids[@]}")
     wrk_run "$WORK/warmup.txt" "$p1" 1
     settle
     local before after line rps requests
+    local switched
+    switched=$(switches "${pids[@]}")
     before=$(cpu_ticks "${pids[@]}")
     wrk_run "$WORK/wrk.txt" "$p1" "$SECONDS_PER_RUN"
     after=$(cpu_ticks "${pids[@]}")
+    switched=$(($(switches "${pids[@]}") - switched))
     line=$(grep '^BENCH ' "$WORK/wrk.txt")
     rps=${line#*rps=}
     rps=${rps%% *}
@@ -73,8 +86,9 @@ measure() {
     local pid
     for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
     for pid in "${pids[@]}"; do stop_process "$pid"; done
-    awk -v l="$label" -v r="$rps" -v t=$((after - before)) -v hz="$CLK_TCK" -v n="$requests" \
-        'BEGIN { printf "%s %.0f %.3f\n", l, r, 1000 * t / hz / n }' | tee -a "$WORK/results"
+    empty_files "$WORK/$s1/data" "$WORK/$s2/data"
+    awk -v l="$label" -v r="$rps" -v t=$((after - before)) -v hz="$CLK_TCK" -v n="$requests" -v s="$switched" \
+        'BEGIN { printf "%s %.0f %.3f %.1f\n", l, r, 1000 * t / hz / n, s / n }' | tee -a "$WORK/results"
 }
 
 log "$CASE, fsync=$FSYNC, $ROUNDS rounds of ${SECONDS_PER_RUN} s; A=$A B=$B"
@@ -88,8 +102,8 @@ for ((round = 1; round <= ROUNDS; round++)); do
     fi
 done
 echo
-awk '{ rps[$1] = rps[$1] " " $2; if ($2 > best[$1]) best[$1] = $2; cpu[$1] = cpu[$1] " " $3 }
+awk '{ rps[$1] = rps[$1] " " $2; if ($2 > best[$1]) best[$1] = $2; cpu[$1] = cpu[$1] " " $3; sw[$1] = sw[$1] " " $4 }
     END {
-        for (l in best) printf "%s: req/s%s (best %d); CPU ms/req%s\n", l, rps[l], best[l], cpu[l]
+        for (l in best) printf "%s: req/s%s (best %d); CPU ms/req%s; switches/req%s\n", l, rps[l], best[l], cpu[l], sw[l]
         if (best["A"] > 0) printf "B / A (best of rounds): %.2f\n", best["B"] / best["A"]
     }' "$WORK/results"

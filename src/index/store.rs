@@ -22,7 +22,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use chrono::NaiveDate;
 use redb::{
@@ -42,8 +42,8 @@ const COMMITTED_AT: &str = "committed_at";
 
 /// Operations committed together at most.
 const BATCH: usize = 1024;
-/// How long the writer gathers records before it commits them, unless an
-/// operation that is waited for (a tombstone, a flush) is among them.
+/// How long the writer gathers records before it commits them, unless the
+/// first is an operation somebody waits for (a tombstone, a flush).
 const GATHER: Duration = Duration::from_millis(20);
 /// Day folders changed this long before the last commit are checked too at
 /// open (clocks of folders and of this process may disagree a little).
@@ -344,20 +344,17 @@ fn open_db(file: &Path) -> Result<Database, IndexError> {
 
 fn write_loop(db: &Database, queue: &mpsc::Receiver<Op>) {
     while let Ok(first) = queue.recv() {
-        let deadline = Instant::now() + GATHER;
-        let mut waited = first.is_waited();
+        if !first.is_waited() {
+            // Sleeping, not waiting on the queue: a record sent meanwhile
+            // wakes nobody, so an upload costs no switch to this thread.
+            std::thread::sleep(GATHER);
+        }
         let mut ops = vec![first];
         while ops.len() < BATCH {
-            let next = if waited {
-                queue.try_recv().ok()
-            } else {
-                queue
-                    .recv_timeout(deadline.saturating_duration_since(Instant::now()))
-                    .ok()
-            };
-            let Some(op) = next else { break };
-            waited |= op.is_waited();
-            ops.push(op);
+            match queue.try_recv() {
+                Ok(op) => ops.push(op),
+                Err(_) => break,
+            }
         }
         let result = apply(db, &ops);
         if let Err(e) = &result {

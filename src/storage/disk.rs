@@ -230,16 +230,27 @@ fn publish(
     let parent = target
         .parent()
         .ok_or_else(|| io::Error::other("stored path has no folder"))?;
-    let created = !parent.exists();
-    std::fs::create_dir_all(parent)?;
-    match place {
-        Place::Rename => {
-            std::fs::rename(&tmp.0, target)?;
-            tmp.0 = PathBuf::new();
-        }
+    let give_name = |tmp: &TempFile| match place {
+        Place::Rename => std::fs::rename(&tmp.0, target),
         // A hard link is an atomic create-if-absent; the temporary name is
         // removed afterwards.
-        Place::NoReplace => std::fs::hard_link(&tmp.0, target)?,
+        Place::NoReplace => std::fs::hard_link(&tmp.0, target),
+    };
+    // The day's folder exists but for the first file of a day: it is
+    // created only when the name cannot be given without it.
+    let created = match give_name(&tmp) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound && !parent.exists() => {
+            std::fs::create_dir_all(parent)?;
+            give_name(&tmp)?;
+            true
+        }
+        done => {
+            done?;
+            false
+        }
+    };
+    if place == Place::Rename {
+        tmp.0 = PathBuf::new();
     }
     if let Some(dir_sync) = fsync {
         dir_sync.sync(parent)?;

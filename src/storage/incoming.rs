@@ -5,6 +5,9 @@
 //! at a few KiB/s cannot starve the thread pool. One batch is written while
 //! the next is gathered, so parsing and disk work still overlap.
 //!
+//! A file smaller than a batch (most pictures) is checked and stripped in
+//! memory before anything is written, and written once.
+//!
 //! The first batch written is also where a decompression bomb is caught:
 //! once its header is on disk, a picture over the limits is refused without
 //! waiting for the rest. At the end, the whole file is checked again (an
@@ -17,8 +20,9 @@
 //! while a write task is still queued or running: the task itself checks,
 //! after its work, whether its upload was dropped meanwhile.
 
+use std::borrow::Cow;
 use std::fs::{File, OpenOptions};
-use std::io::{self, BufReader, BufWriter, IoSlice, Seek, SeekFrom, Write};
+use std::io::{self, BufReader, BufWriter, Cursor, IoSlice, Seek, SeekFrom, Write};
 use std::mem;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -279,6 +283,9 @@ impl Writer {
         image_type: ImageType,
         rules: ImageRules,
     ) -> Result<(u64, String, Dimensions), StorageError> {
+        if self.file.is_none() {
+            return self.complete_in_memory(path, batch, abandoned, fsync, image_type, rules);
+        }
         let mut writer = self.write(path, batch, abandoned)?;
         let file = writer.open_file()?;
         file.seek(SeekFrom::Start(0))?;
@@ -327,6 +334,68 @@ impl Writer {
         if abandoned.load(Ordering::SeqCst) {
             let _ = std::fs::remove_file(path);
             return Err(io::Error::other("upload abandoned").into());
+        }
+        Ok((size, hex::encode(out.hasher.finalize()), dimensions))
+    }
+
+    /// [`Writer::complete`] for a file that never filled a batch: all of it
+    /// is in `batch`, so it is checked (and stripped) in memory and only the
+    /// bytes to store are written, once, instead of being read back.
+    fn complete_in_memory(
+        self,
+        path: &Path,
+        batch: &[Bytes],
+        abandoned: &AtomicBool,
+        fsync: bool,
+        image_type: ImageType,
+        rules: ImageRules,
+    ) -> Result<(u64, String, Dimensions), StorageError> {
+        let whole: Cow<'_, [u8]> = match batch {
+            [one] => Cow::Borrowed(one),
+            _ => Cow::Owned(batch.concat()),
+        };
+        let mut reader = Cursor::new(&*whole);
+        let dimensions = images::dimensions(&mut reader).ok_or(StorageError::Malformed {
+            kind: image_type.extension(),
+        })?;
+        reader.set_position(0);
+        if let Some(over) = rules.limits.over(&mut reader, dimensions)? {
+            return Err(over.into());
+        }
+        reader.set_position(0);
+        let plan = if rules.strip_metadata {
+            images::strip::strip(&mut reader)?
+        } else {
+            None
+        };
+        let Some(plan) = plan else {
+            let mut writer = self.write(path, batch, abandoned)?;
+            if fsync {
+                writer.open_file()?.sync_all()?;
+            }
+            return Ok((
+                writer.len,
+                hex::encode(writer.hasher.finalize()),
+                dimensions,
+            ));
+        };
+        reader.set_position(0);
+        let mut out = Hashing {
+            file: BufWriter::new(File::create_new(path)?),
+            hasher: Sha256::new(),
+        };
+        let written = plan.apply(&mut reader, &mut out);
+        let file = out.file.into_inner().map_err(|e| e.into_error());
+        // As in `write`: an upload dropped meanwhile has removed `path`
+        // already, or removes it after this check.
+        if abandoned.load(Ordering::SeqCst) {
+            drop(file);
+            let _ = std::fs::remove_file(path);
+            return Err(io::Error::other("upload abandoned").into());
+        }
+        let size = written?;
+        if fsync {
+            file?.sync_all()?;
         }
         Ok((size, hex::encode(out.hasher.finalize()), dimensions))
     }

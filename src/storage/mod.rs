@@ -131,7 +131,7 @@ pub enum Arrival {
 }
 
 /// Where a complete temporary file goes.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Place {
     /// A fresh upload: its uuid name cannot be taken.
     Rename,
