@@ -149,10 +149,14 @@ async fn streamed(
     let mut file = next_field(&mut form)
         .await?
         .filter(|f| f.name() == Some(FILE_FIELD))
-        .ok_or_else(|| Error::BadRequest("a streamed replica starts with its `file` part".into()))?;
+        .ok_or_else(|| {
+            Error::BadRequest("a streamed replica starts with its `file` part".into())
+        })?;
     while let Some(chunk) = file.next().await {
         incoming.write(chunk.map_err(multipart_error)?).await?;
     }
+    // multer reads the next field only once this one is gone.
+    drop(file);
     let written = incoming.finish().await?;
     let hash = next_field(&mut form)
         .await?

@@ -73,7 +73,7 @@ pub struct Streamed {
 
 impl Streamed {
     pub(super) fn has(&self, peer: &Peer) -> bool {
-        self.confirmed.iter().any(|name| *name == peer.name)
+        self.confirmed.contains(&peer.name)
     }
 }
 
@@ -135,7 +135,7 @@ impl Streams {
         if copies.is_empty() {
             return Streamed::default();
         }
-        if rewritten || self.path.as_ref() != Some(&file.path) {
+        if rewritten {
             tracing::info!(path = %file.path, "metadata was removed after the bytes were streamed; the streamed copies are given up");
             return Streamed::default();
         }
@@ -283,7 +283,7 @@ struct Body {
 }
 
 /// Sends one streamed copy and judges the answer; tells the peer's breaker
-/// how it went unless the task is aborted first.
+/// what the answer says, unless the task is aborted first.
 async fn send(
     body: Body,
     _permit: OwnedSemaphorePermit,
@@ -330,12 +330,14 @@ async fn send(
         .put(sync_url(peer, &path))
         .header("X-Security-Key", &peer.security_key)
         .multipart(form);
-    let result = async {
-        let response = request.send().await.map_err(transport)?;
-        progress.touch();
-        judge(peer, &path, response, &progress).await
-    }
-    .await;
+    // A request that fails before any answer tells the breaker nothing: a
+    // peer that refuses a file at its first bytes closes the connection
+    // while the body is still being written, which looks like a broken
+    // pipe here. The copy after the fact tries again and the breaker hears
+    // about that one.
+    let response = request.send().await.map_err(transport)?;
+    progress.touch();
+    let result = judge(peer, &path, response, &progress).await;
     link.record(started, &result);
     result
 }
