@@ -168,6 +168,8 @@ pub struct Replicator {
     peers: Arc<[Peer]>,
     links: Arc<[Link]>,
     idle_timeout: Duration,
+    /// Upload permits per peer.
+    concurrency: usize,
 }
 
 impl Replicator {
@@ -195,6 +197,7 @@ impl Replicator {
             peers: config.peers.clone().into(),
             links,
             idle_timeout: r.idle_timeout,
+            concurrency: r.concurrency,
         })
     }
 

@@ -11,11 +11,12 @@
 //!
 //! A streamed copy only saves time; it never decides whether a file
 //! reaches a peer. It is tried only while the peer's breaker is closed and
-//! one of its upload permits is free at once, and a copy that does not end
-//! confirmed (the peer refused or failed, its queue stayed full for the
-//! idle timeout, metadata stripping changed the bytes after they were sent)
-//! is left to [`super::deliver`], which copies the stored file as before
-//! and journals what fails. Memory is a short queue of chunks per peer.
+//! more than half of its upload permits are free, and a copy that does not
+//! end confirmed (the peer refused or failed, its queue stayed full for the
+//! idle timeout, metadata stripping changed the bytes after they were
+//! sent) is left to [`super::deliver`], which copies the stored file as
+//! before and journals what fails. Memory is a short queue of chunks per
+//! peer.
 //!
 //! What is stored, and how a name is made, is not decided here: the copies
 //! go under the [`StoredPath::dated`] name chosen once the file's type is
@@ -176,10 +177,18 @@ struct Copy {
 
 impl Copy {
     /// Starts a copy to the peer of `replicator.links[link]`, if its
-    /// breaker is closed and an upload permit is free now.
+    /// breaker is closed and an upload permit is free now (and more than
+    /// half of them are).
     fn start(replicator: &Replicator, link: usize, path: &StoredPath) -> Option<Self> {
         let l = &replicator.links[link];
         if l.breaker.status(Instant::now()).open {
+            return None;
+        }
+        // A streamed copy holds its permit while the upload arrives, which
+        // a slow client makes long: streamed copies only take permits while
+        // more than half are free, so other uploads' copies never wait for
+        // them.
+        if l.uploads.available_permits() <= replicator.concurrency / 2 {
             return None;
         }
         let permit = l.uploads.clone().try_acquire_owned().ok()?;
