@@ -77,15 +77,17 @@ async fn receive(
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
-    let (written, expected) = match multer::parse_boundary(content_type) {
-        Ok(boundary) => streamed(state, begin()?, boundary, body).await?,
-        Err(_) => raw(state, begin, headers, body).await?,
+    let boundary = multer::parse_boundary(content_type).ok();
+    let streamed = boundary.is_some();
+    let (written, expected) = match boundary {
+        Some(boundary) => form(state, begin()?, boundary, body).await?,
+        None => raw(state, begin, headers, body).await?,
     };
     let arrival = state
         .storage
         .commit_replica(written, &path, &expected)
         .await?;
-    tracing::info!(%path, ?arrival, streamed = content_type.starts_with("multipart/"), "replica received");
+    tracing::info!(%path, ?arrival, streamed, "replica received");
     Ok((path, arrival))
 }
 
@@ -123,7 +125,7 @@ async fn raw(
 /// The body is a form: the part `file`, then the field `sha256`, then its
 /// end. The file is flushed while the sender finishes its own; the hash
 /// comes after that.
-async fn streamed(
+async fn form(
     state: &AppState,
     mut incoming: Incoming,
     boundary: String,
