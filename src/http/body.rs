@@ -65,6 +65,10 @@ pub fn paced(
     })
 }
 
+/// Bytes that may arrive before the first boundary, and between a boundary
+/// and the end of the part's header block (SPEC §8: a few tens of KiB).
+pub const HEADER_BYTES: u64 = 32 * 1024;
+
 /// Bytes the multipart parser may still pull before it must have found what
 /// it looks for; shared between the body stream and the code driving the
 /// parser, which opens it around each search for the next part.

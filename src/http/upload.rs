@@ -15,19 +15,16 @@ use serde_json::{Map, Value, json};
 use tokio::task::JoinHandle;
 
 use super::AppState;
-use super::body::{BodyError, HeaderBudget, paced};
+use super::body::{BodyError, HEADER_BYTES, HeaderBudget, paced};
 use super::error::Error;
 use super::origin::Origin;
 use super::respond::{Format, answer};
 use crate::images::Dimensions;
-use crate::replication::{self, ReplicaOutcome};
+use crate::replication::{self, ReplicaOutcome, Streams};
 use crate::storage::{ImageRules, StorageError, StoredFile};
 
 /// Longest client filename echoed back in an answer.
 const NAME_LIMIT: usize = 255;
-/// Bytes that may arrive before the first boundary, and between a boundary
-/// and the end of the part's header block (SPEC §8: a few tens of KiB).
-const HEADER_BYTES: u64 = 32 * 1024;
 
 /// A received file on its way to its public name and to the peers.
 struct Pending {
@@ -160,8 +157,13 @@ async fn receive(
             state
                 .storage
                 .begin(config.max_file_bytes, &config.allowed_types, rules)?;
+        // A large file also goes to the peers as it arrives; if this part
+        // fails, dropping `streams` leaves nothing on any peer.
+        let mut streams = Streams::new(&state.replicator, declared);
         while let Some(chunk) = field.next().await {
-            incoming.write(chunk.map_err(multipart_error)?).await?;
+            let chunk = chunk.map_err(multipart_error)?;
+            incoming.write(chunk.clone()).await?;
+            streams.feed(&chunk, incoming.sniffed()).await;
         }
         let written = incoming.finish().await?;
         let dimensions = written.dimensions;
@@ -172,15 +174,21 @@ async fn receive(
             // even if the client goes away, so no file stays on this server
             // alone unrecorded.
             tokio::spawn(async move {
-                let file = state.storage.commit_dated(written).await?;
+                let rewritten = written.rewritten;
+                let file = match streams.path() {
+                    Some(path) => state.storage.commit_named(written, path.clone()).await?,
+                    None => state.storage.commit_dated(written).await?,
+                };
                 super::variants::make_thumbnail_soon(&state, &file.path);
                 tracing::info!(path = %file.path, size = file.size, sha256 = %file.sha256, "stored");
+                let streamed = streams.finish(&file, rewritten).await;
                 let replicas = replication::deliver(
                     &state.replicator,
                     &state.storage,
                     &state.journal,
                     &state.config.server_name,
                     &file,
+                    &streamed,
                 )
                 .await;
                 Ok((file, replicas))
@@ -305,7 +313,7 @@ fn client_name(raw: &str) -> String {
         .collect()
 }
 
-fn multipart_error(e: multer::Error) -> Error {
+pub(super) fn multipart_error(e: multer::Error) -> Error {
     match e {
         multer::Error::StreamReadFailed(source) => match source.downcast::<BodyError>() {
             Ok(body) => Error::from(*body),

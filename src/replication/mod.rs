@@ -21,12 +21,15 @@
 //! peer's health: such a copy is journaled for an operator and the breaker
 //! is left alone.
 //!
-//! [`deliver`] is the step the upload path calls: copy to all peers, then
-//! journal every failed copy before returning, so §4's invariant holds
-//! whenever a link is handed out.
+//! A large upload's copies may also be streamed to the peers while it
+//! arrives (`stream.rs`); that only saves time. [`deliver`] is the step the
+//! upload path calls: copy to every peer that did not confirm a streamed
+//! copy, then journal every failed copy before returning, so §4's invariant
+//! holds whenever a link is handed out.
 
 mod answer;
 mod breaker;
+mod stream;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -49,6 +52,7 @@ pub(crate) use answer::{
 };
 pub use breaker::BreakerStatus;
 use breaker::{Breaker, Open};
+pub use stream::{FILE_FIELD, HASH_FIELD, Streamed, Streams};
 
 /// The request header with which a server passes a delete on to its
 /// peers, naming itself: the receiving peer deletes the name locally and
@@ -152,7 +156,8 @@ pub struct ReplicaOutcome {
 #[derive(Debug)]
 struct Link {
     peer: Peer,
-    uploads: Semaphore,
+    /// Shared with the streamed copies, which hold theirs in a task.
+    uploads: Arc<Semaphore>,
     replays: Semaphore,
     breaker: Breaker,
 }
@@ -163,6 +168,8 @@ pub struct Replicator {
     peers: Arc<[Peer]>,
     links: Arc<[Link]>,
     idle_timeout: Duration,
+    /// Upload permits per peer.
+    concurrency: usize,
 }
 
 impl Replicator {
@@ -180,7 +187,7 @@ impl Replicator {
             .iter()
             .map(|peer| Link {
                 peer: peer.clone(),
-                uploads: Semaphore::new(r.concurrency),
+                uploads: Arc::new(Semaphore::new(r.concurrency)),
                 replays: Semaphore::new(r.concurrency),
                 breaker: Breaker::new(r.retry_interval, r.max_retry_interval),
             })
@@ -190,6 +197,7 @@ impl Replicator {
             peers: config.peers.clone().into(),
             links,
             idle_timeout: r.idle_timeout,
+            concurrency: r.concurrency,
         })
     }
 
@@ -294,14 +302,7 @@ impl Replicator {
             Lane::Replay { since } => breaker.admit_replay(since, Instant::now())?,
         }
         let result = exchange(&link.peer).await;
-        match &result {
-            Ok(()) => breaker.succeeded(),
-            Err(e) => {
-                if let Some(costly) = e.peer_failure() {
-                    breaker.failed(&e.to_string(), costly, started, Instant::now());
-                }
-            }
-        }
+        link.record(started, &result);
         result
     }
 
@@ -319,14 +320,9 @@ impl Replicator {
             let progress = progress.clone();
             ReaderStream::with_capacity(body, READ_CHUNK).inspect(move |_| progress.touch())
         };
-        let mut url = peer.uri.clone();
-        url.query_pairs_mut()
-            .append_pair("action", "sync")
-            .append_pair("path", &file.path.to_string())
-            .append_pair("format", "json");
         let request = self
             .client
-            .put(url)
+            .put(sync_url(peer, &file.path))
             .header("X-Security-Key", &peer.security_key)
             .header("X-Content-SHA256", &file.sha256)
             .header(reqwest::header::CONTENT_LENGTH, file.size)
@@ -375,6 +371,16 @@ impl Replicator {
             }
         }
     }
+}
+
+/// `{peer.Uri}?action=sync&path=…&format=json`: where a copy of `path` goes.
+fn sync_url(peer: &Peer, path: &StoredPath) -> reqwest::Url {
+    let mut url = peer.uri.clone();
+    url.query_pairs_mut()
+        .append_pair("action", "sync")
+        .append_pair("path", &path.to_string())
+        .append_pair("format", "json");
+    url
 }
 
 /// Whether `response` confirms that `peer` did what it was asked for
@@ -473,7 +479,8 @@ fn refuses_for_good(status: StatusCode) -> bool {
     )
 }
 
-/// Copies `file` to every peer at once and journals each failed copy.
+/// Copies `file` to every peer at once, except those that confirmed a
+/// streamed copy of it (`streamed`), and journals each failed copy.
 /// Returns `Err` only if a failure could not be journaled: then no link may
 /// be handed out for the file.
 pub async fn deliver(
@@ -482,19 +489,25 @@ pub async fn deliver(
     journal: &Journal,
     from: &str,
     file: &StoredFile,
+    streamed: &Streamed,
 ) -> std::io::Result<Vec<ReplicaOutcome>> {
-    if replicator.peers().is_empty() {
-        return Ok(Vec::new());
-    }
-    let source = &storage.find_file(&file.path).await.ok_or_else(|| {
-        std::io::Error::other(format!("{} is not on this server's disks", file.path))
-    })?;
+    // `None` only when every peer has its streamed copy already.
+    let source = if replicator.peers().iter().all(|peer| streamed.has(peer)) {
+        None
+    } else {
+        Some(storage.find_file(&file.path).await.ok_or_else(|| {
+            std::io::Error::other(format!("{} is not on this server's disks", file.path))
+        })?)
+    };
+    let source = source.as_deref();
     let results =
         futures_util::future::join_all(replicator.peers().iter().map(|peer| async move {
-            (
-                peer,
-                replicator.send(Lane::Upload, peer, source, file).await,
-            )
+            let owed = source.filter(|_| !streamed.has(peer));
+            let result = match owed {
+                Some(source) => replicator.send(Lane::Upload, peer, source, file).await,
+                None => Ok(()),
+            };
+            (peer, result)
         }))
         .await;
     let mut outcomes = Vec::with_capacity(results.len());
@@ -502,7 +515,8 @@ pub async fn deliver(
     for (peer, result) in results {
         match result {
             Ok(()) => {
-                tracing::info!(peer = %peer.name, path = %file.path, "replicated");
+                let streamed = streamed.has(peer);
+                tracing::info!(peer = %peer.name, path = %file.path, streamed, "replicated");
                 outcomes.push(ReplicaOutcome::confirmed(peer));
             }
             Err(e @ ReplicationError::DeletedThere) => {
@@ -610,6 +624,22 @@ impl ReplicaOutcome {
             ok: false,
             error: Some(e.to_string()),
             journaled: true,
+        }
+    }
+}
+
+impl Link {
+    /// Tells the breaker how a copy that began when it had counted
+    /// `started` failures went.
+    fn record(&self, started: u64, result: &Result<(), ReplicationError>) {
+        match result {
+            Ok(()) => self.breaker.succeeded(),
+            Err(e) => {
+                if let Some(costly) = e.peer_failure() {
+                    self.breaker
+                        .failed(&e.to_string(), costly, started, Instant::now());
+                }
+            }
         }
     }
 }

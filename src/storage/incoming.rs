@@ -74,6 +74,8 @@ pub struct Written {
     pub sha256: String,
     pub image_type: ImageType,
     pub dimensions: Dimensions,
+    /// The stored bytes are not the received ones: metadata was removed.
+    pub rewritten: bool,
 }
 
 impl Incoming {
@@ -155,7 +157,7 @@ impl Incoming {
         let (batch, path, abandoned) = self.take_batch();
         let fsync = self.fsync;
         let rules = self.rules;
-        let (size, sha256, dimensions) = self
+        let (size, sha256, dimensions, rewritten) = self
             .disk
             .spawn(move || writer.complete(&path, &batch, &abandoned, fsync, image_type, rules))
             .await?
@@ -172,7 +174,17 @@ impl Incoming {
             sha256,
             image_type,
             dimensions,
+            rewritten,
         })
+    }
+
+    /// The file's type, once its first bytes have shown it (an allowed
+    /// one: [`Incoming::write`] refuses the others).
+    pub fn sniffed(&self) -> Option<ImageType> {
+        if self.head.len() < SNIFF_LEN {
+            return None;
+        }
+        ImageType::sniff(&self.head).filter(|t| self.allowed.contains(t))
     }
 
     /// The file and hash, once the write task that has them is done.
@@ -273,7 +285,8 @@ impl Writer {
 
     /// Writes the last batch, reads the image header, checks the limits,
     /// strips the metadata if `rules` say so, flushes; returns the size and
-    /// hash of the file as it will be stored, and the dimensions.
+    /// hash of the file as it will be stored, the dimensions, and whether
+    /// stripping rewrote it.
     fn complete(
         self,
         path: &Path,
@@ -282,7 +295,7 @@ impl Writer {
         fsync: bool,
         image_type: ImageType,
         rules: ImageRules,
-    ) -> Result<(u64, String, Dimensions), StorageError> {
+    ) -> Result<(u64, String, Dimensions, bool), StorageError> {
         if self.file.is_none() {
             return self.complete_in_memory(path, batch, abandoned, fsync, image_type, rules);
         }
@@ -311,6 +324,7 @@ impl Writer {
                 writer.len,
                 hex::encode(writer.hasher.finalize()),
                 dimensions,
+                false,
             ));
         };
         let mut copy = TempFile(path.with_extension("strip"));
@@ -335,7 +349,7 @@ impl Writer {
             let _ = std::fs::remove_file(path);
             return Err(io::Error::other("upload abandoned").into());
         }
-        Ok((size, hex::encode(out.hasher.finalize()), dimensions))
+        Ok((size, hex::encode(out.hasher.finalize()), dimensions, true))
     }
 
     /// [`Writer::complete`] for a file that never filled a batch: all of it
@@ -349,7 +363,7 @@ impl Writer {
         fsync: bool,
         image_type: ImageType,
         rules: ImageRules,
-    ) -> Result<(u64, String, Dimensions), StorageError> {
+    ) -> Result<(u64, String, Dimensions, bool), StorageError> {
         let whole: Cow<'_, [u8]> = match batch {
             [one] => Cow::Borrowed(one),
             _ => Cow::Owned(batch.concat()),
@@ -377,6 +391,7 @@ impl Writer {
                 writer.len,
                 hex::encode(writer.hasher.finalize()),
                 dimensions,
+                false,
             ));
         };
         reader.set_position(0);
@@ -397,7 +412,7 @@ impl Writer {
         if fsync {
             file?.sync_all()?;
         }
-        Ok((size, hex::encode(out.hasher.finalize()), dimensions))
+        Ok((size, hex::encode(out.hasher.finalize()), dimensions, true))
     }
 
     fn append(&mut self, path: &Path, batch: &[Bytes]) -> io::Result<()> {

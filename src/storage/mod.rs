@@ -40,7 +40,6 @@ use futures_util::future::BoxFuture;
 use sha2::{Digest, Sha256};
 use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
-use uuid::Uuid;
 
 use disk::Disk;
 pub(crate) use disk::sync_dir;
@@ -460,8 +459,23 @@ impl Storage {
 
     /// Gives a complete upload its dated public name (today, local time).
     pub async fn commit_dated(&self, written: Written) -> Result<StoredFile, StorageError> {
-        let date = chrono::Local::now().date_naive();
-        let path = StoredPath::new(date, Uuid::new_v4(), written.image_type);
+        let path = StoredPath::dated(written.image_type);
+        self.commit_named(written, path).await
+    }
+
+    /// Gives a complete upload the dated name chosen for it when it began
+    /// ([`StoredPath::dated`]), because its copies were already sent to the
+    /// peers under that name while it arrived.
+    pub async fn commit_named(
+        &self,
+        written: Written,
+        path: StoredPath,
+    ) -> Result<StoredFile, StorageError> {
+        if written.image_type != path.image_type() {
+            return Err(StorageError::Io(io::Error::other(format!(
+                "{path} was chosen for another type than the file's"
+            ))));
+        }
         let file = StoredFile {
             path,
             size: written.size,

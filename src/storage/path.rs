@@ -24,6 +24,12 @@ impl StoredPath {
         Self { date, id, ext }
     }
 
+    /// A new upload's name: today (the server's local date) and a fresh
+    /// uuid. The only place a name is made.
+    pub fn dated(ext: ImageType) -> Self {
+        Self::new(chrono::Local::now().date_naive(), Uuid::new_v4(), ext)
+    }
+
     /// Parses `2014/4/15/5310bcaf-0f8a-45c5-9a61-9bf45b5e09c1.jpg`; anything
     /// else (padding, `..`, backslashes, upper case, other names) is `None`.
     pub fn parse(s: &str) -> Option<Self> {
