@@ -175,6 +175,7 @@ async fn receive(
             // alone unrecorded.
             tokio::spawn(async move {
                 let rewritten = written.rewritten;
+                let content = written.content.clone();
                 let file = match streams.path() {
                     Some(path) => state.storage.commit_named(written, path.clone()).await?,
                     None => state.storage.commit_dated(written).await?,
@@ -188,6 +189,7 @@ async fn receive(
                     &state.journal,
                     &state.config.server_name,
                     &file,
+                    content.as_ref(),
                     &streamed,
                 )
                 .await;

@@ -24,7 +24,7 @@ use futures_util::StreamExt;
 use serde::Serialize;
 
 use super::{Journal, JournalEntry, Operation, Settlement};
-use crate::replication::{Lane, ReplicationError, Replicator};
+use crate::replication::{Lane, ReplicationError, Replicator, Source};
 use crate::storage::{Storage, StoredFile, StoredPath};
 
 /// Entries sent at once during a replay (the replicator bounds transfers too).
@@ -166,7 +166,9 @@ impl Replayer {
                     size: entry.size,
                     sha256: entry.sha256.clone(),
                 };
-                self.replicator.send(lane, peer, &source, &file).await
+                self.replicator
+                    .send(lane, peer, Source::Disk(&source), &file)
+                    .await
             }
         };
         match result {

@@ -36,6 +36,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use bytes::Bytes;
 use futures_util::StreamExt;
 use reqwest::StatusCode;
 use serde::Serialize;
@@ -141,6 +142,16 @@ pub enum Lane {
     Replay { since: u64 },
 }
 
+/// Where a copy's bytes come from.
+#[derive(Debug, Clone, Copy)]
+pub enum Source<'a> {
+    /// The stored file.
+    Disk(&'a Path),
+    /// The stored bytes, still in memory (a small upload): no file is
+    /// opened or read to send them.
+    Memory(&'a Bytes),
+}
+
 /// One peer's outcome for one file, as reported to the uploader.
 #[derive(Debug, Clone, Serialize)]
 pub struct ReplicaOutcome {
@@ -243,7 +254,7 @@ impl Replicator {
         &self,
         lane: Lane,
         peer: &Peer,
-        source: &Path,
+        source: Source<'_>,
         file: &StoredFile,
     ) -> Result<(), ReplicationError> {
         self.guarded(lane, peer, |peer| self.transfer(peer, source, file))
@@ -309,16 +320,22 @@ impl Replicator {
     async fn transfer(
         &self,
         peer: &Peer,
-        source: &Path,
+        source: Source<'_>,
         file: &StoredFile,
     ) -> Result<(), ReplicationError> {
-        let body = tokio::fs::File::open(source)
-            .await
-            .map_err(ReplicationError::Source)?;
         let progress = Progress::new();
-        let stream = {
-            let progress = progress.clone();
-            ReaderStream::with_capacity(body, READ_CHUNK).inspect(move |_| progress.touch())
+        let body = match source {
+            Source::Memory(content) => reqwest::Body::from(content.clone()),
+            Source::Disk(path) => {
+                let body = tokio::fs::File::open(path)
+                    .await
+                    .map_err(ReplicationError::Source)?;
+                let progress = progress.clone();
+                reqwest::Body::wrap_stream(
+                    ReaderStream::with_capacity(body, READ_CHUNK)
+                        .inspect(move |_| progress.touch()),
+                )
+            }
         };
         let request = self
             .client
@@ -326,7 +343,7 @@ impl Replicator {
             .header("X-Security-Key", &peer.security_key)
             .header("X-Content-SHA256", &file.sha256)
             .header(reqwest::header::CONTENT_LENGTH, file.size)
-            .body(reqwest::Body::wrap_stream(stream));
+            .body(body);
         let exchange = async {
             let response = request.send().await.map_err(transport)?;
             progress.touch();
@@ -489,17 +506,23 @@ pub async fn deliver(
     journal: &Journal,
     from: &str,
     file: &StoredFile,
+    content: Option<&Bytes>,
     streamed: &Streamed,
 ) -> std::io::Result<Vec<ReplicaOutcome>> {
-    // `None` only when every peer has its streamed copy already.
-    let source = if replicator.peers().iter().all(|peer| streamed.has(peer)) {
+    // `None` only when every peer has its streamed copy already, or the
+    // bytes are still in memory.
+    let on_disk = if content.is_some() || replicator.peers().iter().all(|p| streamed.has(p)) {
         None
     } else {
         Some(storage.find_file(&file.path).await.ok_or_else(|| {
             std::io::Error::other(format!("{} is not on this server's disks", file.path))
         })?)
     };
-    let source = source.as_deref();
+    let source = match (content, &on_disk) {
+        (Some(content), _) => Some(Source::Memory(content)),
+        (None, Some(path)) => Some(Source::Disk(path)),
+        (None, None) => None,
+    };
     let results =
         futures_util::future::join_all(replicator.peers().iter().map(|peer| async move {
             let owed = source.filter(|_| !streamed.has(peer));

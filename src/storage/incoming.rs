@@ -20,7 +20,6 @@
 //! while a write task is still queued or running: the task itself checks,
 //! after its work, whether its upload was dropped meanwhile.
 
-use std::borrow::Cow;
 use std::fs::{File, OpenOptions};
 use std::io::{self, BufReader, BufWriter, Cursor, IoSlice, Seek, SeekFrom, Write};
 use std::mem;
@@ -76,6 +75,18 @@ pub struct Written {
     pub dimensions: Dimensions,
     /// The stored bytes are not the received ones: metadata was removed.
     pub rewritten: bool,
+    /// The stored bytes themselves, for a file that never filled a batch:
+    /// its copies to the peers are sent from memory.
+    pub content: Option<Bytes>,
+}
+
+/// What [`Writer::complete`] found and wrote.
+struct Completed {
+    size: u64,
+    sha256: String,
+    dimensions: Dimensions,
+    rewritten: bool,
+    content: Option<Bytes>,
 }
 
 impl Incoming {
@@ -158,7 +169,13 @@ impl Incoming {
         let (batch, path, abandoned) = self.take_batch();
         let fsync = self.fsync;
         let rules = self.rules;
-        let (size, sha256, dimensions, rewritten) = self
+        let Completed {
+            size,
+            sha256,
+            dimensions,
+            rewritten,
+            content,
+        } = self
             .disk
             .spawn(move || writer.complete(&path, &batch, &abandoned, fsync, image_type, rules))
             .await?
@@ -176,6 +193,7 @@ impl Incoming {
             image_type,
             dimensions,
             rewritten,
+            content,
         })
     }
 
@@ -289,8 +307,8 @@ impl Writer {
 
     /// Writes the last batch, reads the image header, checks the limits,
     /// strips the metadata if `rules` say so, flushes; returns the size and
-    /// hash of the file as it will be stored, the dimensions, and whether
-    /// stripping rewrote it.
+    /// hash of the file as it will be stored, the dimensions, whether
+    /// stripping rewrote it, and (a file smaller than a batch) its bytes.
     fn complete(
         self,
         path: &Path,
@@ -299,7 +317,7 @@ impl Writer {
         fsync: bool,
         image_type: ImageType,
         rules: ImageRules,
-    ) -> Result<(u64, String, Dimensions, bool), StorageError> {
+    ) -> Result<Completed, StorageError> {
         if self.file.is_none() {
             return self.complete_in_memory(path, batch, abandoned, fsync, image_type, rules);
         }
@@ -324,12 +342,13 @@ impl Writer {
             if fsync {
                 file.sync_all()?;
             }
-            return Ok((
-                writer.len,
-                hex::encode(writer.hasher.finalize()),
+            return Ok(Completed {
+                size: writer.len,
+                sha256: hex::encode(writer.hasher.finalize()),
                 dimensions,
-                false,
-            ));
+                rewritten: false,
+                content: None,
+            });
         };
         let mut copy = TempFile(path.with_extension("strip"));
         let mut out = Hashing {
@@ -353,7 +372,13 @@ impl Writer {
             let _ = std::fs::remove_file(path);
             return Err(io::Error::other("upload abandoned").into());
         }
-        Ok((size, hex::encode(out.hasher.finalize()), dimensions, true))
+        Ok(Completed {
+            size,
+            sha256: hex::encode(out.hasher.finalize()),
+            dimensions,
+            rewritten: true,
+            content: None,
+        })
     }
 
     /// [`Writer::complete`] for a file that never filled a batch: all of it
@@ -367,12 +392,12 @@ impl Writer {
         fsync: bool,
         image_type: ImageType,
         rules: ImageRules,
-    ) -> Result<(u64, String, Dimensions, bool), StorageError> {
-        let whole: Cow<'_, [u8]> = match batch {
-            [one] => Cow::Borrowed(one),
-            _ => Cow::Owned(batch.concat()),
+    ) -> Result<Completed, StorageError> {
+        let whole = match batch {
+            [one] => one.clone(),
+            _ => Bytes::from(batch.concat()),
         };
-        let mut reader = Cursor::new(&*whole);
+        let mut reader = Cursor::new(&whole[..]);
         let dimensions = images::dimensions(&mut reader).ok_or(StorageError::Malformed {
             kind: image_type.extension(),
         })?;
@@ -391,32 +416,35 @@ impl Writer {
             if fsync {
                 writer.open_file()?.sync_all()?;
             }
-            return Ok((
-                writer.len,
-                hex::encode(writer.hasher.finalize()),
+            return Ok(Completed {
+                size: writer.len,
+                sha256: hex::encode(writer.hasher.finalize()),
                 dimensions,
-                false,
-            ));
+                rewritten: false,
+                content: Some(whole),
+            });
         };
         reader.set_position(0);
-        let mut out = Hashing {
-            file: BufWriter::new(File::create_new(path)?),
+        let mut stripped = Vec::with_capacity(whole.len());
+        plan.apply(&mut reader, &mut stripped)?;
+        let stripped = Bytes::from(stripped);
+        let fresh = Self {
+            file: None,
             hasher: Sha256::new(),
+            len: 0,
+            write_behind: false,
         };
-        let written = plan.apply(&mut reader, &mut out);
-        let file = out.file.into_inner().map_err(|e| e.into_error());
-        // As in `write`: an upload dropped meanwhile has removed `path`
-        // already, or removes it after this check.
-        if abandoned.load(Ordering::SeqCst) {
-            drop(file);
-            let _ = std::fs::remove_file(path);
-            return Err(io::Error::other("upload abandoned").into());
-        }
-        let size = written?;
+        let mut writer = fresh.write(path, std::slice::from_ref(&stripped), abandoned)?;
         if fsync {
-            file?.sync_all()?;
+            writer.open_file()?.sync_all()?;
         }
-        Ok((size, hex::encode(out.hasher.finalize()), dimensions, true))
+        Ok(Completed {
+            size: writer.len,
+            sha256: hex::encode(writer.hasher.finalize()),
+            dimensions,
+            rewritten: true,
+            content: Some(stripped),
+        })
     }
 
     fn append(&mut self, path: &Path, batch: &[Bytes]) -> io::Result<()> {
