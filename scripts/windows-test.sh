@@ -60,6 +60,8 @@ SELECTION=(
     image_intake:a_decompression_bomb_is_refused_at_once_and_leaves_nothing
     volumes:uploads_go_to_the_least_busy_volume_and_every_link_is_served
     volumes:repair_and_scrub_cover_every_volume
+    stream_replica:a_large_upload_reaches_the_peer_while_it_still_arrives
+    stream_replica:the_sync_form_publishes_only_a_replica_whose_hash_came_and_matched
 )
 
 if [ -z "$exe" ]; then
