@@ -743,6 +743,43 @@ async fn the_background_replay_delivers_once_the_peer_is_back() {
 }
 
 // ---------------------------------------------------------------------------
+// 7. A damaged file here is not the peer's failure.
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stored_file_cut_short_here_does_not_count_against_the_peer() {
+    let mut cluster = Cluster::new(&["s1", "s2"], QUIET);
+    cluster.node(0).start();
+    let client = client();
+    let files = [("a.jpg".to_owned(), jpeg(300_000, 71))];
+    let entry = upload(&client, &cluster.nodes[0], &files).await[0].clone();
+    journaled(&entry, "s2");
+    // The copy owed is cut short on this server's disk before the replay
+    // (a damaged disk; scrub's to find): sending it fails, but that says
+    // nothing about the peer.
+    let path = entry["path"].as_str().expect("path");
+    let stored = cluster.nodes[0].data_dir().join(path);
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&stored)
+        .and_then(|f| f.set_len(1000))
+        .expect("cut the stored file short");
+    cluster.node(1).start();
+    uploaderrors(&client, &cluster.nodes[0], reqwest::Method::POST).await;
+    let journal = cluster.nodes[0].journal();
+    assert_eq!(journal.len(), 1, "{journal:?}");
+    assert!(
+        journal[0]["last_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("recorded")),
+        "{journal:?}"
+    );
+    // The peer's breaker stayed closed: the next upload is copied at once.
+    let files = [("b.jpg".to_owned(), jpeg(80_000, 72))];
+    let entry = upload(&client, &cluster.nodes[0], &files).await[0].clone();
+    assert!(confirmed(&entry, "s2"), "{entry}");
+}
+
+// ---------------------------------------------------------------------------
 // Helpers.
 
 fn client() -> reqwest::Client {

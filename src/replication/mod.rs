@@ -330,6 +330,20 @@ impl Replicator {
                 let body = tokio::fs::File::open(path)
                     .await
                     .map_err(ReplicationError::Source)?;
+                // A file that is not the size recorded is this server's
+                // problem (scrub's to find), not the peer's: it must not
+                // count against the peer's breaker as a broken transfer.
+                let len = body
+                    .metadata()
+                    .await
+                    .map_err(ReplicationError::Source)?
+                    .len();
+                if len != file.size {
+                    return Err(ReplicationError::Source(std::io::Error::other(format!(
+                        "the stored file has {len} bytes, not the {} recorded",
+                        file.size
+                    ))));
+                }
                 let progress = progress.clone();
                 reqwest::Body::wrap_stream(
                     ReaderStream::with_capacity(body, READ_CHUNK)

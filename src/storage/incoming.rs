@@ -524,7 +524,13 @@ fn start_writeback(_file: &File, _offset: u64, _len: u64) {}
 
 /// Writes a batch of chunks with as few system calls as the OS allows.
 fn write_batch(file: &mut File, batch: &[Bytes]) -> io::Result<()> {
-    let mut slices: Vec<IoSlice<'_>> = batch.iter().map(|b| IoSlice::new(b)).collect();
+    // Empty chunks (a stream may yield them) are left out: a write of
+    // nothing but empty slices returns 0, which would read as a full disk.
+    let mut slices: Vec<IoSlice<'_>> = batch
+        .iter()
+        .filter(|b| !b.is_empty())
+        .map(|b| IoSlice::new(b))
+        .collect();
     let mut rest = &mut slices[..];
     while !rest.is_empty() {
         match file.write_vectored(rest) {
@@ -535,4 +541,27 @@ fn write_batch(file: &mut File, batch: &[Bytes]) -> io::Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_batch_with_empty_chunks_is_written_whole() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("f");
+        let mut file = File::create(&path).expect("create");
+        let batch = [
+            Bytes::new(),
+            Bytes::from_static(b"ab"),
+            Bytes::new(),
+            Bytes::from_static(b"c"),
+            Bytes::new(),
+        ];
+        write_batch(&mut file, &batch).expect("write");
+        // The last batch of a stream may hold nothing but an empty chunk.
+        write_batch(&mut file, &[Bytes::new()]).expect("write an empty batch");
+        assert_eq!(std::fs::read(&path).expect("read"), b"abc");
+    }
 }
