@@ -7,10 +7,10 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{Cluster, Node, eventually, jpeg, json, sha256};
+use common::{Cluster, Node, curl_upload_command, eventually, jpeg, json, sha256};
 use reqwest::multipart::{Form, Part};
 use serde_json::Value;
 
@@ -31,15 +31,8 @@ fn big_jpeg(dir: &Path, size: u64) -> PathBuf {
 /// Starts uploading `file` to `node` with curl at most `rate` bytes per
 /// second; its stdout is the answer.
 fn slow_upload(node: &Node, file: &Path, rate: &str) -> Child {
-    Command::new("curl")
-        .args(["-sS", "--max-time", "120", "--limit-rate", rate, "-H"])
-        .arg(format!("X-Security-Key: {}", node.key))
-        .arg("-F")
-        .arg(format!(
-            "file=@{};type=application/octet-stream",
-            file.display()
-        ))
-        .arg(node.do_url("action=upload&format=json"))
+    curl_upload_command(node, file)
+        .args(["--max-time", "120", "--limit-rate", rate])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()

@@ -80,6 +80,36 @@ pub struct Written {
     pub content: Option<Bytes>,
 }
 
+/// How a received file is finished: flushed or not, its type, the rules
+/// it is checked against.
+#[derive(Debug, Clone, Copy)]
+struct End {
+    fsync: bool,
+    image_type: ImageType,
+    rules: ImageRules,
+}
+
+/// Reads a complete file's header and checks it against the limits; the
+/// plan to remove its metadata if the rules say so and there is any.
+fn inspect<R: io::BufRead + Seek>(
+    reader: &mut R,
+    end: End,
+) -> Result<(Dimensions, Option<images::strip::Plan>), StorageError> {
+    let dimensions = images::dimensions(&mut *reader).ok_or(StorageError::Malformed {
+        kind: end.image_type.extension(),
+    })?;
+    reader.seek(SeekFrom::Start(0))?;
+    if let Some(over) = end.rules.limits.over(&mut *reader, dimensions)? {
+        return Err(over.into());
+    }
+    let plan = if end.rules.strip_metadata {
+        images::strip::strip(&mut *reader)?
+    } else {
+        None
+    };
+    Ok((dimensions, plan))
+}
+
 /// What [`Writer::complete`] found and wrote.
 struct Completed {
     size: u64,
@@ -167,8 +197,11 @@ impl Incoming {
         let image_type = self.image_type()?;
         let writer = self.writer().await?;
         let (batch, path, abandoned) = self.take_batch();
-        let fsync = self.fsync;
-        let rules = self.rules;
+        let end = End {
+            fsync: self.fsync,
+            image_type,
+            rules: self.rules,
+        };
         let Completed {
             size,
             sha256,
@@ -177,7 +210,7 @@ impl Incoming {
             content,
         } = self
             .disk
-            .spawn(move || writer.complete(&path, &batch, &abandoned, fsync, image_type, rules))
+            .spawn(move || writer.complete(&path, &batch, &abandoned, end))
             .await?
             .await
             .map_err(io::Error::other)??;
@@ -314,32 +347,19 @@ impl Writer {
         path: &Path,
         batch: &[Bytes],
         abandoned: &AtomicBool,
-        fsync: bool,
-        image_type: ImageType,
-        rules: ImageRules,
+        end: End,
     ) -> Result<Completed, StorageError> {
         if self.file.is_none() {
-            return self.complete_in_memory(path, batch, abandoned, fsync, image_type, rules);
+            return self.complete_in_memory(path, batch, abandoned, end);
         }
         let mut writer = self.write(path, batch, abandoned)?;
         let file = writer.open_file()?;
         file.seek(SeekFrom::Start(0))?;
         let mut reader = BufReader::with_capacity(READ_BUF, &*file);
-        let dimensions = images::dimensions(&mut reader).ok_or(StorageError::Malformed {
-            kind: image_type.extension(),
-        })?;
-        reader.seek(SeekFrom::Start(0))?;
-        if let Some(over) = rules.limits.over(&mut reader, dimensions)? {
-            return Err(over.into());
-        }
-        let plan = if rules.strip_metadata {
-            images::strip::strip(&mut reader)?
-        } else {
-            None
-        };
+        let (dimensions, plan) = inspect(&mut reader, end)?;
         let Some(plan) = plan else {
             drop(reader);
-            if fsync {
+            if end.fsync {
                 file.sync_all()?;
             }
             return Ok(Completed {
@@ -358,7 +378,7 @@ impl Writer {
         let size = plan.apply(&mut reader, &mut out)?;
         drop(reader);
         let stripped = out.file.into_inner().map_err(|e| e.into_error())?;
-        if fsync {
+        if end.fsync {
             stripped.sync_all()?;
         }
         // Windows renames over a file only once nothing holds it open.
@@ -389,31 +409,17 @@ impl Writer {
         path: &Path,
         batch: &[Bytes],
         abandoned: &AtomicBool,
-        fsync: bool,
-        image_type: ImageType,
-        rules: ImageRules,
+        end: End,
     ) -> Result<Completed, StorageError> {
         let whole = match batch {
             [one] => one.clone(),
             _ => Bytes::from(batch.concat()),
         };
         let mut reader = Cursor::new(&whole[..]);
-        let dimensions = images::dimensions(&mut reader).ok_or(StorageError::Malformed {
-            kind: image_type.extension(),
-        })?;
-        reader.set_position(0);
-        if let Some(over) = rules.limits.over(&mut reader, dimensions)? {
-            return Err(over.into());
-        }
-        reader.set_position(0);
-        let plan = if rules.strip_metadata {
-            images::strip::strip(&mut reader)?
-        } else {
-            None
-        };
+        let (dimensions, plan) = inspect(&mut reader, end)?;
         let Some(plan) = plan else {
             let mut writer = self.write(path, batch, abandoned)?;
-            if fsync {
+            if end.fsync {
                 writer.open_file()?.sync_all()?;
             }
             return Ok(Completed {
@@ -435,7 +441,7 @@ impl Writer {
             write_behind: false,
         };
         let mut writer = fresh.write(path, std::slice::from_ref(&stripped), abandoned)?;
-        if fsync {
+        if end.fsync {
             writer.open_file()?.sync_all()?;
         }
         Ok(Completed {

@@ -486,18 +486,26 @@ pub async fn upload_one(node: &Node, bytes: &[u8]) -> String {
         .to_owned()
 }
 
-/// Uploads the file at `file` with curl (`-F file=@…`, key in the header,
-/// at most 10 minutes), asserts it was stored, and returns the JSON answer.
-pub fn curl_upload(node: &Node, file: &Path) -> serde_json::Value {
-    let out = Command::new("curl")
-        .args(["-sS", "--max-time", "600", "--fail-with-body", "-H"])
+/// curl uploading the file at `file` to `node` (`-F file=@…`, key in the
+/// header, JSON answer on stdout); callers add their own options.
+pub fn curl_upload_command(node: &Node, file: &Path) -> Command {
+    let mut curl = Command::new("curl");
+    curl.args(["-sS", "-H"])
         .arg(format!("X-Security-Key: {}", node.key))
         .arg("-F")
         .arg(format!(
             "file=@{};type=application/octet-stream",
             file.display()
         ))
-        .arg(node.do_url("action=upload&format=json"))
+        .arg(node.do_url("action=upload&format=json"));
+    curl
+}
+
+/// Uploads the file at `file` with curl (at most 10 minutes), asserts it
+/// was stored, and returns the JSON answer.
+pub fn curl_upload(node: &Node, file: &Path) -> serde_json::Value {
+    let out = curl_upload_command(node, file)
+        .args(["--max-time", "600", "--fail-with-body"])
         .output()
         .expect("curl");
     let text = String::from_utf8_lossy(&out.stdout);
