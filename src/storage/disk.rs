@@ -236,10 +236,12 @@ fn publish(
         // removed afterwards.
         Place::NoReplace => std::fs::hard_link(&tmp.0, target),
     };
-    // The day's folder exists but for the first file of a day: it is
-    // created only when the name cannot be given without it.
+    // The day's folder exists but for the first files of a day: it is
+    // created only when the name cannot be given without it. Several
+    // uploads may find it missing at once: each creates it (no error if
+    // another just did) and flushes the folders above it.
     let created = match give_name(&tmp) {
-        Err(e) if e.kind() == io::ErrorKind::NotFound && !parent.exists() => {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
             std::fs::create_dir_all(parent)?;
             give_name(&tmp)?;
             true
@@ -339,6 +341,39 @@ fn remove_stale(tmp_dir: &Path) {
         if stale {
             tracing::warn!(file = %entry.path().display(), "removing a stale temporary file");
             let _ = std::fs::remove_file(entry.path());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn uploads_that_find_the_day_folder_missing_at_once_all_land() {
+        for round in 0..300 {
+            let root = tempfile::tempdir().expect("tempdir");
+            let day = root.path().join("2026").join("12").join(round.to_string());
+            let start = Arc::new(std::sync::Barrier::new(32));
+            let threads: Vec<_> = (0..32)
+                .map(|i| {
+                    let tmp = root.path().join(format!("{i}.part"));
+                    std::fs::write(&tmp, b"x").expect("tmp");
+                    let (root, target, start) = (
+                        root.path().to_path_buf(),
+                        day.join(format!("{i}.jpg")),
+                        start.clone(),
+                    );
+                    std::thread::spawn(move || {
+                        start.wait();
+                        publish(TempFile(tmp), &target, &root, None, Place::Rename)
+                    })
+                })
+                .collect();
+            for t in threads {
+                t.join().expect("thread").expect("published");
+            }
+            assert_eq!(std::fs::read_dir(&day).expect("day").count(), 32);
         }
     }
 }
