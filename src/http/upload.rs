@@ -163,7 +163,7 @@ async fn receive(
         while let Some(chunk) = field.next().await {
             let chunk = chunk.map_err(multipart_error)?;
             incoming.write(chunk.clone()).await?;
-            streams.feed(&chunk, incoming.sniffed()).await;
+            streams.feed(&chunk, || incoming.sniffed()).await;
         }
         let written = incoming.finish().await?;
         let dimensions = written.dimensions;

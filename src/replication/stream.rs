@@ -97,9 +97,10 @@ impl Streams {
         self.path.as_ref()
     }
 
-    /// Passes on a chunk the upload has taken; `sniffed` is the file's
-    /// type once its first bytes showed it. The copies start then.
-    pub async fn feed(&mut self, chunk: &Bytes, sniffed: Option<ImageType>) {
+    /// Passes on a chunk the upload has taken; `sniffed` tells the file's
+    /// type once its first bytes showed it (asked only until then). The
+    /// copies start then.
+    pub async fn feed(&mut self, chunk: &Bytes, sniffed: impl FnOnce() -> Option<ImageType>) {
         let Some(replicator) = &self.replicator else {
             return;
         };
@@ -108,7 +109,7 @@ impl Streams {
             return;
         }
         self.held.push(chunk.clone());
-        let Some(image_type) = sniffed else {
+        let Some(image_type) = sniffed() else {
             return;
         };
         let path = StoredPath::dated(image_type);
