@@ -2,7 +2,10 @@
 //! §2.7): thumbnails and widths made on first request from pictures built
 //! here, orientation applied, transparency kept in PNG, the original as
 //! fallback, one generation for many requests, 503 past the queue, served
-//! like originals (ETag, Range) and removed with their original.
+//! like originals (ETag, Range) and removed with their original; variants
+//! that cannot be made are remembered and answered with a redirect to the
+//! original; decoding is bounded (a JPEG's scans, the original read as a
+//! stream) and HEAD costs no read-through.
 
 mod common;
 
@@ -67,6 +70,54 @@ fn animated_gif() -> Vec<u8> {
         }
     }
     out
+}
+
+/// A progressive grayscale JPEG of `side` × `side` whose `scans` scans hold
+/// no data (Huffman tables whose one code is `0`, so the zeros a decoder
+/// pads a scan with read as "nothing here"): every scan still walks every
+/// block. The last scan is broken (a spectral selection progressive mode
+/// forbids), as in the attack this guards against: decoding fails after
+/// all the work.
+fn many_scans(side: u16, scans: usize) -> Vec<u8> {
+    let mut jpeg = b"\xFF\xD8\xFF\xDB\x00\x43\x00".to_vec();
+    jpeg.extend_from_slice(&[1; 64]);
+    jpeg.extend_from_slice(b"\xFF\xC2\x00\x0b\x08");
+    jpeg.extend_from_slice(&side.to_be_bytes());
+    jpeg.extend_from_slice(&side.to_be_bytes());
+    jpeg.extend_from_slice(b"\x01\x01\x11\x00\xFF\xC4\x00\x26");
+    for class in [0x00, 0x10] {
+        jpeg.extend_from_slice(&[class, 1]);
+        jpeg.extend_from_slice(&[0; 16]);
+    }
+    jpeg.extend_from_slice(b"\xFF\xDA\x00\x08\x01\x01\x00\x00\x00\x00");
+    for _ in 2..scans {
+        jpeg.extend_from_slice(b"\xFF\xDA\x00\x08\x01\x01\x00\x01\x3f\x00");
+    }
+    jpeg.extend_from_slice(b"\xFF\xDA\x00\x08\x01\x01\x00\x00\x3f\x00");
+    jpeg.extend_from_slice(b"\xFF\xD9");
+    jpeg
+}
+
+/// A client that does not follow redirects.
+fn no_redirects() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client")
+}
+
+/// Lines of `node`'s log files saying a variant of `name` could not be
+/// made: one per decoding attempt that failed.
+fn failed_attempts(node: &Node, name: &str) -> usize {
+    node.log_lines(|l| l.contains("variant not made") && l.contains(name))
+}
+
+/// Asserts that `answer` sends the client to the original named `name`.
+fn assert_sent_to_original(answer: &reqwest::Response, name: &str) {
+    assert_eq!(answer.status(), StatusCode::FOUND, "{name}");
+    assert_eq!(header(answer, "location"), name);
+    assert_eq!(header(answer, "x-thumbnail"), "fallback");
+    assert_eq!(header(answer, "cache-control"), "no-cache");
 }
 
 /// Uploads `bytes` and returns its stored path.
@@ -237,15 +288,20 @@ async fn png_keeps_alpha_and_gif_and_bmp_get_a_thumbnail_or_the_original() {
         }
     }
 
-    // An animation is not resized: the original, not to be kept as a variant.
+    // An animation is not resized: the client is sent to the original.
     let animated = animated_gif();
     let path = stored(node, "anim.gif", &animated).await;
-    let answer = get(&format!("{base}/{path}-t.jpg")).await;
-    assert_eq!(answer.status(), StatusCode::OK);
-    assert_eq!(header(&answer, "x-thumbnail"), "fallback");
-    assert_eq!(header(&answer, "cache-control"), "no-cache");
-    assert_eq!(header(&answer, "content-type"), "image/gif");
-    assert_eq!(&answer.bytes().await.expect("body")[..], &animated[..]);
+    let name = path.rsplit('/').next().expect("name");
+    let answer = no_redirects()
+        .get(format!("{base}/{path}-t.jpg"))
+        .send()
+        .await
+        .expect("get");
+    assert_sent_to_original(&answer, name);
+    let followed = get(&format!("{base}/{path}-t.jpg")).await;
+    assert_eq!(followed.status(), StatusCode::OK);
+    assert_eq!(header(&followed, "content-type"), "image/gif");
+    assert_eq!(&followed.bytes().await.expect("body")[..], &animated[..]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -419,4 +475,214 @@ async fn with_eager_thumbnail_the_thumbnail_is_made_at_upload() {
         node, &name
     ) == 1));
     assert_eq!(generations(node, &name), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_jpeg_with_thousands_of_scans_is_refused_at_upload_and_a_real_progressive_one_is_not() {
+    let cluster = Cluster::single(QUIET);
+    let node = &cluster.nodes[0];
+    let (status, answer) = upload(node, &[("scans.jpg", &many_scans(1000, 3000))]).await;
+    assert_eq!(status, 413, "{answer}");
+    assert!(answer.to_string().contains("scans"), "{answer}");
+    assert!(node.stored().is_empty(), "{:?}", node.stored().len());
+
+    let mut progressive = Vec::new();
+    let mut encoder = jpeg_encoder::Encoder::new(&mut progressive, 85);
+    encoder.set_progressive(true);
+    let pixels: Vec<u8> = (0..800 * 600 * 3).map(|i: u32| (i % 251) as u8).collect();
+    encoder
+        .encode(&pixels, 800, 600, jpeg_encoder::ColorType::Rgb)
+        .expect("progressive");
+    let path = stored(node, "real.jpg", &progressive).await;
+    let thumbnail = get(&format!("{}/{path}-t.jpg", node.base())).await;
+    assert_eq!(thumbnail.status(), StatusCode::OK);
+    let image = decoded(&thumbnail.bytes().await.expect("body"));
+    assert_eq!((image.width(), image.height()), (320, 240));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_costly_jpeg_already_on_disk_costs_one_attempt_remembered_across_a_restart() {
+    let mut cluster = Cluster::single(QUIET);
+    let base = cluster.nodes[0].base();
+    let legit = stored(
+        &cluster.nodes[0],
+        "p.jpg",
+        &picture(1600, 1200, false, ImageFormat::Jpeg),
+    )
+    .await;
+    // Restored from a backup, or received before the upload check existed.
+    let (folder, _) = legit.rsplit_once('/').expect("folder");
+    let name = "0b5a3c1e-4f2d-4c8a-9e7b-1d2c3b4a5f60.jpg";
+    let hostile = format!("{folder}/{name}");
+    std::fs::write(
+        cluster.nodes[0].data_dir().join(&hostile),
+        many_scans(1000, 3000),
+    )
+    .expect("restore");
+
+    // Asked for alongside a legitimate thumbnail, which is still made.
+    let client = no_redirects();
+    let asked = [
+        format!("{base}/{hostile}-t.jpg"),
+        format!("{base}/{legit}-t.jpg"),
+    ];
+    let answers = tokio::time::timeout(
+        Duration::from_secs(120),
+        futures_util::future::join_all(asked.iter().map(|url| client.get(url).send())),
+    )
+    .await
+    .expect("both answered");
+    let mut answers = answers.into_iter().map(|a| a.expect("get"));
+    assert_sent_to_original(&answers.next().expect("hostile"), name);
+    let made = answers.next().expect("legit");
+    assert_eq!(made.status(), StatusCode::OK);
+    assert_eq!(header(&made, "content-type"), "image/jpeg");
+    let record = cluster.nodes[0]
+        .data_dir()
+        .join(".variants")
+        .join(folder)
+        .join(format!("{name}-failed"));
+    let reason = std::fs::read_to_string(&record).expect("failure record");
+    assert!(reason.contains("scans"), "{reason}");
+
+    // Every variant of it, again and after a restart: no decoding.
+    for round in 0..2 {
+        for suffix in ["-t.jpg", "-w160.jpg", "-w640.png"] {
+            let answer = client
+                .get(format!("{base}/{hostile}{suffix}"))
+                .send()
+                .await
+                .expect("get");
+            assert_sent_to_original(&answer, name);
+            let head = client
+                .head(format!("{base}/{hostile}{suffix}"))
+                .send()
+                .await
+                .expect("head");
+            assert_sent_to_original(&head, name);
+        }
+        if round == 0 {
+            cluster.node(0).terminate();
+            cluster.node(0).start();
+        }
+    }
+    let node = &cluster.nodes[0];
+    assert_eq!(failed_attempts(node, name), 1, "{}", node.output());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_animated_gif_variant_sends_a_redirect_not_the_original_and_decodes_once() {
+    let cluster = Cluster::single(QUIET);
+    let node = &cluster.nodes[0];
+    // Frames of noise: a GIF of a few MB.
+    let mut gif = Vec::new();
+    {
+        let mut encoder = image::codecs::gif::GifEncoder::new(&mut gif);
+        let mut x: u32 = 7;
+        for _ in 0..4 {
+            let frame = RgbaImage::from_fn(640, 480, |_, _| {
+                x ^= x << 13;
+                x ^= x >> 17;
+                x ^= x << 5;
+                let [r, g, b, _] = x.to_le_bytes();
+                Rgba([r, g, b, 255])
+            });
+            encoder
+                .encode_frame(image::Frame::new(frame))
+                .expect("frame");
+        }
+    }
+    assert!(gif.len() > 500_000, "{}", gif.len());
+    let path = stored(node, "anim.gif", &gif).await;
+    let name = path.rsplit('/').next().expect("name");
+    let client = no_redirects();
+    let mut received = 0;
+    for _ in 0..10 {
+        let answer = client
+            .get(format!("{}/{path}-w320.jpg", node.base()))
+            .send()
+            .await
+            .expect("get");
+        assert_sent_to_original(&answer, name);
+        received += answer.bytes().await.expect("body").len();
+    }
+    assert!(received < 10_000, "{received} bytes for ten redirects");
+    assert!(eventually(Duration::from_secs(5), || failed_attempts(
+        node, name
+    ) == 1));
+    assert_eq!(failed_attempts(node, name), 1, "{}", node.output());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_jpeg_with_a_long_trailer_is_read_only_up_to_its_end_of_image() {
+    const TRAILER: usize = 200 << 20;
+    let mut cluster = Cluster::single(QUIET);
+    let mut jpeg = picture(1200, 900, false, ImageFormat::Jpeg);
+    jpeg.resize(jpeg.len() + TRAILER, 0x5A);
+    let path = stored(&cluster.nodes[0], "t.jpg", &jpeg).await;
+    drop(jpeg);
+    // A fresh process: its peak memory is this request's.
+    cluster.node(0).terminate();
+    cluster.node(0).start();
+    let node = &cluster.nodes[0];
+    let before = node.peak_rss_kib();
+    let answer = get(&format!("{}/{path}-w160.png", node.base())).await;
+    assert_eq!(answer.status(), StatusCode::OK);
+    let image = decoded(&answer.bytes().await.expect("body"));
+    assert_eq!((image.width(), image.height()), (160, 120));
+    let grown = node.peak_rss_kib().saturating_sub(before);
+    assert!(
+        grown < 64 * 1024,
+        "peak memory grew by {grown} KiB for a {TRAILER}-byte original"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn head_of_a_variant_never_fetches_its_original_from_a_peer() {
+    let mut cluster = Cluster::new(&["s1", "s2"], QUIET);
+    cluster.start_all();
+    let path = stored(
+        &cluster.nodes[0],
+        "p.jpg",
+        &picture(800, 600, false, ImageFormat::Jpeg),
+    )
+    .await;
+    let sentinel = stored(
+        &cluster.nodes[0],
+        "q.jpg",
+        &picture(80, 60, false, ImageFormat::Jpeg),
+    )
+    .await;
+    let (s1, s2) = (&cluster.nodes[0], &cluster.nodes[1]);
+    let on_s2 = s2.data_dir().join(&path);
+    assert!(
+        eventually(Duration::from_secs(10), || on_s2.is_file()),
+        "not replicated"
+    );
+    std::fs::remove_file(&on_s2).expect("remove");
+
+    let client = reqwest::Client::new();
+    for suffix in ["-t.jpg", "-w160.png"] {
+        let head = client
+            .head(format!("{}/{path}{suffix}", s2.base()))
+            .send()
+            .await
+            .expect("head");
+        assert_eq!(head.status(), StatusCode::NOT_FOUND, "{suffix}");
+    }
+    // A request s1 logs after any the HEADs could have caused.
+    let direct = get(&format!("{}/{sentinel}", s1.base())).await;
+    assert_eq!(direct.status(), StatusCode::OK);
+    let asked = |p: &str| {
+        let target = format!("target=/{p} ");
+        s1.log_lines(|l| l.contains(&target))
+    };
+    assert!(eventually(Duration::from_secs(5), || asked(&sentinel) == 1));
+    assert_eq!(asked(&path), 0, "{}", s1.output());
+    assert!(!on_s2.exists(), "the HEAD fetched the original");
+
+    // A GET still makes the variant, fetching the original once.
+    let thumbnail = get(&format!("{}/{path}-t.jpg", s2.base())).await;
+    assert_eq!(thumbnail.status(), StatusCode::OK);
+    assert_eq!(header(&thumbnail, "content-type"), "image/jpeg");
 }

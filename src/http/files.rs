@@ -134,8 +134,6 @@ pub(super) async fn locate(
 pub(super) enum Caching {
     /// Its name is never reused: forever.
     Immutable,
-    /// Kept, but asked again each time (a stand-in for a variant).
-    Revalidate,
 }
 
 /// Serves the file at `file` (with `meta`) as `mime`: ETag with
@@ -182,7 +180,6 @@ pub(super) async fn serve(
     let cache = match caching {
         _ if !is_content && response_status != StatusCode::NOT_MODIFIED => "no-store",
         Caching::Immutable => IMMUTABLE,
-        Caching::Revalidate => "no-cache",
     };
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static(cache));
     headers.insert(

@@ -2,51 +2,67 @@
 //! `…-w{N}.png`: variants of stored files (SPEC §2.7).
 //!
 //! A width the configuration does not offer is 404 before anything else.
-//! The original must be here or fetched by read-through, like any stored
-//! file; a deleted one answers 410. A variant already made is served as
-//! an original is (ETag, Range, immutable caching, `nosniff`); a missing
-//! one is made by the [`VariantCache`](crate::images::cache::VariantCache)
-//! on GET. HEAD never makes one: it answers 404 until a GET has, so that
-//! probing costs no decoding. A variant that cannot be made is answered
-//! with the original, `X-Thumbnail: fallback` and `Cache-Control:
-//! no-cache`; a full generation queue with 503 and `Retry-After`.
+//! On GET, the original must be here or fetched by read-through, like any
+//! stored file; a deleted one answers 410. A variant already made is served
+//! as an original is (ETag, Range, immutable caching, `nosniff`); a missing
+//! one is made by the [`VariantCache`](crate::images::cache::VariantCache).
+//! HEAD makes nothing and fetches nothing: it answers from what is on this
+//! disk (the variant, or the original's failure record), else 404, so that
+//! probing costs neither decoding nor a read-through.
+//!
+//! A variant that cannot be made is answered with a redirect to the
+//! original (`302`, `X-Thumbnail: fallback`, `Cache-Control: no-cache`)
+//! rather than with the original's bytes: the client then fetches the
+//! original under its own name, which caches keep for good, so asking for
+//! the variant again costs a few hundred bytes, not the whole original.
+//! Whether it can be made is remembered in the original's failure record,
+//! beside the variants; a full generation queue answers 503 with
+//! `Retry-After`.
+
+use std::path::PathBuf;
 
 use axum::extract::Request;
-use axum::http::{HeaderValue, Method, StatusCode, header};
+use axum::http::{Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::Map;
 
 use super::AppState;
 use super::error::Error;
-use super::files::{self, Caching, Found};
-use super::objects;
+use super::files::{self, Caching};
 use super::respond::Format;
 use crate::config::ImageSettings;
-use crate::images::cache::Outcome;
+use crate::images::cache::{Job, Outcome};
 use crate::images::variant::{Encoding, Request as Make, Target};
 use crate::repair::REPAIR_HEADER;
 use crate::storage::{StoredPath, VariantKind, VariantPath};
 
-/// Says that the original was served in place of a variant.
+/// Says that the client was sent to the original in place of a variant.
 const FALLBACK_HEADER: &str = "x-thumbnail";
+
+/// The end of a failure record's name: `{original's name}-failed`, beside
+/// its variants (so that deleting the original sweeps it with them).
+const FAILURE_SUFFIX: &str = "-failed";
 
 pub async fn handle(state: &AppState, variant: &VariantPath, request: Request) -> Response {
     let Some(make) = to_make(&state.config.images, variant.kind()) else {
         return StatusCode::NOT_FOUND.into_response();
     };
     let original = variant.original();
-    let for_peer = request.headers().contains_key(REPAIR_HEADER);
-    let found = match files::locate(state, original, for_peer).await {
-        Ok(found) => found,
-        Err(refusal) => return refusal,
-    };
     let file = state.storage.variant_path(variant);
+    let record = failure_record(state, original);
     let mime = variant.kind().mime();
+    if request.method() == Method::HEAD {
+        return head(state, original, &file, &record, request, mime).await;
+    }
+    let for_peer = request.headers().contains_key(REPAIR_HEADER);
+    if let Err(refusal) = files::locate(state, original, for_peer).await {
+        return refusal;
+    }
     if let Ok(meta) = tokio::fs::metadata(&file).await {
         return files::serve(&file, &meta, request, mime, Caching::Immutable).await;
     }
-    if request.method() == Method::HEAD {
-        return (StatusCode::NOT_FOUND, [(header::CACHE_CONTROL, "no-store")]).into_response();
+    if tokio::fs::try_exists(&record).await.unwrap_or(false) {
+        return to_original(original);
     }
     // For a bucket, a copy of the original made for this request.
     let copy = match state.storage.local_copy(original).await {
@@ -61,39 +77,78 @@ pub async fn handle(state: &AppState, variant: &VariantPath, request: Request) -
                 .into_response();
         }
     };
-    let outcome = state
-        .variants
-        .make(variant.to_string(), copy.to_path_buf(), file.clone(), make)
-        .await;
-    match outcome {
+    let job = Job {
+        label: variant.to_string(),
+        original: copy.to_path_buf(),
+        target: file.clone(),
+        record,
+        request: make,
+    };
+    match state.variants.make(job).await {
         Ok(Outcome::Made) => {
             if let Ok(meta) = tokio::fs::metadata(&file).await {
                 return files::serve(&file, &meta, request, mime, Caching::Immutable).await;
             }
+            to_original(original)
         }
-        Ok(Outcome::Fallback) => {}
+        Ok(Outcome::Fallback) => to_original(original),
         Err(busy) => {
             tracing::debug!(variant = %variant, "{busy}");
-            return Error::VariantsBusy.answer(Format::Xml, Map::new());
+            Error::VariantsBusy.answer(Format::Xml, Map::new())
         }
     }
-    let original_mime = original.image_type().mime();
-    let mut response = match found {
-        Found::File { file, meta } => {
-            files::serve(&file, &meta, request, original_mime, Caching::Revalidate).await
-        }
-        Found::Object(store) => {
-            let mut response = objects::serve(&store, original, request, original_mime).await;
-            response
-                .headers_mut()
-                .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-            response
-        }
-    };
-    response
-        .headers_mut()
-        .insert(FALLBACK_HEADER, HeaderValue::from_static("fallback"));
-    response
+}
+
+/// HEAD from this disk alone: 410 for a deleted original (the index says
+/// so), the variant if it is made, the redirect if it cannot be, else 404.
+async fn head(
+    state: &AppState,
+    original: &StoredPath,
+    file: &std::path::Path,
+    record: &std::path::Path,
+    request: Request,
+    mime: &'static str,
+) -> Response {
+    let deleted = state
+        .storage
+        .index()
+        .map(|index| index.is_deleted(original));
+    if let Some(Ok(true)) = deleted {
+        return StatusCode::GONE.into_response();
+    }
+    if let Ok(meta) = tokio::fs::metadata(file).await {
+        return files::serve(file, &meta, request, mime, Caching::Immutable).await;
+    }
+    if tokio::fs::try_exists(record).await.unwrap_or(false) {
+        return to_original(original);
+    }
+    (StatusCode::NOT_FOUND, [(header::CACHE_CONTROL, "no-store")]).into_response()
+}
+
+/// Sends the client to the original: its bare name, relative to the
+/// variant's folder, so that it holds behind any path prefix a proxy adds.
+fn to_original(original: &StoredPath) -> Response {
+    (
+        StatusCode::FOUND,
+        [
+            (header::LOCATION, original.file_name()),
+            (header::CACHE_CONTROL, "no-cache".to_owned()),
+            (
+                header::HeaderName::from_static(FALLBACK_HEADER),
+                "fallback".to_owned(),
+            ),
+        ],
+    )
+        .into_response()
+}
+
+/// Where the failure record of `original` is (or would be).
+fn failure_record(state: &AppState, original: &StoredPath) -> PathBuf {
+    let thumbnail = VariantPath::new(original.clone(), VariantKind::Thumbnail);
+    state
+        .storage
+        .variant_path(&thumbnail)
+        .with_file_name(format!("{}{FAILURE_SUFFIX}", original.file_name()))
 }
 
 /// With `[images] eager_thumbnail`, starts making the thumbnail of a file
@@ -111,6 +166,7 @@ pub fn make_thumbnail_soon(state: &AppState, path: &StoredPath) {
     let storage = state.storage.clone();
     let original = path.clone();
     let target = state.storage.variant_path(&variant);
+    let record = failure_record(state, path);
     tokio::spawn(async move {
         let copy = match storage.local_copy(&original).await {
             Ok(Some(copy)) => copy,
@@ -120,10 +176,14 @@ pub fn make_thumbnail_soon(state: &AppState, path: &StoredPath) {
                 return;
             }
         };
-        if let Err(busy) = variants
-            .make(variant.to_string(), copy.to_path_buf(), target, make)
-            .await
-        {
+        let job = Job {
+            label: variant.to_string(),
+            original: copy.to_path_buf(),
+            target,
+            record,
+            request: make,
+        };
+        if let Err(busy) = variants.make(job).await {
             tracing::debug!(variant = %variant, "no eager thumbnail: {busy}");
         }
     });

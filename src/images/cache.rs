@@ -9,6 +9,13 @@
 //! away does not cancel it for the others) and leaves the map of
 //! generations in flight when it ends, as read-through does.
 //!
+//! A variant that cannot be made (the original does not decode, is
+//! animated, or costs more than its limits) is remembered: a small file,
+//! the failure record, holding the reason, is written where the caller
+//! says (beside the variants), and while it is there no variant of that
+//! original is tried again, by this process or after a restart. A failure
+//! to read the original or to write is not remembered: it may pass.
+//!
 //! A variant is written to a temporary file and renamed into place, so a
 //! half-written one is never served. The folder is held under
 //! `images.variants_max_bytes` by a check after each write: past the cap,
@@ -18,7 +25,7 @@
 //! and what the client is answered are the caller's business.
 
 use std::collections::HashMap;
-use std::io::{self, Write};
+use std::io::{self, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -29,18 +36,37 @@ use futures_util::future::{BoxFuture, Shared};
 use tokio::sync::Semaphore;
 use uuid::Uuid;
 
-use super::variant::{self, DecodeLimits, Request};
+use super::variant::{self, DecodeLimits, Request, VariantError};
 
 /// The folder below the variants' folder where variants are written first.
 const TMP_DIR: &str = ".tmp";
+
+/// Buffer of the reader the decoders read the original through.
+const READ_BUF: usize = 64 * 1024;
 
 /// What became of a variant asked for.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
     /// It is on disk now: serve it.
     Made,
-    /// It cannot be made (why is logged): serve the original instead.
+    /// It cannot be made (why is logged, and remembered when it is the
+    /// original's fault): send the client to the original instead.
     Fallback,
+}
+
+/// One variant to make.
+#[derive(Debug, Clone)]
+pub struct Job {
+    /// Names it in the logs.
+    pub label: String,
+    /// The original, a file on this machine.
+    pub original: PathBuf,
+    /// Where the variant goes.
+    pub target: PathBuf,
+    /// Where the failure record of the original goes (one for all its
+    /// variants: what makes one fail makes all fail).
+    pub record: PathBuf,
+    pub request: Request,
 }
 
 /// Every worker is busy and the queue is full.
@@ -101,26 +127,21 @@ impl VariantCache {
         }
     }
 
-    /// Makes the variant `request` of the file `original` at `target`
-    /// unless it is already there; joins the generation of the same target
-    /// already in flight, if there is one. `label` names it in the logs.
-    pub async fn make(
-        &self,
-        label: String,
-        original: PathBuf,
-        target: PathBuf,
-        request: Request,
-    ) -> Result<Outcome, Busy> {
+    /// Makes the variant `job` unless it is already there or its original
+    /// has a failure record; joins the generation of the same target
+    /// already in flight, if there is one.
+    pub async fn make(&self, job: Job) -> Result<Outcome, Busy> {
         let pending = {
             let mut in_flight = self
                 .inner
                 .in_flight
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner);
-            match in_flight.get(&target) {
+            match in_flight.get(&job.target) {
                 Some(pending) => pending.clone(),
                 None => {
-                    let pending = self.start(label, original, target.clone(), request)?;
+                    let target = job.target.clone();
+                    let pending = self.start(job)?;
                     in_flight.insert(target, pending.clone());
                     pending
                 }
@@ -132,13 +153,7 @@ impl VariantCache {
     /// Starts a generation as a task, if there is room in the queue; it
     /// removes itself from the map when done (it cannot before it is in
     /// it: the map is locked now).
-    fn start(
-        &self,
-        label: String,
-        original: PathBuf,
-        target: PathBuf,
-        request: Request,
-    ) -> Result<Pending, Busy> {
+    fn start(&self, job: Job) -> Result<Pending, Busy> {
         let admitted = self
             .inner
             .admitted
@@ -148,10 +163,8 @@ impl VariantCache {
         let inner = self.inner.clone();
         let task = tokio::spawn(async move {
             let _admitted = admitted;
-            let outcome = inner
-                .clone()
-                .run(label, original, target.clone(), request)
-                .await;
+            let target = job.target.clone();
+            let outcome = inner.clone().run(job).await;
             inner
                 .in_flight
                 .lock()
@@ -172,19 +185,13 @@ impl VariantCache {
 
 impl Inner {
     /// Waits for a worker, then generates on a blocking thread.
-    async fn run(
-        self: Arc<Self>,
-        label: String,
-        original: PathBuf,
-        target: PathBuf,
-        request: Request,
-    ) -> Outcome {
+    async fn run(self: Arc<Self>, job: Job) -> Outcome {
         let Ok(running) = self.running.clone().acquire_owned().await else {
             return Outcome::Fallback;
         };
         tokio::task::spawn_blocking(move || {
             let _running = running;
-            self.generate(&label, &original, &target, request)
+            self.generate(&job)
         })
         .await
         .unwrap_or_else(|e| {
@@ -194,28 +201,53 @@ impl Inner {
     }
 
     /// Reads, renders and writes one variant (on a blocking thread).
-    fn generate(&self, label: &str, original: &Path, target: &Path, request: Request) -> Outcome {
-        // A generation that ended just before this one began may have made it.
+    fn generate(&self, job: &Job) -> Outcome {
+        let Job {
+            label,
+            original,
+            target,
+            record,
+            request,
+        } = job;
+        // A generation that ended just before this one began may have made
+        // it, or found that it cannot be made.
         if target.is_file() {
             return Outcome::Made;
         }
+        if record.is_file() {
+            return Outcome::Fallback;
+        }
         let started = Instant::now();
-        let bytes = match std::fs::read(original) {
-            Ok(bytes) => bytes,
+        let file = match std::fs::File::open(original) {
+            Ok(file) => file,
             Err(e) => {
-                tracing::warn!(variant = label, error = %e, "the original could not be read; served instead");
+                tracing::warn!(variant = %label, error = %e, "the original could not be read; the client is sent to it");
                 return Outcome::Fallback;
             }
         };
-        let encoded = match variant::render(&bytes, request, self.settings.limits) {
+        let encoded = match variant::render(
+            BufReader::with_capacity(READ_BUF, file),
+            *request,
+            self.settings.limits,
+        ) {
             Ok(encoded) => encoded,
+            Err(VariantError::Read(e)) => {
+                tracing::warn!(variant = %label, error = %e, "the original could not be read; the client is sent to it");
+                return Outcome::Fallback;
+            }
             Err(e) => {
-                tracing::info!(variant = label, reason = %e, "variant not made; the original is served instead");
+                tracing::info!(
+                    variant = %label,
+                    reason = %e,
+                    ms = started.elapsed().as_millis(),
+                    "variant not made; remembered, the client is sent to the original"
+                );
+                self.remember(label, record, &e);
                 return Outcome::Fallback;
             }
         };
         if let Err(e) = self.write(target, &encoded) {
-            tracing::warn!(variant = label, error = %e, "variant could not be written; the original is served instead");
+            tracing::warn!(variant = %label, error = %e, "variant could not be written; the client is sent to the original");
             return Outcome::Fallback;
         }
         // The original deleted while this ran: its delete has already
@@ -226,7 +258,7 @@ impl Inner {
         }
         let made = self.made.fetch_add(1, Ordering::Relaxed) + 1;
         tracing::info!(
-            variant = label,
+            variant = %label,
             bytes = encoded.len(),
             ms = started.elapsed().as_millis(),
             made,
@@ -234,6 +266,18 @@ impl Inner {
         );
         self.account(encoded.len() as u64);
         Outcome::Made
+    }
+
+    /// Writes the failure record of `label`'s original, so that it is not
+    /// decoded again; one that cannot be written only costs another try.
+    fn remember(&self, label: &str, record: &Path, why: &VariantError) {
+        let text = format!("{why}\n");
+        match self.write(record, text.as_bytes()) {
+            Ok(()) => self.account(text.len() as u64),
+            Err(e) => {
+                tracing::warn!(variant = label, error = %e, "the failure record could not be written");
+            }
+        }
     }
 
     /// Writes `bytes` at `target` through a temporary file.

@@ -15,6 +15,13 @@
 //! seeking; GIF sub-blocks, at most 255 bytes each, by reading), so memory
 //! stays bounded whatever the file. A file that ends early counts what it
 //! holds, which lets a partly received file be refused before its end.
+//!
+//! A JPEG has one frame, but a progressive one is decoded scan after scan,
+//! and every scan walks every block of the frame: its cost is scans × area,
+//! whatever the file's size (a scan may hold no data at all). So the scans
+//! (SOS segments) are counted too, up to the end of the image (EOI): the
+//! segments by their lengths, the entropy-coded data by looking for the
+//! next marker, a buffer at a time.
 
 use std::io::{self, BufRead, Read, Seek, SeekFrom};
 
@@ -150,6 +157,91 @@ fn webp<R: Read + Seek>(reader: &mut R, canvas: u64, count: &mut Count) -> io::R
     }
 }
 
+/// The scans of the JPEG at the start of `reader`, counted up to its end
+/// (EOI, bytes that are not a marker, or the end of the file). Counting
+/// stops once `stop_above` is passed: the answer is then only known to be
+/// larger.
+pub(super) fn jpeg_scans<R: BufRead>(reader: &mut R, stop_above: u32) -> io::Result<u32> {
+    let mut scans = 0;
+    match walk_jpeg(reader, stop_above, &mut scans) {
+        Err(e) if e.kind() != io::ErrorKind::UnexpectedEof => Err(e),
+        _ => Ok(scans),
+    }
+}
+
+fn walk_jpeg<R: BufRead>(reader: &mut R, stop_above: u32, scans: &mut u32) -> io::Result<()> {
+    // SOI.
+    read_array::<_, 2>(reader)?;
+    let mut marker = segment_marker(reader)?;
+    loop {
+        marker = match marker {
+            // EOI, or bytes that are not a segment: the picture ends.
+            None | Some(0xD9) => return Ok(()),
+            // Markers without a length.
+            Some(0x01 | 0xD0..=0xD8) => segment_marker(reader)?,
+            Some(0xDA) => {
+                *scans += 1;
+                if *scans > stop_above {
+                    return Ok(());
+                }
+                skip_segment(reader)?;
+                Some(marker_after_scan(reader)?)
+            }
+            Some(_) => {
+                skip_segment(reader)?;
+                segment_marker(reader)?
+            }
+        };
+    }
+}
+
+/// The marker where a segment must start, after any fill bytes; `None`
+/// when something else is there.
+fn segment_marker<R: Read>(reader: &mut R) -> io::Result<Option<u8>> {
+    let [first] = read_array(reader)?;
+    if first != 0xFF {
+        return Ok(None);
+    }
+    loop {
+        match read_array(reader)? {
+            [0xFF] => {}
+            [marker] => return Ok(Some(marker)),
+        }
+    }
+}
+
+/// Skips a segment's body, whose 2-byte length counts itself.
+fn skip_segment<R: Read>(reader: &mut R) -> io::Result<()> {
+    let len: [u8; 2] = read_array(reader)?;
+    skip_read(reader, u64::from(u16::from_be_bytes(len).saturating_sub(2)))
+}
+
+/// Reads entropy-coded data up to the marker that ends it: an `FF` not
+/// followed by a stuffed zero or a restart marker.
+fn marker_after_scan<R: BufRead>(reader: &mut R) -> io::Result<u8> {
+    loop {
+        loop {
+            let buf = reader.fill_buf()?;
+            if buf.is_empty() {
+                return Err(io::ErrorKind::UnexpectedEof.into());
+            }
+            if let Some(at) = buf.iter().position(|&b| b == 0xFF) {
+                reader.consume(at + 1);
+                break;
+            }
+            let len = buf.len();
+            reader.consume(len);
+        }
+        let mut code = 0xFF;
+        while code == 0xFF {
+            [code] = read_array(reader)?;
+        }
+        if !matches!(code, 0x00 | 0xD0..=0xD7) {
+            return Ok(code);
+        }
+    }
+}
+
 fn u24(bytes: &[u8]) -> u64 {
     bytes.iter().rev().fold(0, |n, &b| (n << 8) | u64::from(b))
 }
@@ -169,7 +261,7 @@ fn skip_read<R: Read>(reader: &mut R, n: u64) -> io::Result<()> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use std::io::Cursor;
 
     use super::*;
@@ -227,5 +319,58 @@ mod tests {
             webp.extend_from_slice(b"ANMF\x10\0\0\0\0\0\0\0\0\0\x13\0\0\x13\0\0\0\0\0\0");
         }
         assert_eq!(count(&webp), 3 * 400);
+    }
+
+    /// A progressive grayscale JPEG of `width` × `height` with `scans`
+    /// scans holding no data: Huffman tables whose one code is `0`, so the
+    /// zeros a decoder pads a scan with read as "nothing here".
+    pub(in crate::images) fn many_scans(width: u16, height: u16, scans: usize) -> Vec<u8> {
+        let mut jpeg = b"\xFF\xD8\xFF\xDB\x00\x43\x00".to_vec();
+        jpeg.extend_from_slice(&[1; 64]);
+        jpeg.extend_from_slice(b"\xFF\xC2\x00\x0b\x08");
+        jpeg.extend_from_slice(&height.to_be_bytes());
+        jpeg.extend_from_slice(&width.to_be_bytes());
+        jpeg.extend_from_slice(b"\x01\x01\x11\x00\xFF\xC4\x00\x26");
+        for class in [0x00, 0x10] {
+            jpeg.push(class);
+            jpeg.push(1);
+            jpeg.extend_from_slice(&[0; 15]);
+            jpeg.push(0);
+        }
+        // The DC scan, then AC scans.
+        jpeg.extend_from_slice(b"\xFF\xDA\x00\x08\x01\x01\x00\x00\x00\x00");
+        for _ in 1..scans {
+            jpeg.extend_from_slice(b"\xFF\xDA\x00\x08\x01\x01\x00\x01\x3f\x00");
+        }
+        jpeg.extend_from_slice(b"\xFF\xD9");
+        jpeg
+    }
+
+    fn scans(bytes: &[u8]) -> u32 {
+        jpeg_scans(&mut Cursor::new(bytes), u32::MAX).expect("walk")
+    }
+
+    #[test]
+    fn a_jpeg_counts_its_scans_up_to_its_end() {
+        assert_eq!(scans(&many_scans(16, 16, 3000)), 3000);
+        let mut progressive = Vec::new();
+        let mut encoder = jpeg_encoder::Encoder::new(&mut progressive, 80);
+        encoder.set_progressive(true);
+        let pixels: Vec<u8> = (0..64 * 48 * 3).map(|i| (i * 7 % 256) as u8).collect();
+        encoder
+            .encode(&pixels, 64, 48, jpeg_encoder::ColorType::Rgb)
+            .expect("encode");
+        let counted = scans(&progressive);
+        assert!((2..=20).contains(&counted), "{counted}");
+        // Stuffed zeros and restart markers are data; after EOI nothing counts.
+        let mut baseline = many_scans(16, 16, 1);
+        baseline.truncate(baseline.len() - 2);
+        baseline.extend_from_slice(b"\x12\xFF\x00\x34\xFF\xD0\x56\xFF\xFF\xD9");
+        baseline.extend_from_slice(&many_scans(16, 16, 50));
+        assert_eq!(scans(&baseline), 1);
+        // A truncated file counts what it holds; counting stops past the limit.
+        let long = many_scans(16, 16, 1000);
+        assert!((490..500).contains(&scans(&long[..long.len() / 2])));
+        assert_eq!(jpeg_scans(&mut Cursor::new(&long), 10).expect("walk"), 11);
     }
 }

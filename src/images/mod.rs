@@ -13,7 +13,9 @@
 //! height, a GIF's full screen descriptor).
 //!
 //! [`Limits`] refuse a decompression bomb from its headers: a side or a
-//! pixel count (all frames of an animation, `frames.rs`) over the limit.
+//! pixel count (all frames of an animation, `frames.rs`) over the limit,
+//! or a JPEG whose scans would cost more decoding than any real encoder's
+//! output ([`max_jpeg_scans`]).
 //! `strip.rs` removes location and personal metadata without touching the
 //! pixels. Variants (thumbnails and widths) are made in `variant.rs` and
 //! kept on disk by `cache.rs`.
@@ -53,6 +55,46 @@ pub enum OverLimit {
          it is refused as a decompression bomb"
     )]
     Pixels { limit: u64 },
+    #[error(
+        "the JPEG has more than {limit} scans for its size (encoders write a few dozen at \
+         most); it is refused as too costly to decode"
+    )]
+    Scans { limit: u32 },
+}
+
+/// The most scans a JPEG may have, whatever its size. libjpeg's
+/// progressive mode writes 10, mozjpeg and jpegli a few more.
+pub const MAX_JPEG_SCANS: u32 = 100;
+
+/// How many times `max_pixels` the scans of a JPEG may walk in all: a
+/// picture of `max_pixels` may have 20 scans, one of a tenth of that the
+/// full [`MAX_JPEG_SCANS`].
+const JPEG_SCAN_WORK: u64 = 20;
+
+/// The most scans a JPEG of `area` pixels may have when pictures may be
+/// `max_pixels`: every scan walks every block of the frame, so decoding
+/// costs scans × area, and that is what is bounded.
+pub fn max_jpeg_scans(area: u64, max_pixels: u64) -> u32 {
+    let by_work = max_pixels.saturating_mul(JPEG_SCAN_WORK) / area.max(1);
+    u32::try_from(by_work)
+        .unwrap_or(u32::MAX)
+        .clamp(1, MAX_JPEG_SCANS)
+}
+
+/// Whether the JPEG at the start of `reader`, of `area` pixels, has more
+/// scans than [`max_jpeg_scans`] allows; `Some(limit)` if so. Reads the
+/// file up to its end of image, a buffer at a time; not a JPEG is `None`.
+pub(crate) fn jpeg_over_scans<R: BufRead>(
+    reader: &mut R,
+    area: u64,
+    max_pixels: u64,
+) -> io::Result<Option<u32>> {
+    if !reader.fill_buf()?.starts_with(b"\xFF\xD8") {
+        return Ok(None);
+    }
+    let limit = max_jpeg_scans(area, max_pixels);
+    let scans = frames::jpeg_scans(reader, limit)?;
+    Ok((scans > limit).then_some(limit))
 }
 
 impl Limits {
@@ -61,7 +103,7 @@ impl Limits {
     /// are read; a file that ends early is judged on what it holds.
     pub fn over<R: BufRead + Seek>(
         &self,
-        reader: R,
+        mut reader: R,
         dimensions: Dimensions,
     ) -> io::Result<Option<OverLimit>> {
         let Dimensions { width, height } = dimensions;
@@ -72,10 +114,15 @@ impl Limits {
                 limit: self.max_side,
             }));
         }
-        let pixels = frames::pixels(reader, dimensions, self.max_pixels)?;
-        Ok((pixels > self.max_pixels).then_some(OverLimit::Pixels {
-            limit: self.max_pixels,
-        }))
+        let pixels = frames::pixels(&mut reader, dimensions, self.max_pixels)?;
+        if pixels > self.max_pixels {
+            return Ok(Some(OverLimit::Pixels {
+                limit: self.max_pixels,
+            }));
+        }
+        reader.seek(io::SeekFrom::Start(0))?;
+        let scans = jpeg_over_scans(&mut reader, pixels, self.max_pixels)?;
+        Ok(scans.map(|limit| OverLimit::Scans { limit }))
     }
 }
 
@@ -196,5 +243,15 @@ mod tests {
         ] {
             assert_eq!(of(bytes), None, "{bytes:?}");
         }
+    }
+
+    #[test]
+    fn a_jpeg_may_have_fewer_scans_the_larger_it_is() {
+        let max = 50_000_000;
+        assert_eq!(max_jpeg_scans(640 * 480, max), MAX_JPEG_SCANS);
+        assert_eq!(max_jpeg_scans(10_000_000, max), 100);
+        assert_eq!(max_jpeg_scans(50_000_000, max), 20);
+        assert_eq!(max_jpeg_scans(u64::MAX, max), 1);
+        assert_eq!(max_jpeg_scans(0, max), MAX_JPEG_SCANS);
     }
 }

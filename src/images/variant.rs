@@ -10,14 +10,22 @@
 //! `fast_image_resize` (Lanczos3, alpha premultiplied), and orientation is
 //! applied after resizing, where it moves the fewest pixels.
 //!
-//! An animated GIF or WebP is not resized (its first frame alone would
-//! misrepresent it); that, like any decoding error or an unsupported pixel
-//! format, is an error the caller answers by serving the original.
+//! The original is read as a stream, never whole: each decoder reads what
+//! it needs and stops at the end of the image data, so bytes after it (a
+//! JPEG's trailer after EOI) are never read. Decoding work is bounded
+//! before it starts: besides the pixel limits, a JPEG's scans are counted
+//! first (a progressive JPEG's cost is scans × area, SPEC §2.7) and one
+//! with more than its size allows is not decoded.
 //!
-//! This module takes bytes and returns bytes; it knows nothing of HTTP,
+//! An animated GIF or WebP is not resized (its first frame alone would
+//! misrepresent it); that, like any decoding error, too costly a JPEG or an
+//! unsupported pixel format, is an error the caller remembers and answers
+//! by sending the client to the original.
+//!
+//! This module takes a reader and returns bytes; it knows nothing of HTTP,
 //! files or caching.
 
-use std::io::Cursor;
+use std::io::{self, BufRead, Cursor, Read, Seek, SeekFrom};
 
 use fast_image_resize::{FilterType, ResizeAlg, ResizeOptions, Resizer};
 use image::codecs::gif::GifDecoder;
@@ -92,6 +100,10 @@ pub enum VariantError {
     Unsupported(&'static str),
     #[error("the picture is over the decoding limits")]
     TooLarge,
+    #[error("the JPEG has more than {0} scans for its size; it is not decoded")]
+    TooManyScans(u32),
+    #[error("the original could not be read: {0}")]
+    Read(#[from] io::Error),
     #[error("the picture does not decode: {0}")]
     Decode(String),
     #[error("resizing failed: {0}")]
@@ -109,13 +121,13 @@ impl From<image::ImageError> for VariantError {
     }
 }
 
-/// The encoded variant of the picture in `original`.
-pub fn render(
-    original: &[u8],
+/// The encoded variant of the picture read from `original`.
+pub fn render<R: BufRead + Seek>(
+    mut original: R,
     request: Request,
     limits: DecodeLimits,
 ) -> Result<Vec<u8>, VariantError> {
-    let decoded = if original.starts_with(b"\xFF\xD8") {
+    let decoded = if original.fill_buf()?.starts_with(b"\xFF\xD8") {
         decode_jpeg(original, request.target, limits)?
     } else {
         decode_other(original, limits)?
@@ -174,13 +186,25 @@ fn swaps_axes(orientation: Orientation) -> bool {
     )
 }
 
-fn decode_jpeg(
-    original: &[u8],
+fn decode_jpeg<R: BufRead + Seek>(
+    mut original: R,
     target: Target,
     limits: DecodeLimits,
 ) -> Result<Decoded, VariantError> {
-    let orientation = jpeg_orientation(original).unwrap_or(Orientation::NoTransforms);
-    let mut decoder = jpeg_decoder::Decoder::new(Cursor::new(original));
+    let orientation = jpeg_orientation(&mut original).unwrap_or(Orientation::NoTransforms);
+    // The scans are counted before any is decoded, against the frame's
+    // area as its header gives it.
+    original.seek(SeekFrom::Start(0))?;
+    let header = super::dimensions(&mut original)
+        .ok_or_else(|| VariantError::Decode("no frame header".into()))?;
+    limits.admit(header.width, header.height)?;
+    original.seek(SeekFrom::Start(0))?;
+    let area = u64::from(header.width) * u64::from(header.height);
+    if let Some(limit) = super::jpeg_over_scans(&mut original, area, limits.max_pixels)? {
+        return Err(VariantError::TooManyScans(limit));
+    }
+    original.seek(SeekFrom::Start(0))?;
+    let mut decoder = jpeg_decoder::Decoder::new(original);
     decoder.set_max_decoding_buffer_size(usize::try_from(limits.max_bytes()).unwrap_or(usize::MAX));
     decoder.read_info().map_err(decode_error)?;
     let info = decoder
@@ -222,11 +246,14 @@ fn decode_error(e: jpeg_decoder::Error) -> VariantError {
     VariantError::Decode(e.to_string())
 }
 
-fn decode_other(original: &[u8], limits: DecodeLimits) -> Result<Decoded, VariantError> {
-    let format = image::guess_format(original)?;
+fn decode_other<R: BufRead + Seek>(
+    mut original: R,
+    limits: DecodeLimits,
+) -> Result<Decoded, VariantError> {
+    let format = image::guess_format(original.fill_buf()?)?;
     let (image, orientation) = match format {
         ImageFormat::Gif => {
-            let mut decoder = GifDecoder::new(Cursor::new(original))?;
+            let mut decoder = GifDecoder::new(original)?;
             decoder.set_limits(limits.for_image())?;
             let mut frames = decoder.into_frames();
             let first = frames
@@ -241,7 +268,7 @@ fn decode_other(original: &[u8], limits: DecodeLimits) -> Result<Decoded, Varian
             )
         }
         ImageFormat::WebP => {
-            let mut decoder = WebPDecoder::new(Cursor::new(original))?;
+            let mut decoder = WebPDecoder::new(original)?;
             if decoder.has_animation() {
                 return Err(VariantError::Animated);
             }
@@ -250,7 +277,7 @@ fn decode_other(original: &[u8], limits: DecodeLimits) -> Result<Decoded, Varian
             (DynamicImage::from_decoder(decoder)?, orientation)
         }
         ImageFormat::Png | ImageFormat::Bmp => {
-            let mut reader = ImageReader::with_format(Cursor::new(original), format);
+            let mut reader = ImageReader::with_format(original, format);
             reader.limits(limits.for_image());
             let mut decoder = reader.into_decoder()?;
             let orientation = decoder.orientation()?;
@@ -267,30 +294,40 @@ fn decode_other(original: &[u8], limits: DecodeLimits) -> Result<Decoded, Varian
 }
 
 /// The EXIF orientation in a JPEG's APP1 segment, read before decoding so
-/// that the decoder's scale can be chosen for the turned size.
-fn jpeg_orientation(jpeg: &[u8]) -> Option<Orientation> {
-    let mut at = 2;
+/// that the decoder's scale can be chosen for the turned size. Only the
+/// segments before the first scan are walked, and only an APP1 body (at
+/// most 64 KiB) is read into memory.
+fn jpeg_orientation<R: Read + Seek>(jpeg: &mut R) -> Option<Orientation> {
+    jpeg.seek(SeekFrom::Start(2)).ok()?;
+    let mut byte = [0u8; 1];
     loop {
-        let marker = *jpeg.get(at + 1)?;
-        if jpeg[at] != 0xFF {
+        jpeg.read_exact(&mut byte).ok()?;
+        if byte[0] != 0xFF {
             return None;
         }
-        match marker {
-            // Fill byte: the marker follows.
-            0xFF => at += 1,
+        jpeg.read_exact(&mut byte).ok()?;
+        // Fill bytes: the marker follows.
+        while byte[0] == 0xFF {
+            jpeg.read_exact(&mut byte).ok()?;
+        }
+        match byte[0] {
             // Start of scan or end of image: no metadata after this.
             0xDA | 0xD9 => return None,
             // Markers without a length.
-            0x01 | 0xD0..=0xD8 => at += 2,
-            _ => {
-                let len = usize::from(u16::from_be_bytes([*jpeg.get(at + 2)?, *jpeg.get(at + 3)?]));
-                let body = jpeg.get(at + 4..at + 2 + len)?;
-                if marker == 0xE1
-                    && let Some(tiff) = body.strip_prefix(b"Exif\0\0")
-                {
-                    return Orientation::from_exif_chunk(tiff);
+            0x01 | 0xD0..=0xD8 => {}
+            marker => {
+                let mut len = [0u8; 2];
+                jpeg.read_exact(&mut len).ok()?;
+                let body_len = u16::from_be_bytes(len).checked_sub(2)?;
+                if marker == 0xE1 {
+                    let mut body = vec![0u8; usize::from(body_len)];
+                    jpeg.read_exact(&mut body).ok()?;
+                    if let Some(tiff) = body.strip_prefix(b"Exif\0\0") {
+                        return Orientation::from_exif_chunk(tiff);
+                    }
+                } else {
+                    jpeg.seek(SeekFrom::Current(i64::from(body_len))).ok()?;
                 }
-                at += 2 + len;
             }
         }
     }
@@ -417,20 +454,26 @@ mod tests {
     #[test]
     fn reads_the_orientation_before_the_frame() {
         let plain = jpeg(16, 8);
-        assert_eq!(jpeg_orientation(&plain), None);
+        assert_eq!(jpeg_orientation(&mut Cursor::new(&plain)), None);
         assert_eq!(
-            jpeg_orientation(&with_orientation(&plain, 6)),
+            jpeg_orientation(&mut Cursor::new(with_orientation(&plain, 6))),
             Some(Orientation::Rotate90)
         );
-        assert_eq!(jpeg_orientation(b"\xFF\xD8\xFF\xE1\x00"), None);
-        assert_eq!(jpeg_orientation(b"\xFF\xD8\xFF\xE1\x00\x01"), None);
+        assert_eq!(
+            jpeg_orientation(&mut Cursor::new(b"\xFF\xD8\xFF\xE1\x00")),
+            None
+        );
+        assert_eq!(
+            jpeg_orientation(&mut Cursor::new(b"\xFF\xD8\xFF\xE1\x00\x01")),
+            None
+        );
     }
 
     #[test]
     fn a_turned_jpeg_gives_a_turned_thumbnail() {
         let original = with_orientation(&jpeg(400, 300), 6);
         let thumbnail = render(
-            &original,
+            Cursor::new(&original),
             Request {
                 target: Target::Fit(100),
                 encoding: Encoding::Jpeg,
@@ -440,7 +483,11 @@ mod tests {
         .expect("thumbnail");
         let image = decoded(&thumbnail);
         assert_eq!((image.width(), image.height()), (75, 100));
-        assert_eq!(jpeg_orientation(&thumbnail), None, "no metadata kept");
+        assert_eq!(
+            jpeg_orientation(&mut Cursor::new(&thumbnail)),
+            None,
+            "no metadata kept"
+        );
     }
 
     #[test]
@@ -457,7 +504,8 @@ mod tests {
             target: Target::Width(160),
             encoding: Encoding::Png,
         };
-        let image = decoded(&render(&png, request, LIMITS).expect("variant")).to_rgba8();
+        let image =
+            decoded(&render(Cursor::new(&png), request, LIMITS).expect("variant")).to_rgba8();
         assert_eq!(image.dimensions(), (160, 107));
         assert_eq!(image.get_pixel(5, 50).0[3], 0);
         assert_eq!(image.get_pixel(150, 50).0[3], 255);
@@ -474,10 +522,34 @@ mod tests {
             encoding: Encoding::Jpeg,
         };
         assert!(matches!(
-            render(&jpeg(20, 20), request, small),
+            render(Cursor::new(jpeg(20, 20)), request, small),
             Err(VariantError::TooLarge)
         ));
-        assert!(render(b"\xFF\xD8\xFF\xE0garbage", request, LIMITS).is_err());
-        assert!(render(b"GIF89a\x01\x00\x01\x00", request, LIMITS).is_err());
+        assert!(render(Cursor::new(b"\xFF\xD8\xFF\xE0garbage"), request, LIMITS).is_err());
+        assert!(render(Cursor::new(b"GIF89a\x01\x00\x01\x00"), request, LIMITS).is_err());
+    }
+
+    #[test]
+    fn a_jpeg_with_too_many_scans_is_not_decoded_and_trailing_bytes_are_not_read() {
+        let request = Request {
+            target: Target::Fit(10),
+            encoding: Encoding::Jpeg,
+        };
+        let hostile = crate::images::frames::tests::many_scans(2000, 2000, 3000);
+        assert!(matches!(
+            render(Cursor::new(&hostile), request, LIMITS),
+            Err(VariantError::TooManyScans(100))
+        ));
+        // A big frame is allowed fewer scans: 20 × max_pixels in all.
+        let big = crate::images::frames::tests::many_scans(7000, 7000, 30);
+        assert!(matches!(
+            render(Cursor::new(&big), request, LIMITS),
+            Err(VariantError::TooManyScans(20))
+        ));
+        let mut trailed = jpeg(64, 48);
+        trailed.extend(std::iter::repeat_n(0xAB, 1 << 20));
+        let mut reader = Cursor::new(&trailed);
+        render(&mut reader, request, LIMITS).expect("thumbnail");
+        assert!(reader.position() < 64 * 1024, "{}", reader.position());
     }
 }
