@@ -133,7 +133,7 @@ ours_once() {
     cpu1=$(cpu_ticks "$pid")
     hwm1=$(status_kib "$pid" VmHWM)
     read -r code secs kind <<<"$out"
-    [[ $code == 200 && -z ${kind:-} ]] || die "thumbnail answered $code ${kind:-} (a fallback serves the original)"
+    [[ $code == 200 && -z ${kind:-} ]] || die "thumbnail answered $code ${kind:-} (a fallback redirects to the original)"
     row ours "$round" "$(awk -v s="$secs" 'BEGIN { printf "%.3f", s }')" "$(awk -v t=$((cpu1 - cpu0)) -v hz="$CLK_TCK" 'BEGIN { printf "%.2f", t / hz }')" \
         "$((hwm1 - hwm0))" "$note; RSS before $((rss0 / 1024)) MiB, VmHWM after $((hwm1 / 1024)) MiB"
     # A second GET is served from the cache: its time, for information.
