@@ -133,7 +133,8 @@ async fn a_damaged_index_is_set_aside_and_rebuilt_from_the_files() {
         "truncated",
     ];
     for (n, kind) in kinds.into_iter().enumerate() {
-        c.nodes[0].terminate();
+        // Killed, as a power cut: redb's own recovery comes on top.
+        c.nodes[0].kill();
         let damaged = damage(&index_file(&c.nodes[0]), kind);
         // A file s1 lacks: only repair brings it (no replay).
         let extra = jpeg(3_000, 9_000 + n as u64);
@@ -278,8 +279,8 @@ async fn two_processes_of_one_server_share_the_index_as_in_an_iis_recycle() {
             assert_eq!(hash.as_deref(), Some(sha256(bytes).as_str()));
         }
     }
-    new.terminate();
-    c.nodes[0].terminate();
+    new.kill();
+    c.nodes[0].kill();
     assert!(set_aside(&c.nodes[0]).is_empty());
 }
 
