@@ -401,24 +401,40 @@ fn open_sound(file: &Path) -> Result<Database, Refusal> {
     }
 }
 
-/// Held by another program, or damaged. Any other I/O error (no
-/// permission, a failing disk) is treated as held: it says nothing about
-/// the content, renaming the file would not help, and the refusal names it.
+/// Held by another program, or damaged. An I/O error that says nothing
+/// about the content (a lock, no permission, a full or read-only disk) is
+/// not damage either: renaming the file would not help, so it is waited for
+/// like a lock and then named in the refusal. Anything else, a read error
+/// of the disk included, makes the file unreadable: damaged.
 fn classify(e: redb::Error) -> Refusal {
     match e {
         redb::Error::DatabaseAlreadyOpen | redb::Error::LockProtocolMismatch => {
             Refusal::Held(e.to_string())
         }
-        redb::Error::Io(io)
-            if !matches!(
-                io.kind(),
-                std::io::ErrorKind::InvalidData | std::io::ErrorKind::UnexpectedEof
-            ) =>
-        {
-            Refusal::Held(io.to_string())
-        }
+        redb::Error::Io(io) if not_about_content(&io) => Refusal::Held(io.to_string()),
         other => Refusal::Damaged(other.to_string()),
     }
+}
+
+fn not_about_content(e: &std::io::Error) -> bool {
+    use std::io::ErrorKind::{
+        NotFound, PermissionDenied, QuotaExceeded, ReadOnlyFilesystem, ResourceBusy, StorageFull,
+        WouldBlock,
+    };
+    // Windows' sharing and lock violations (another program opened the
+    // file without sharing it) have no kind of their own.
+    const SHARING_VIOLATION: i32 = 32;
+    const LOCK_VIOLATION: i32 = 33;
+    matches!(
+        e.kind(),
+        WouldBlock
+            | ResourceBusy
+            | PermissionDenied
+            | NotFound
+            | StorageFull
+            | QuotaExceeded
+            | ReadOnlyFilesystem
+    ) || (cfg!(windows) && matches!(e.raw_os_error(), Some(SHARING_VIOLATION | LOCK_VIOLATION)))
 }
 
 fn open_db(file: &Path) -> Result<Database, redb::Error> {
@@ -701,6 +717,38 @@ mod tests {
                 days: 1
             }
         );
+    }
+
+    #[test]
+    fn only_errors_about_the_content_are_damage() {
+        use std::io::{Error, ErrorKind};
+        let held = |e| matches!(classify(e), Refusal::Held(_));
+        assert!(held(redb::Error::DatabaseAlreadyOpen));
+        assert!(held(redb::Error::Io(Error::from(
+            ErrorKind::PermissionDenied
+        ))));
+        assert!(held(redb::Error::Io(Error::from(ErrorKind::StorageFull))));
+        assert!(!held(redb::Error::Io(Error::from(ErrorKind::InvalidData))));
+        assert!(!held(redb::Error::Corrupted("bad page".into())));
+        #[cfg(unix)]
+        assert!(!held(redb::Error::Io(Error::from_raw_os_error(5))), "EIO");
+    }
+
+    #[test]
+    fn a_damaged_index_never_replaces_one_set_aside_before() {
+        let dir = tempfile::tempdir().expect("dir");
+        let file = dir.path().join(".index.redb");
+        for n in 0..3u8 {
+            std::fs::write(&file, [n]).expect("write");
+            set_aside(&file).expect("aside");
+        }
+        let mut kept: Vec<Vec<u8>> = std::fs::read_dir(dir.path())
+            .expect("dir")
+            .flatten()
+            .map(|e| std::fs::read(e.path()).expect("read"))
+            .collect();
+        kept.sort();
+        assert_eq!(kept, vec![vec![0], vec![1], vec![2]]);
     }
 
     #[test]
