@@ -8,8 +8,10 @@
 #
 # Selected: uploads, downloads (HEAD, Range, ETag), the shipped configuration,
 # replication between three servers with journal and replay, and every bad
-# replica refused. Not selected: tests that need SIGTERM, /proc, mount, nginx,
-# mono or a browser, which mean nothing under Wine.
+# replica refused; the index rebuilt after damage and shared by two
+# processes; one volume per name. Not selected: tests that need SIGTERM,
+# /proc, mount, nginx, mono or a browser, or a file lock taken by a Linux
+# process, which mean nothing under Wine.
 #
 # Wine passing is not proof that the .exe starts on Windows 7 / Server 2008 R2
 # (Wine implements newer APIs too); the import check of windows-build.sh is.
@@ -60,6 +62,13 @@ SELECTION=(
     image_intake:a_decompression_bomb_is_refused_at_once_and_leaves_nothing
     volumes:uploads_go_to_the_least_busy_volume_and_every_link_is_served
     volumes:repair_and_scrub_cover_every_volume
+    volumes:two_replicas_of_one_name_at_once_keep_one_file_on_one_volume
+    volumes:a_delete_racing_a_replica_leaves_nothing_served
+    volumes:a_delete_racing_a_replica_on_one_folder_leaves_nothing_served
+    index:a_damaged_index_is_set_aside_and_rebuilt_from_the_files
+    index:two_processes_of_one_server_share_the_index_as_in_an_iis_recycle
+    index:a_replica_is_served_with_its_hash_at_once
+    repair:healthz_shows_a_peers_state_never_its_answer
     stream_replica:a_large_upload_reaches_the_peer_while_it_still_arrives
     stream_replica:the_sync_form_publishes_only_a_replica_whose_hash_came_and_matched
 )

@@ -20,6 +20,7 @@ mod server;
 mod shutdown;
 pub mod storage;
 
+use std::borrow::Cow;
 use std::process::ExitCode;
 use std::sync::Arc;
 
@@ -71,7 +72,8 @@ pub fn run(cli: Cli) -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            // A start-up error may quote an endpoint or a peer's URL.
+            eprintln!("error: {}", config::without_userinfo(&format!("{e:#}")));
             ExitCode::FAILURE
         }
     }
@@ -111,14 +113,21 @@ fn check_config(config: &Config) {
         }
     }
     if let Some(s3) = &config.s3 {
-        let endpoint = s3.endpoint.as_deref().unwrap_or("AWS");
+        let endpoint = s3
+            .endpoint
+            .as_deref()
+            .map_or(Cow::Borrowed("AWS"), config::without_userinfo);
         println!(
             "  s3 bucket     {} at {endpoint} (region {})",
             s3.bucket, s3.region
         );
     }
     for peer in &config.peers {
-        println!("  peer          {} {}", peer.name, peer.uri);
+        println!(
+            "  peer          {} {}",
+            peer.name,
+            config::without_userinfo(peer.uri.as_str())
+        );
     }
     if config.security_key == config::PLACEHOLDER_KEY {
         println!("  warning: security_key is the shipped placeholder; change it before going live");
@@ -243,7 +252,8 @@ async fn replay_remote(config: &Config, url: &str) -> anyhow::Result<()> {
     url.query_pairs_mut()
         .append_pair("action", "uploaderrors")
         .append_pair("format", "json");
-    let shown = http::redact(url.as_str(), &[&config.security_key]).into_owned();
+    let shown =
+        config::without_userinfo(&http::redact(url.as_str(), &[&config.security_key])).into_owned();
     let client = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()

@@ -243,3 +243,84 @@ fn http_platform_port_alone_makes_it_listen_on_loopback_there() {
     );
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
 }
+
+/// Everything a run printed: stdout, stderr and the log files.
+fn printed(o: &Output, dir: &Path) -> String {
+    let mut text = format!("{}{}", String::from_utf8_lossy(&o.stdout), stderr(o));
+    for entry in std::fs::read_dir(dir.join("log"))
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        text.push_str(&std::fs::read_to_string(entry.path()).unwrap_or_default());
+    }
+    text
+}
+
+#[test]
+fn credentials_in_a_peer_or_endpoint_url_are_never_printed() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let servers = |peer_uri: &str| {
+        std::fs::write(
+            dir.path().join("servers.xml.config"),
+            format!(
+                r#"<Servers><Server Name="s1" Uri="http://127.0.0.1:1/do.ashx" SecurityKey="k1"/><Server Name="s2" Uri="{peer_uri}" SecurityKey="k2"/></Servers>"#
+            ),
+        )
+        .expect("servers");
+    };
+    let app = |extra: &str| {
+        std::fs::write(
+            dir.path().join("app.toml"),
+            format!(
+                "server_name = \"s1\"\nsecurity_key = \"k1\"\nlisten = \"127.0.0.1:{}\"\n\
+                 data_dir = \"data\"\nlog_dir = \"log\"\n{extra}",
+                free_port()
+            ),
+        )
+        .expect("app.toml");
+        dir.path().join("app.toml")
+    };
+    let endpoint = format!(
+        "[storage.s3]\nbucket = \"b\"\nendpoint = \"http://ak:EndpointSecret2@127.0.0.1:{}\"\n\
+         connect_timeout_secs = 1\nrequest_timeout_secs = 2\nretries = 0\n",
+        free_port()
+    );
+
+    // The summary of check-config.
+    servers("http://user:PeerSecret1@127.0.0.1:2/do.ashx");
+    let o = check(&app(&endpoint), &[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let text = printed(&o, dir.path());
+    assert!(text.contains("s2 http://***@127.0.0.1:2/do.ashx"), "{text}");
+    assert!(text.contains("http://***@127.0.0.1:"), "{text}");
+
+    // A configuration error quoting the URL.
+    servers("ftp://user:PeerSecret1@127.0.0.1:2/do.ashx");
+    let o = check(&app(""), &[]);
+    assert_eq!(o.status.code(), Some(2));
+    let bad_uri = printed(&o, dir.path());
+    assert!(bad_uri.contains("Server/@Uri"), "{bad_uri}");
+
+    // A start that fails reaching the store.
+    servers("http://user:PeerSecret1@127.0.0.1:2/do.ashx");
+    let o = Command::new(BIN)
+        .args(["serve", "--config"])
+        .arg(app(&format!("[storage]\nbackend = \"s3\"\n{endpoint}")))
+        .env("AWS_ACCESS_KEY_ID", "ak")
+        .env("AWS_SECRET_ACCESS_KEY", "sk")
+        .output()
+        .expect("run");
+    assert!(!o.status.success());
+    let failed_start = printed(&o, dir.path());
+    assert!(
+        failed_start.contains("object store is unavailable") && failed_start.contains("***@"),
+        "{failed_start}"
+    );
+    for shown in [text, bad_uri, failed_start] {
+        assert!(
+            !shown.contains("PeerSecret1") && !shown.contains("EndpointSecret2"),
+            "{shown}"
+        );
+    }
+}

@@ -547,3 +547,62 @@ async fn a_peer_that_comes_back_is_repaired_from_at_once() {
     .await;
     assert!(back, "{}", cluster.nodes[0].output());
 }
+
+/// A peer that answers every request 500 with a body quoting a link:
+/// serves for `within`, on its own thread.
+fn hostile_peer(port: u16, body: &'static str, within: Duration) -> std::thread::JoinHandle<()> {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind(("127.0.0.1", port)).expect("bind");
+    listener.set_nonblocking(true).expect("nonblocking");
+    std::thread::spawn(move || {
+        let deadline = Instant::now() + within;
+        while Instant::now() < deadline {
+            let Ok((mut stream, _)) = listener.accept() else {
+                std::thread::sleep(Duration::from_millis(20));
+                continue;
+            };
+            let _ = stream.set_nonblocking(false);
+            let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
+            let mut head = Vec::new();
+            let mut byte = [0u8; 1];
+            while !head.ends_with(b"\r\n\r\n") && stream.read(&mut byte).is_ok_and(|n| n == 1) {
+                head.push(byte[0]);
+            }
+            let _ = write!(
+                stream,
+                "HTTP/1.1 500 Internal Server Error\r\nContent-Type: application/json\r\n\
+                 Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn healthz_shows_a_peers_state_never_its_answer() {
+    const ANSWER: &str = "{\"resp\":{\"success\":0,\"error\":\"see http://user:pw@leak.example/2026/1/1/0b1e5ec7-5e55-4a11-8b1e-5ec75e554a11.jpg\"}}";
+    let mut c = Cluster::new(&["s1", "evil"], REPAIR);
+    let evil = hostile_peer(c.nodes[1].port, ANSWER, Duration::from_secs(20));
+    c.node(0).start();
+    let client = client();
+    let s1 = &c.nodes[0];
+    let mut seen = Value::Null;
+    let passed = until(Duration::from_secs(15), async || {
+        seen = healthz(&client, s1).await;
+        seen["repair"]["peers"]["evil"]["last_pass"]["errors"]
+            .as_u64()
+            .is_some_and(|n| n > 0)
+    })
+    .await;
+    assert!(passed, "a pass against the peer failed: {seen}");
+    let text = seen.to_string();
+    assert!(
+        !text.contains("leak.example") && !text.contains("0b1e5ec7") && !text.contains("pw@"),
+        "{text}"
+    );
+    assert_eq!(
+        seen["repair"]["peers"]["evil"]["last_pass"]["complete"],
+        false
+    );
+    evil.join().expect("peer");
+}

@@ -210,3 +210,125 @@ async fn repair_and_scrub_cover_every_volume() {
         s1.output()
     );
 }
+
+/// A `sync` of `bytes` under `path`, as a peer sends it; the status.
+async fn replica(client: &reqwest::Client, node: &Node, path: &str, bytes: &[u8]) -> u16 {
+    client
+        .put(node.do_url(&format!("action=sync&format=json&path={path}")))
+        .header("X-Security-Key", &node.key)
+        .header("X-Content-SHA256", common::sha256(bytes))
+        .body(bytes.to_vec())
+        .send()
+        .await
+        .expect("sync")
+        .status()
+        .as_u16()
+}
+
+fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .expect("client")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_replicas_of_one_name_at_once_keep_one_file_on_one_volume() {
+    let cluster = Cluster::single(VOLUMES);
+    let s1 = &cluster.nodes[0];
+    let client = client();
+    let mut wrong = Vec::new();
+    for i in 0..200u64 {
+        let path = format!("2026/1/3/{}.jpg", uuid::Uuid::new_v4());
+        let (a, b) = (jpeg(2_000, 2 * i), jpeg(2_000, 2 * i + 1));
+        let (sa, sb) = tokio::join!(
+            replica(&client, s1, &path, &a),
+            replica(&client, s1, &path, &b)
+        );
+        let holders: Vec<usize> = (1..=3)
+            .filter(|&n| volume(s1, n).join(&path).is_file())
+            .collect();
+        let response = client
+            .get(format!("{}/{path}", s1.base()))
+            .header("X-Multiserver-Repair", "1")
+            .send()
+            .await
+            .expect("get");
+        let hash = response
+            .headers()
+            .get("x-content-sha256")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let served = response.bytes().await.expect("body").to_vec();
+        let winner = match (sa, sb) {
+            (200, 409) => &a,
+            (409, 200) => &b,
+            _ => {
+                wrong.push(format!("{path}: answered {sa} and {sb}"));
+                continue;
+            }
+        };
+        if holders.len() != 1 || &served != winner {
+            wrong.push(format!("{path}: on volumes {holders:?}, served the loser"));
+        }
+        // The hash a peer is given (the index's) is the served file's.
+        let served_sha = common::sha256(&served);
+        if hash.as_deref() != Some(served_sha.as_str()) {
+            wrong.push(format!("{path}: indexed {hash:?}, served {served_sha}"));
+        }
+    }
+    assert!(wrong.is_empty(), "{} of 200: {wrong:#?}", wrong.len());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delete_racing_a_replica_leaves_nothing_served() {
+    let cluster = Cluster::single(VOLUMES);
+    let s1 = &cluster.nodes[0];
+    delete_racing_replicas(s1, &(1..=3).map(|n| volume(s1, n)).collect::<Vec<_>>()).await;
+}
+
+/// The single-folder backend keeps the same order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delete_racing_a_replica_on_one_folder_leaves_nothing_served() {
+    let cluster = Cluster::single("fsync = false\n");
+    let s1 = &cluster.nodes[0];
+    delete_racing_replicas(s1, &[s1.data_dir()]).await;
+}
+
+/// Sends 300 replicas each with a delete of its name at once: whoever
+/// wins, the name ends deleted and on no folder.
+async fn delete_racing_replicas(s1: &Node, folders: &[PathBuf]) {
+    let client = client();
+    let mut served = Vec::new();
+    for i in 0..300u64 {
+        let path = format!("2026/1/4/{}.jpg", uuid::Uuid::new_v4());
+        let bytes = jpeg(2_000, 10_000 + i);
+        let delete = async {
+            client
+                .post(s1.keyed(&format!("action=delete&format=json&path={path}")))
+                .send()
+                .await
+                .expect("delete")
+                .status()
+                .as_u16()
+        };
+        let (synced, deleted) = tokio::join!(replica(&client, s1, &path, &bytes), delete);
+        assert_eq!(deleted, 200, "{path}");
+        assert!(
+            matches!(synced, 200 | 410),
+            "{path}: sync answered {synced}"
+        );
+        let status = client
+            .get(format!("{}/{path}", s1.base()))
+            .send()
+            .await
+            .expect("get")
+            .status()
+            .as_u16();
+        let holders: Vec<&PathBuf> = folders.iter().filter(|f| f.join(&path).is_file()).collect();
+        if status != 410 || !holders.is_empty() {
+            served.push(format!("{path}: GET {status}, in {holders:?}"));
+        }
+    }
+    assert!(served.is_empty(), "{} of 300: {served:#?}", served.len());
+}

@@ -13,6 +13,7 @@ pub mod servers;
 mod storage;
 mod webconfig;
 
+use std::borrow::Cow;
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -43,9 +44,44 @@ impl ConfigError {
         Self {
             source_name: source.as_ref().display().to_string(),
             key: key.into(),
-            problem: problem.into(),
+            problem: without_userinfo(&problem.into()).into_owned(),
         }
     }
+}
+
+/// `text` with the credentials of every URL in it (`scheme://user:pass@…`)
+/// replaced by `***`. A peer's Uri or an endpoint may carry them, and what
+/// the service prints (a summary, an error, a log line) is copied into
+/// tickets and screenshots. Works on any text, so a URL that does not parse
+/// is covered too.
+pub fn without_userinfo(text: &str) -> Cow<'_, str> {
+    let mut out = String::new();
+    let mut rest = text;
+    let mut changed = false;
+    while let Some(at) = rest.find("://") {
+        let start = at + 3;
+        let end = rest[start..]
+            .find(|c: char| {
+                matches!(c, '/' | '?' | '#' | '`' | '"' | '\'' | '<' | '>') || c.is_whitespace()
+            })
+            .map_or(rest.len(), |i| start + i);
+        let authority = &rest[start..end];
+        out.push_str(&rest[..start]);
+        match authority.rfind('@') {
+            Some(host) => {
+                out.push_str("***");
+                out.push_str(&authority[host..]);
+                changed = true;
+            }
+            None => out.push_str(authority),
+        }
+        rest = &rest[end..];
+    }
+    if !changed {
+        return Cow::Borrowed(text);
+    }
+    out.push_str(rest);
+    Cow::Owned(out)
 }
 
 /// Another server of servers.xml.config that receives a copy of every upload.
@@ -546,5 +582,25 @@ impl FileConfig {
             }
         }
         self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn credentials_in_urls_are_never_shown() {
+        assert_eq!(
+            without_userinfo("peer http://u:s3cret@h:8/do.ashx and `https://tok@x` end"),
+            "peer http://***@h:8/do.ashx and `https://***@x` end"
+        );
+        assert_eq!(without_userinfo("ftp://u:p@h"), "ftp://***@h");
+        assert_eq!(
+            without_userinfo("http://h/a@b?c=d@e"),
+            "http://h/a@b?c=d@e",
+            "an @ after the host is no credential"
+        );
+        assert!(matches!(without_userinfo("no url here"), Cow::Borrowed(_)));
     }
 }

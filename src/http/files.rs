@@ -11,7 +11,7 @@
 //! served like any local file; a name deleted here answers 410 without
 //! asking anyone. A request carrying [`REPAIR_HEADER`] comes from a peer
 //! fetching on its own behalf: it is answered from this disk only, never by
-//! asking further (no loops), and with the index's hash.
+//! asking further (no loops), and always with its hash (the index's).
 //!
 //! With an S3 backend the object is proxied from the store (`objects.rs`)
 //! with the same headers.
@@ -33,7 +33,7 @@ use tower_http::services::ServeFile;
 use super::{AppState, objects, variants};
 use crate::repair::{HASH_HEADER, Lookup, REPAIR_HEADER};
 use crate::storage::s3::S3Store;
-use crate::storage::{Located, StoredPath, VariantPath};
+use crate::storage::{Located, StoredPath, VariantPath, hash_file};
 
 /// Bytes read from a stored file at a time. Each read is a hand-off to a
 /// blocking thread; tower-http's default of 64 KiB made those hand-offs most
@@ -67,16 +67,10 @@ async fn original(state: &AppState, path: &StoredPath, request: Request) -> Resp
         }
         Err(refusal) => return refusal,
     };
-    // A peer fetching for repair checks what it gets against our index.
-    let indexed_hash = match state.storage.index() {
-        Some(index) if for_peer => match index.get(path) {
-            Ok(entry) => entry.map(|e| e.sha256),
-            Err(e) => {
-                tracing::error!(error = %e, "index read failed");
-                None
-            }
-        },
-        _ => None,
+    let peer_hash = if for_peer {
+        hash_for_peer(state, path, &file).await
+    } else {
+        None
     };
     let mut response = serve(
         &file,
@@ -86,10 +80,52 @@ async fn original(state: &AppState, path: &StoredPath, request: Request) -> Resp
         Caching::Immutable,
     )
     .await;
-    if let Some(hash) = indexed_hash.and_then(|h| HeaderValue::from_str(&h).ok()) {
+    if let Some(hash) = peer_hash.and_then(|h| HeaderValue::from_str(&h).ok()) {
         response.headers_mut().insert(HASH_HEADER, hash);
     }
     response
+}
+
+/// The hash a peer fetching for repair checks what it gets against: the
+/// index's. A file placed a moment ago may still wait in the index's batch
+/// (records are committed together every few milliseconds), so a miss
+/// waits for that batch; a file the index does not list even then (put in
+/// the folder by hand since the start) is hashed here. A peer is never
+/// served a file without its hash: it would refuse it.
+async fn hash_for_peer(
+    state: &AppState,
+    path: &StoredPath,
+    file: &std::path::Path,
+) -> Option<String> {
+    let index = state.storage.index()?;
+    let indexed = || match index.get(path) {
+        Ok(entry) => entry.map(|e| e.sha256),
+        Err(e) => {
+            tracing::error!(error = %e, "index read failed");
+            None
+        }
+    };
+    if let Some(hash) = indexed() {
+        return Some(hash);
+    }
+    if let Err(e) = index.flush().await {
+        tracing::error!(error = %e, "index flush failed");
+    }
+    if let Some(hash) = indexed() {
+        return Some(hash);
+    }
+    let file = file.to_path_buf();
+    match tokio::task::spawn_blocking(move || hash_file(&file)).await {
+        Ok(Ok(hash)) => Some(hash),
+        Ok(Err(e)) => {
+            tracing::warn!(%path, error = %e, "cannot hash a file a peer asks for");
+            None
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "hashing a file for a peer failed");
+            None
+        }
+    }
 }
 
 /// Where a stored file is read from.

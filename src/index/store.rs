@@ -22,7 +22,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::mpsc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use chrono::NaiveDate;
 use redb::{
@@ -48,6 +48,11 @@ const GATHER: Duration = Duration::from_millis(20);
 /// Day folders changed this long before the last commit are checked too at
 /// open (clocks of folders and of this process may disagree a little).
 const RECONCILE_SLACK_SECS: i64 = 300;
+/// How long a start waits for another program to let go of the index: less
+/// than the 20 s IIS gives a start (web.config's `startupTimeLimit`), so the
+/// refusal is logged before IIS gives up and starts the service again.
+const HELD_WAIT: Duration = Duration::from_secs(15);
+const HELD_RETRY: Duration = Duration::from_millis(250);
 
 #[derive(Debug, thiserror::Error)]
 pub enum IndexError {
@@ -57,6 +62,15 @@ pub enum IndexError {
     Io(#[from] std::io::Error),
     #[error("the index writer has stopped")]
     WriterGone,
+    #[error(
+        "the index {} cannot be opened ({why}) and was not freed within {waited} s; \
+         if another program holds it, stop that program and start again", file.display()
+    )]
+    Held {
+        file: PathBuf,
+        why: String,
+        waited: u64,
+    },
 }
 
 fn db_error(e: impl Into<redb::Error>) -> IndexError {
@@ -106,21 +120,23 @@ impl Index {
     /// with the files of every data folder in `roots`: all of them if the
     /// index is new or was unreadable, else those of day folders changed
     /// since its last commit.
+    ///
+    /// An index that fails redb's integrity check, a full read of its
+    /// tables, or makes redb panic is set aside (`.index.redb.damaged-…`,
+    /// kept for an operator) and rebuilt from the files. One held by another
+    /// program is not damaged: the start waits for it (bounded) and then
+    /// refuses, naming the file, rather than throwing its tombstones away.
     pub fn open(home: &Path, roots: &[PathBuf]) -> Result<Self, IndexError> {
         let file = super::index_file(home);
         let fresh = !file.exists();
-        let db = match open_db(&file) {
+        let db = match open_checked(&file)? {
             Ok(db) => db,
-            Err(e) if !fresh => {
-                let aside = file.with_extension(format!(
-                    "redb.damaged-{}",
-                    chrono::Local::now().format("%Y%m%d%H%M%S")
-                ));
-                tracing::error!(error = %e, aside = %aside.display(), "the index cannot be opened; set aside and rebuilt from the files");
-                std::fs::rename(&file, &aside)?;
-                open_db(&file)?
+            Err(damage) if !fresh => {
+                let aside = set_aside(&file)?;
+                tracing::error!(error = %damage, aside = %aside.display(), "the index is damaged; set aside and rebuilt from the files");
+                open_checked(&file)?.map_err(IndexError::Db)?
             }
-            Err(e) => return Err(e),
+            Err(damage) => return Err(IndexError::Db(damage)),
         };
         let since = if fresh {
             None
@@ -327,19 +343,152 @@ fn reconcile(db: &Database, data_dir: &Path, since: Option<i64>) -> Result<(), I
     Ok(())
 }
 
-fn open_db(file: &Path) -> Result<Database, IndexError> {
+/// Why an index file could not be opened.
+enum Refusal {
+    /// Another program has it open in a way that excludes this process.
+    Held(String),
+    /// Its content is not a sound index.
+    Damaged(String),
+}
+
+/// Opens the index, waiting up to [`HELD_WAIT`] for another program to let
+/// go of it. `Ok(Err(why))`: the file is damaged; `Err`: it cannot be used
+/// (held, or not readable at all), which the caller must not mistake for
+/// damage.
+fn open_checked(file: &Path) -> Result<Result<Database, String>, IndexError> {
+    let started = Instant::now();
+    let mut told = false;
+    loop {
+        match open_sound(file) {
+            Ok(db) => return Ok(Ok(db)),
+            Err(Refusal::Damaged(why)) => return Ok(Err(why)),
+            Err(Refusal::Held(why)) if started.elapsed() < HELD_WAIT => {
+                if !told {
+                    tracing::warn!(file = %file.display(), reason = %why, "the index is held by another program; waiting for it");
+                    told = true;
+                }
+                std::thread::sleep(HELD_RETRY);
+            }
+            Err(Refusal::Held(why)) => {
+                return Err(IndexError::Held {
+                    file: file.to_path_buf(),
+                    why,
+                    waited: HELD_WAIT.as_secs(),
+                });
+            }
+        }
+    }
+}
+
+/// One attempt: open with redb's integrity check, then read every table
+/// through. redb panics on some damage a plain open or read meets (and its
+/// debug builds on more), so a panic here is damage too, not a crash at
+/// every start.
+fn open_sound(file: &Path) -> Result<Database, Refusal> {
+    match std::panic::catch_unwind(|| open_db(file).and_then(|db| read_through(&db).map(|()| db))) {
+        Ok(Ok(db)) => Ok(db),
+        Ok(Err(e)) => Err(classify(e)),
+        Err(panic) => {
+            let what = panic
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_owned())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_default();
+            Err(Refusal::Damaged(format!(
+                "the index engine failed reading it: {what}"
+            )))
+        }
+    }
+}
+
+/// Held by another program, or damaged. An I/O error that says nothing
+/// about the content (a lock, no permission, a full or read-only disk) is
+/// not damage either: renaming the file would not help, so it is waited for
+/// like a lock and then named in the refusal. Anything else, a read error
+/// of the disk included, makes the file unreadable: damaged.
+fn classify(e: redb::Error) -> Refusal {
+    match e {
+        redb::Error::DatabaseAlreadyOpen | redb::Error::LockProtocolMismatch => {
+            Refusal::Held(e.to_string())
+        }
+        redb::Error::Io(io) if not_about_content(&io) => Refusal::Held(io.to_string()),
+        other => Refusal::Damaged(other.to_string()),
+    }
+}
+
+fn not_about_content(e: &std::io::Error) -> bool {
+    use std::io::ErrorKind::{
+        NotFound, PermissionDenied, QuotaExceeded, ReadOnlyFilesystem, ResourceBusy, StorageFull,
+        WouldBlock,
+    };
+    // Windows' sharing and lock violations (another program opened the
+    // file without sharing it) have no kind of their own.
+    const SHARING_VIOLATION: i32 = 32;
+    const LOCK_VIOLATION: i32 = 33;
+    matches!(
+        e.kind(),
+        WouldBlock
+            | ResourceBusy
+            | PermissionDenied
+            | NotFound
+            | StorageFull
+            | QuotaExceeded
+            | ReadOnlyFilesystem
+    ) || (cfg!(windows) && matches!(e.raw_os_error(), Some(SHARING_VIOLATION | LOCK_VIOLATION)))
+}
+
+fn open_db(file: &Path) -> Result<Database, redb::Error> {
     let db = Database::builder()
         .set_concurrency_mode(ConcurrencyMode::MultiWriter)
-        .create(file)
-        .map_err(db_error)?;
+        // Verifies every page's checksum: a file altered outside redb is
+        // refused here instead of making a later read panic.
+        .set_check_integrity_on_open(true)
+        .create(file)?;
     // Create the tables, so that reads never meet a missing one.
-    let write = db.begin_write().map_err(db_error)?;
-    write.open_table(FILES).map_err(db_error)?;
-    write.open_table(TOMBSTONES).map_err(db_error)?;
-    write.open_table(DAYS).map_err(db_error)?;
-    write.open_table(META).map_err(db_error)?;
-    write.commit().map_err(db_error)?;
+    let write = db.begin_write()?;
+    write.open_table(FILES)?;
+    write.open_table(TOMBSTONES)?;
+    write.open_table(DAYS)?;
+    write.open_table(META)?;
+    write.commit()?;
     Ok(db)
+}
+
+/// Reads every entry of every table once, so that damage the page checks
+/// cannot see (a value that does not decode) shows at start, not in a
+/// request.
+fn read_through(db: &Database) -> Result<(), redb::Error> {
+    let read = db.begin_read()?;
+    for row in read.open_table(FILES)?.iter()? {
+        let (k, v) = row?;
+        let _ = (k.value(), v.value());
+    }
+    for row in read.open_table(TOMBSTONES)?.iter()? {
+        let (k, v) = row?;
+        let _ = (k.value(), v.value());
+    }
+    for row in read.open_table(DAYS)?.iter()? {
+        let (k, v) = row?;
+        let _ = (k.value(), v.value());
+    }
+    for row in read.open_table(META)?.iter()? {
+        let (k, v) = row?;
+        let _ = (k.value(), v.value());
+    }
+    Ok(())
+}
+
+/// Renames a damaged index out of the way, never over an earlier one.
+fn set_aside(file: &Path) -> Result<PathBuf, IndexError> {
+    let stamp = chrono::Local::now().format("%Y%m%d%H%M%S");
+    let mut aside = file.with_extension(format!("redb.damaged-{stamp}"));
+    let mut n = 1;
+    while aside.exists() {
+        aside = file.with_extension(format!("redb.damaged-{stamp}-{n}"));
+        n += 1;
+    }
+    std::fs::rename(file, &aside)?;
+    Ok(aside)
 }
 
 fn write_loop(db: &Database, queue: &mpsc::Receiver<Op>) {
@@ -568,6 +717,38 @@ mod tests {
                 days: 1
             }
         );
+    }
+
+    #[test]
+    fn only_errors_about_the_content_are_damage() {
+        use std::io::{Error, ErrorKind};
+        let held = |e| matches!(classify(e), Refusal::Held(_));
+        assert!(held(redb::Error::DatabaseAlreadyOpen));
+        assert!(held(redb::Error::Io(Error::from(
+            ErrorKind::PermissionDenied
+        ))));
+        assert!(held(redb::Error::Io(Error::from(ErrorKind::StorageFull))));
+        assert!(!held(redb::Error::Io(Error::from(ErrorKind::InvalidData))));
+        assert!(!held(redb::Error::Corrupted("bad page".into())));
+        #[cfg(unix)]
+        assert!(!held(redb::Error::Io(Error::from_raw_os_error(5))), "EIO");
+    }
+
+    #[test]
+    fn a_damaged_index_never_replaces_one_set_aside_before() {
+        let dir = tempfile::tempdir().expect("dir");
+        let file = dir.path().join(".index.redb");
+        for n in 0..3u8 {
+            std::fs::write(&file, [n]).expect("write");
+            set_aside(&file).expect("aside");
+        }
+        let mut kept: Vec<Vec<u8>> = std::fs::read_dir(dir.path())
+            .expect("dir")
+            .flatten()
+            .map(|e| std::fs::read(e.path()).expect("read"))
+            .collect();
+        kept.sort();
+        assert_eq!(kept, vec![vec![0], vec![1], vec![2]]);
     }
 
     #[test]

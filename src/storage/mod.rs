@@ -515,6 +515,16 @@ impl Storage {
             sha256: written.sha256.clone(),
         };
         let arrival = self.backend.place(written, path, Place::NoReplace).await?;
+        // A delete may have come between the check above and the placing.
+        // Its tombstone is durable before it removes the file, so either
+        // its removal came after this placing, or the tombstone is seen
+        // here and this file goes: a delete that wins leaves nothing.
+        if let Some(index) = &self.index
+            && index.is_deleted(path)?
+        {
+            self.discard(path).await?;
+            return Err(StorageError::Deleted);
+        }
         // An identical file already there is recorded too: after a crash it
         // may be the index that missed it.
         self.record(&file);

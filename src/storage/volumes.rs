@@ -10,7 +10,15 @@
 //! The index and the variants live in the first volume, the home; every
 //! volume carries the server's marker, its own temporary and quarantine
 //! folders, so a file is always renamed within one filesystem.
+//!
+//! A name lives on one volume only. Two files for one name (two peers'
+//! replicas at once, each received on another volume) are placed one after
+//! the other under a lock of the name, and the second finds the first
+//! wherever it is: the same content is a duplicate, other content a
+//! conflict, exactly as one folder answers when its hard link finds the
+//! name taken.
 
+use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
 use std::io;
 use std::path::PathBuf;
 use std::sync::{Mutex, PoisonError};
@@ -29,7 +37,15 @@ pub(crate) struct Volumes {
     /// Held from choosing a volume until the new file is counted on it, so
     /// that uploads starting at once do not all see the same counts.
     choosing: Mutex<()>,
+    /// Locks of names being placed, a name's lock chosen by its hash:
+    /// placing looks in every volume and then writes to one, which must not
+    /// interleave with another placing of the same name.
+    placing: Vec<tokio::sync::Mutex<()>>,
 }
+
+/// Locks of [`Volumes::placing`]; names sharing one wait for each other,
+/// which only costs when two files are placed in the same instant.
+const PLACING_LOCKS: usize = 64;
 
 impl Volumes {
     pub fn new(volumes: Vec<Disk>, min_free: u64) -> Self {
@@ -37,7 +53,16 @@ impl Volumes {
             volumes,
             min_free,
             choosing: Mutex::new(()),
+            placing: (0..PLACING_LOCKS)
+                .map(|_| tokio::sync::Mutex::new(()))
+                .collect(),
         }
+    }
+
+    /// The lock taken while `path` is placed.
+    fn placing(&self, path: &StoredPath) -> &tokio::sync::Mutex<()> {
+        let hash = BuildHasherDefault::<DefaultHasher>::default().hash_one(path.file_name());
+        &self.placing[hash as usize % self.placing.len()]
     }
 
     /// The volume that holds `path`, with the file and its metadata.
@@ -96,6 +121,7 @@ impl Backend for Volumes {
     ) -> BoxFuture<'a, Result<Arrival, StorageError>> {
         async move {
             let volume = self.volume(written.writing.volume())?;
+            let _placing = self.placing(path).lock().await;
             // A replica may already be on another volume than the one it
             // was received on.
             if matches!(place, Place::NoReplace)
