@@ -572,6 +572,17 @@ async fn more_than_a_thousand_years_and_a_day_of_thousands_are_repaired_page_by_
     let client = client();
     let [s1, s2] = [&cluster.nodes[0], &cluster.nodes[1]];
 
+    converge(&[s2], &expected).await;
+    let done = until(CONVERGE, async || {
+        healthz(&client, s2).await["repair"]["peers"]["s1"]["last_pass"]["complete"] == true
+    })
+    .await;
+    assert!(
+        done,
+        "{:#}",
+        healthz(&client, s2).await["repair"]["peers"]["s1"]
+    );
+
     // The answers themselves: bounded pages that chain with `next`.
     let ask = async |query: &str| {
         let (status, v) = json(
@@ -606,16 +617,6 @@ async fn more_than_a_thousand_years_and_a_day_of_thousands_are_repaired_page_by_
     assert_eq!(second["files"].as_array().expect("files").len(), 50);
     assert!(second["next"].is_null(), "{second}");
 
-    converge(&[s2], &expected).await;
-    let done = until(CONVERGE, async || {
-        healthz(&client, s2).await["repair"]["peers"]["s1"]["last_pass"]["complete"] == true
-    })
-    .await;
-    assert!(
-        done,
-        "{:#}",
-        healthz(&client, s2).await["repair"]["peers"]["s1"]
-    );
 }
 
 // ---------------------------------------------------------------------------
