@@ -616,7 +616,6 @@ async fn more_than_a_thousand_years_and_a_day_of_thousands_are_repaired_page_by_
     let second = ask(&format!("action=list&day=2100/6/6&after={next}")).await;
     assert_eq!(second["files"].as_array().expect("files").len(), 50);
     assert!(second["next"].is_null(), "{second}");
-
 }
 
 // ---------------------------------------------------------------------------
