@@ -265,7 +265,7 @@ impl Index {
         for row in files
             .range::<&str>(range())
             .map_err(db_error)?
-            .take(limit + 1)
+            .take(limit.saturating_add(1))
         {
             let (k, v) = row.map_err(db_error)?;
             let (size, sha, added) = v.value();
@@ -275,7 +275,7 @@ impl Index {
         for row in tombstones
             .range::<&str>(range())
             .map_err(db_error)?
-            .take(limit + 1)
+            .take(limit.saturating_add(1))
         {
             found.push((row.map_err(db_error)?.0.value().to_owned(), None));
         }
