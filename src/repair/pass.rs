@@ -10,6 +10,8 @@
 //! every file the peer has, this server lacks and has not deleted, and that
 //! is older than `settle_secs`, is fetched and hash-checked against the
 //! peer's index and held to the size it lists ([`Fetcher`]).
+//! A name held on both sides with different content is kept as it is and
+//! reported (scrub decides which copy is damaged, not this pass).
 //!
 //! The peer is not trusted: its answers are read up to a bound and checked
 //! (`wire.rs`: in order, no repeats, each page past the last), and a pass
@@ -17,8 +19,6 @@
 //! ends its own pass with an error instead of holding repair with every
 //! other peer. An answer that cannot be read fails the pass with an error
 //! saying why, in the pass report and the log.
-//! A name held on both sides with different content is kept as it is and
-//! reported (scrub decides which copy is damaged, not this pass).
 //!
 //! Nothing is remembered between passes: each one derives from the two
 //! indexes what is missing, so a pass stopped at any instant (a kill, a
