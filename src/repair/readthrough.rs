@@ -273,3 +273,42 @@ impl ReadThrough {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn path(n: u8) -> StoredPath {
+        StoredPath::parse(&format!("2026/3/4/{n:08x}-0000-4000-8000-000000000000.jpg"))
+            .expect("path")
+    }
+
+    #[test]
+    fn a_miss_is_known_for_its_time_only() {
+        let mut misses = Misses::new();
+        let now = Instant::now();
+        misses.remember(path(1), now);
+        assert!(misses.is_known(&path(1), now + MISS_TTL / 2));
+        assert!(!misses.is_known(&path(2), now));
+        assert!(!misses.is_known(&path(1), now + MISS_TTL));
+        assert!(misses.known.is_empty());
+    }
+
+    #[test]
+    fn only_misses_spend_the_bucket_and_it_refills_at_its_rate() {
+        let mut misses = Misses::new();
+        let now = misses.refilled;
+        for _ in 0..MISS_BURST as usize {
+            assert!(misses.take(now));
+        }
+        assert!(!misses.take(now));
+        // A found name gives its token back.
+        misses.give_back();
+        assert!(misses.take(now));
+        assert!(!misses.take(now));
+        // One token every 1 / MISSES_PER_SEC seconds.
+        let later = now + Duration::from_secs_f64(1.5 / MISSES_PER_SEC);
+        assert!(misses.take(later));
+        assert!(!misses.take(later));
+    }
+}
