@@ -150,8 +150,7 @@ pub fn read_digest(
         }
         if last.is_some_and(|l| child.name <= l) {
             return bad(format!(
-                "the children are not in ascending order after {} (repeated or out of order: {})",
-                after.map_or_else(String::new, |a| a.to_string()),
+                "the children are not in ascending order after the cursor (repeated or out of order: {})",
                 child.name
             ));
         }
