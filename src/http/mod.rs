@@ -210,9 +210,13 @@ async fn action(state: Arc<AppState>, request: Request) -> Response {
             delete::handle(state, format, params.path.as_deref(), request.headers()).await
         }
         "delete" => not_allowed(format, "delete", "POST"),
-        "digest" if method == Method::GET => repair::digest(state, params.prefix.as_deref()).await,
+        "digest" if method == Method::GET => {
+            repair::digest(state, params.prefix.as_deref(), params.after.as_deref()).await
+        }
         "digest" => not_allowed(Format::Json, "digest", "GET"),
-        "list" if method == Method::GET => repair::list(state, params.day.as_deref()).await,
+        "list" if method == Method::GET => {
+            repair::list(state, params.day.as_deref(), params.after.as_deref()).await
+        }
         "list" => not_allowed(Format::Json, "list", "GET"),
         _ => Error::UnknownAction.answer(format, Map::new()),
     }

@@ -253,6 +253,73 @@ impl Index {
         Ok(list)
     }
 
+    /// One page of a day for a peer's `action=list`: at most `limit`
+    /// entries (files and tombstones together) whose names come after
+    /// `after`, in name order, and the name to go on after when more
+    /// follow.
+    pub fn list_day_page(
+        &self,
+        day: u32,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<(DayList, Option<String>), IndexError> {
+        use std::ops::Bound;
+        let from = after.map_or_else(
+            || Bound::Included(format!("{day}/")),
+            |name| Bound::Excluded(format!("{day}/{name}")),
+        );
+        let to = format!("{day}:");
+        let range = || {
+            (
+                from.as_ref().map(String::as_str),
+                Bound::Excluded(to.as_str()),
+            )
+        };
+        let read = self.db.begin_read().map_err(db_error)?;
+        let files = read.open_table(FILES).map_err(db_error)?;
+        let mut found = Vec::new();
+        for row in files
+            .range::<&str>(range())
+            .map_err(db_error)?
+            .take(limit.saturating_add(1))
+        {
+            let (k, v) = row.map_err(db_error)?;
+            let (size, sha, added) = v.value();
+            found.push((k.value().to_owned(), Some((size, hex::encode(sha), added))));
+        }
+        let tombstones = read.open_table(TOMBSTONES).map_err(db_error)?;
+        for row in tombstones
+            .range::<&str>(range())
+            .map_err(db_error)?
+            .take(limit.saturating_add(1))
+        {
+            found.push((row.map_err(db_error)?.0.value().to_owned(), None));
+        }
+        found.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        let more = found.len() > limit;
+        found.truncate(limit);
+        let next = found
+            .last()
+            .filter(|_| more)
+            .and_then(|(key, _)| Some(key.split_once('/')?.1.to_owned()));
+        let mut list = DayList::default();
+        for (key, file) in found {
+            let Some(path) = path_of(&key) else {
+                continue;
+            };
+            match file {
+                Some((size, sha256, added)) => list.files.push(FileEntry {
+                    path,
+                    size,
+                    sha256,
+                    added,
+                }),
+                None => list.tombstones.push(path),
+            }
+        }
+        Ok((list, next))
+    }
+
     /// Every deleted name.
     pub fn tombstones(&self) -> Result<Vec<StoredPath>, IndexError> {
         let read = self.db.begin_read().map_err(db_error)?;
