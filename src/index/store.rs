@@ -2,9 +2,11 @@
 //! batches, the reads, and the rebuild from the files at open.
 //!
 //! Tables: `files` (key `{day}/{name}` → size, SHA-256, arrival time),
-//! `tombstones` (key → deletion time), `days` (day → digest, files,
-//! tombstones) and `meta` (`committed_at`: when the last batch was
-//! committed). The key starts with the day number, so a day is one range.
+//! `tombstones` (key → deletion time), `restored` (key → when a deleted
+//! name was restored: a peer's stale tombstone of it is not applied),
+//! `days` (day → digest, files, tombstones) and `meta` (`committed_at`:
+//! when the last batch was committed). The key starts with the day number,
+//! so a day is one range.
 //!
 //! Every commit is durable (redb's `Immediate`; its multi-process mode, in
 //! which two processes of the service share the file during an IIS
@@ -37,6 +39,7 @@ use crate::storage::{StoredPath, hash_file};
 const FILES: TableDefinition<&str, (u64, [u8; 32], i64)> = TableDefinition::new("files");
 const TOMBSTONES: TableDefinition<&str, i64> = TableDefinition::new("tombstones");
 const DAYS: TableDefinition<u32, ([u8; 32], u64, u64)> = TableDefinition::new("days");
+const RESTORED: TableDefinition<&str, i64> = TableDefinition::new("restored");
 const META: TableDefinition<&str, i64> = TableDefinition::new("meta");
 const COMMITTED_AT: &str = "committed_at";
 
@@ -69,6 +72,18 @@ enum Op {
     Tombstone {
         path: StoredPath,
         when: i64,
+        done: oneshot::Sender<Result<(), IndexError>>,
+    },
+    /// A restored name: its tombstone goes, a `restored` mark comes.
+    Untombstone {
+        path: StoredPath,
+        when: i64,
+        done: oneshot::Sender<Result<(), IndexError>>,
+    },
+    /// Tombstones and restored marks no server needs any more.
+    Forget {
+        tombstones: Vec<StoredPath>,
+        restored: Vec<StoredPath>,
         done: oneshot::Sender<Result<(), IndexError>>,
     },
     Flush(oneshot::Sender<Result<(), IndexError>>),
@@ -158,6 +173,39 @@ impl Index {
         wait.await.map_err(|_| IndexError::WriterGone)?
     }
 
+    /// Records that the deleted `path` was restored; returns once that is
+    /// durable.
+    pub async fn untombstone(&self, path: StoredPath, when: i64) -> Result<(), IndexError> {
+        self.waited(|done| Op::Untombstone { path, when, done })
+            .await
+    }
+
+    /// Drops the tombstones and restored marks of these names; returns
+    /// once that is durable.
+    pub async fn forget(
+        &self,
+        tombstones: Vec<StoredPath>,
+        restored: Vec<StoredPath>,
+    ) -> Result<(), IndexError> {
+        self.waited(|done| Op::Forget {
+            tombstones,
+            restored,
+            done,
+        })
+        .await
+    }
+
+    async fn waited(
+        &self,
+        op: impl FnOnce(oneshot::Sender<Result<(), IndexError>>) -> Op,
+    ) -> Result<(), IndexError> {
+        let (done, wait) = oneshot::channel();
+        self.writer
+            .send(op(done))
+            .map_err(|_| IndexError::WriterGone)?;
+        wait.await.map_err(|_| IndexError::WriterGone)?
+    }
+
     /// Waits until everything recorded so far is durable.
     pub async fn flush(&self) -> Result<(), IndexError> {
         let (done, wait) = oneshot::channel();
@@ -191,6 +239,38 @@ impl Index {
             .get(key(path).as_str())
             .map_err(db_error)?
             .is_some())
+    }
+
+    /// Whether `path` was restored after a delete (and the mark is kept).
+    pub fn is_restored(&self, path: &StoredPath) -> Result<bool, IndexError> {
+        let read = self.db.begin_read().map_err(db_error)?;
+        let restored = read.open_table(RESTORED).map_err(db_error)?;
+        Ok(restored.get(key(path).as_str()).map_err(db_error)?.is_some())
+    }
+
+    /// Names whose tombstone (`tombstones`) or restored mark (else) was
+    /// written before `before` (seconds since the epoch), at most `limit`.
+    pub fn marks_before(
+        &self,
+        tombstones: bool,
+        before: i64,
+        limit: usize,
+    ) -> Result<Vec<StoredPath>, IndexError> {
+        let read = self.db.begin_read().map_err(db_error)?;
+        let table = read
+            .open_table(if tombstones { TOMBSTONES } else { RESTORED })
+            .map_err(db_error)?;
+        let mut out = Vec::new();
+        for row in table.iter().map_err(db_error)? {
+            let (k, when) = row.map_err(db_error)?;
+            if when.value() < before {
+                out.extend(path_of(k.value()));
+                if out.len() == limit {
+                    break;
+                }
+            }
+        }
+        Ok(out)
     }
 
     /// Every day that has entries, oldest first, with its digest.
@@ -337,6 +417,7 @@ fn open_db(file: &Path) -> Result<Database, IndexError> {
     write.open_table(FILES).map_err(db_error)?;
     write.open_table(TOMBSTONES).map_err(db_error)?;
     write.open_table(DAYS).map_err(db_error)?;
+    write.open_table(RESTORED).map_err(db_error)?;
     write.open_table(META).map_err(db_error)?;
     write.commit().map_err(db_error)?;
     Ok(db)
@@ -367,7 +448,10 @@ fn write_loop(db: &Database, queue: &mpsc::Receiver<Op>) {
             };
             match op {
                 Op::Record(_) => {}
-                Op::Tombstone { done, .. } | Op::Flush(done) => {
+                Op::Tombstone { done, .. }
+                | Op::Untombstone { done, .. }
+                | Op::Forget { done, .. }
+                | Op::Flush(done) => {
                     let _ = done.send(answer);
                 }
             }
@@ -382,6 +466,7 @@ fn apply(db: &Database, ops: &[Op]) -> Result<(), IndexError> {
         let mut files = write.open_table(FILES).map_err(db_error)?;
         let mut tombstones = write.open_table(TOMBSTONES).map_err(db_error)?;
         let mut days = write.open_table(DAYS).map_err(db_error)?;
+        let mut restored = write.open_table(RESTORED).map_err(db_error)?;
         for op in ops {
             match op {
                 Op::Record(entry) => {
@@ -403,6 +488,8 @@ fn apply(db: &Database, ops: &[Op]) -> Result<(), IndexError> {
                 }
                 Op::Tombstone { path, when, .. } => {
                     let k = key(path);
+                    // A new delete of a restored name: the delete wins.
+                    restored.remove(k.as_str()).map_err(db_error)?;
                     if tombstones.get(k.as_str()).map_err(db_error)?.is_some() {
                         continue;
                     }
@@ -422,6 +509,24 @@ fn apply(db: &Database, ops: &[Op]) -> Result<(), IndexError> {
                         (0, 1),
                     )?;
                 }
+                Op::Untombstone { path, when, .. } => {
+                    untombstone(&mut tombstones, &mut days, path)?;
+                    restored
+                        .insert(key(path).as_str(), when)
+                        .map_err(db_error)?;
+                }
+                Op::Forget {
+                    tombstones: dropped,
+                    restored: unmarked,
+                    ..
+                } => {
+                    for path in dropped {
+                        untombstone(&mut tombstones, &mut days, path)?;
+                    }
+                    for path in unmarked {
+                        restored.remove(key(path).as_str()).map_err(db_error)?;
+                    }
+                }
                 Op::Flush(_) => {}
             }
         }
@@ -430,6 +535,23 @@ fn apply(db: &Database, ops: &[Op]) -> Result<(), IndexError> {
             .map_err(db_error)?;
     }
     write.commit().map_err(db_error)
+}
+
+/// Removes the tombstone of `path`, if there is one, from its table and
+/// its day.
+fn untombstone(
+    tombstones: &mut redb::Table<'_, &str, i64>,
+    days: &mut redb::Table<'_, u32, ([u8; 32], u64, u64)>,
+    path: &StoredPath,
+) -> Result<(), IndexError> {
+    if tombstones
+        .remove(key(path).as_str())
+        .map_err(db_error)?
+        .is_some()
+    {
+        change_day(days, path, Digest::of_tombstone(&path.file_name()), (0, -1))?;
+    }
+    Ok(())
 }
 
 /// Toggles `digest` in its day and moves the day's counts by `delta`
