@@ -215,6 +215,12 @@ impl Repairer {
             if deleted.contains(&path) {
                 continue;
             }
+            // Restored here after that delete: the peer's tombstone is
+            // stale, and the restore reaches it from the journal.
+            let name = path.clone();
+            if blocking(self.storage.index(), move |i| i.is_restored(&name)).await? {
+                continue;
+            }
             match self.storage.delete(&path).await {
                 Ok(()) => {
                     tracing::info!(peer = %peer.name, %path, "repair: deleted here as on the peer");
@@ -335,7 +341,7 @@ impl Repairer {
 
     /// `GET {peer.Uri}?{query}&format=json` with the peer's key; the
     /// answer's envelope as `T`.
-    async fn ask<T: DeserializeOwned>(
+    pub(super) async fn ask<T: DeserializeOwned>(
         &self,
         peer: &Peer,
         query: &[(&str, &str)],
@@ -419,7 +425,7 @@ fn is_sha256(text: &str) -> bool {
 }
 
 /// Runs an index read on a blocking thread.
-async fn blocking<T: Send + 'static>(
+pub(super) async fn blocking<T: Send + 'static>(
     index: Option<&Index>,
     read: impl FnOnce(&Index) -> Result<T, IndexError> + Send + 'static,
 ) -> Result<T, RepairError> {
