@@ -144,11 +144,7 @@ fn journal_error(e: &std::io::Error) -> Error {
 }
 
 /// Deletes here, then passes the delete on unless a peer sent it.
-async fn delete(
-    state: &AppState,
-    path: Option<&str>,
-    headers: &HeaderMap,
-) -> Result<Done, Error> {
+async fn delete(state: &AppState, path: Option<&str>, headers: &HeaderMap) -> Result<Done, Error> {
     let path = parse(path)?;
     let from_peer = from_peer(state, headers)?;
     check_date(path.date())?;

@@ -245,7 +245,10 @@ impl Index {
     pub fn is_restored(&self, path: &StoredPath) -> Result<bool, IndexError> {
         let read = self.db.begin_read().map_err(db_error)?;
         let restored = read.open_table(RESTORED).map_err(db_error)?;
-        Ok(restored.get(key(path).as_str()).map_err(db_error)?.is_some())
+        Ok(restored
+            .get(key(path).as_str())
+            .map_err(db_error)?
+            .is_some())
     }
 
     /// Names whose tombstone (`tombstones`) or restored mark (else) was

@@ -26,7 +26,9 @@ use super::wire::ListAnswer;
 use super::worker::Repairer;
 use crate::config::Peer;
 use crate::index::{Index, day_number};
-use crate::replication::{FROM_HEADER, SERVER_HEADER, envelope, error_text, is_success, read_limited};
+use crate::replication::{
+    FROM_HEADER, SERVER_HEADER, envelope, error_text, is_success, read_limited,
+};
 use crate::storage::StoredPath;
 
 /// Names looked at per round, at most.
@@ -47,13 +49,17 @@ impl Repairer {
         }
         match self.drop_tombstones().await {
             Ok(0) => {}
-            Ok(dropped) => tracing::info!(target: "repair", dropped, "tombstones every server had dropped"),
+            Ok(dropped) => {
+                tracing::info!(target: "repair", dropped, "tombstones every server had dropped")
+            }
             Err(e) => tracing::warn!(target: "repair", error = %e, "tombstones kept this round"),
         }
         match self.drop_restored_marks().await {
             Ok(0) => {}
             Ok(dropped) => tracing::info!(target: "repair", dropped, "restored marks dropped"),
-            Err(e) => tracing::warn!(target: "repair", error = %e, "restored marks kept this round"),
+            Err(e) => {
+                tracing::warn!(target: "repair", error = %e, "restored marks kept this round")
+            }
         }
     }
 
@@ -127,13 +133,20 @@ impl Repairer {
         .await?;
         let mut by_day: BTreeMap<u32, Vec<StoredPath>> = BTreeMap::new();
         for name in names {
-            by_day.entry(day_number(name.date())).or_default().push(name);
+            by_day
+                .entry(day_number(name.date()))
+                .or_default()
+                .push(name);
         }
         Ok(by_day)
     }
 
     /// The names `peer` has tombstones of on `day`.
-    async fn tombstones_of(&self, peer: &Peer, day: u32) -> Result<HashSet<StoredPath>, RepairError> {
+    async fn tombstones_of(
+        &self,
+        peer: &Peer,
+        day: u32,
+    ) -> Result<HashSet<StoredPath>, RepairError> {
         let Some(date) = crate::index::day_date(day) else {
             return Ok(HashSet::new());
         };

@@ -275,10 +275,8 @@ impl Replicator {
         from: &str,
     ) -> Result<bool, ReplicationError> {
         let had = std::sync::atomic::AtomicBool::new(true);
-        self.guarded(lane, peer, |peer| {
-            self.tell(peer, notice, path, from, &had)
-        })
-        .await?;
+        self.guarded(lane, peer, |peer| self.tell(peer, notice, path, from, &had))
+            .await?;
         Ok(had.load(std::sync::atomic::Ordering::Relaxed))
     }
 
@@ -403,7 +401,10 @@ impl Replicator {
             let response = request.send().await.map_err(transport)?;
             progress.touch();
             let resp = confirm(peer, path, response, &progress).await?;
-            if let Some(said) = resp.get(notice.had_field()).and_then(serde_json::Value::as_u64) {
+            if let Some(said) = resp
+                .get(notice.had_field())
+                .and_then(serde_json::Value::as_u64)
+            {
                 had.store(said != 0, std::sync::atomic::Ordering::Relaxed);
             }
             Ok(())

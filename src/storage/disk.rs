@@ -181,12 +181,8 @@ impl Backend for Disk {
         path: &'a StoredPath,
         deleted: i64,
     ) -> BoxFuture<'a, Result<(), StorageError>> {
-        let (root, file, path, fsync) = (
-            self.root.clone(),
-            self.file(path),
-            path.clone(),
-            self.fsync,
-        );
+        let (root, file, path, fsync) =
+            (self.root.clone(), self.file(path), path.clone(), self.fsync);
         async move {
             self.tasks
                 .run(move || {
@@ -209,12 +205,8 @@ impl Backend for Disk {
     }
 
     fn untrash<'a>(&'a self, path: &'a StoredPath) -> BoxFuture<'a, Result<bool, StorageError>> {
-        let (root, file, path, fsync) = (
-            self.root.clone(),
-            self.file(path),
-            path.clone(),
-            self.fsync,
-        );
+        let (root, file, path, fsync) =
+            (self.root.clone(), self.file(path), path.clone(), self.fsync);
         async move {
             self.tasks
                 .run(move || Ok(trash::move_out(&root, &file, &path, fsync)?))

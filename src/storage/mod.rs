@@ -643,8 +643,8 @@ impl Storage {
     /// Removes what was put in the trash more than `keep` ago; how many
     /// files went.
     pub async fn purge_trash(&self, keep: std::time::Duration) -> Result<usize, StorageError> {
-        let before = chrono::Utc::now().timestamp()
-            - i64::try_from(keep.as_secs()).unwrap_or(i64::MAX);
+        let before =
+            chrono::Utc::now().timestamp() - i64::try_from(keep.as_secs()).unwrap_or(i64::MAX);
         self.backend.purge_trash(before).await
     }
 

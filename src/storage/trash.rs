@@ -153,8 +153,8 @@ mod tests {
     #[test]
     fn a_trashed_file_comes_back_or_is_purged_after_its_time() {
         let root = tempfile::tempdir().expect("dir");
-        let path = StoredPath::parse("2026/12/4/5310bcaf-0f8a-45c5-9a61-9bf45b5e09c1.jpg")
-            .expect("path");
+        let path =
+            StoredPath::parse("2026/12/4/5310bcaf-0f8a-45c5-9a61-9bf45b5e09c1.jpg").expect("path");
         let file = root.path().join(path.to_relative_path());
         std::fs::create_dir_all(file.parent().expect("parent")).expect("mkdir");
         std::fs::write(&file, b"one").expect("write");
