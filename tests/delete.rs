@@ -255,6 +255,13 @@ async fn get_bytes(node: &Node, path: &str) -> (u16, Vec<u8>) {
     (status, response.bytes().await.expect("body").to_vec())
 }
 
+/// `node` serves `path` with exactly `bytes`.
+async fn assert_served(node: &Node, path: &str, bytes: &[u8]) {
+    let (status, got) = get_bytes(node, path).await;
+    assert_eq!(status, 200, "{}", node.name);
+    assert!(got == bytes, "{}: other bytes", node.name);
+}
+
 /// One gauge of `/metrics`.
 async fn gauge(node: &Node, name: &str) -> u64 {
     let text = reqwest::get(format!("{}/metrics", node.base()))
@@ -493,12 +500,7 @@ async fn a_deleted_file_waits_in_the_trash_and_a_restore_brings_it_back_on_every
     assert_eq!(replica(resp, "s2")["ok"], 1, "{answer}");
     assert_eq!(replica(resp, "s3")["journaled"], 1, "{answer}");
     for node in &cluster.nodes[..2] {
-        assert_eq!(
-            get_bytes(node, &path).await,
-            (200, bytes.clone()),
-            "{}",
-            node.name
-        );
+        assert_served(node, &path, &bytes).await;
         assert_eq!(trashed(&node.data_dir()), 0, "{}", node.name);
     }
 
@@ -513,22 +515,12 @@ async fn a_deleted_file_waits_in_the_trash_and_a_restore_brings_it_back_on_every
         })
         .await;
         assert!(passed, "{}: {}", node.name, passes(node, "s3").await.2);
-        assert_eq!(
-            get_bytes(node, &path).await,
-            (200, bytes.clone()),
-            "{}",
-            node.name
-        );
+        assert_served(node, &path, &bytes).await;
     }
     let report = uploaderrors(&cluster.nodes[0]).await;
     assert_eq!(report["replayed"], 1, "{report}");
     for node in &cluster.nodes {
-        assert_eq!(
-            get_bytes(node, &path).await,
-            (200, bytes.clone()),
-            "{}",
-            node.name
-        );
+        assert_served(node, &path, &bytes).await;
         assert_eq!(node.stored().len(), 1, "{}", node.name);
         assert_eq!(trashed(&node.data_dir()), 0, "{}", node.name);
         assert_eq!(gauge(node, "index_tombstones").await, 0, "{}", node.name);
