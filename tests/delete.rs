@@ -560,3 +560,29 @@ async fn the_trash_is_purged_after_trash_days() {
         assert!(node.stored().is_empty(), "{}", node.name);
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_volumes_a_deleted_file_waits_in_the_trash_of_its_own_volume() {
+    let cluster = Cluster::single("fsync = false\ndata_dirs = [\"v1\", \"v2\"]\n");
+    let node = &cluster.nodes[0];
+    let bytes = jpeg(30_000, 11);
+    let path = upload_one(node, &bytes).await;
+    let volume = |n: usize| node.dir.join(format!("v{n}"));
+    // Whichever volume took it, the file now lives on v2.
+    if volume(1).join(&path).is_file() {
+        std::fs::create_dir_all(volume(2).join(&path).parent().expect("folder")).expect("mkdir");
+        std::fs::rename(volume(1).join(&path), volume(2).join(&path)).expect("move");
+    }
+    assert_served(node, &path, &bytes).await;
+    let (status, answer) = delete(node, &path).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(trashed(&volume(1)), 0);
+    assert_eq!(trashed(&volume(2)), 1);
+    assert!(!volume(2).join(&path).exists());
+    assert!([404, 410].contains(&get_status(node, &path).await));
+    let (status, answer) = restore(node, &path).await;
+    assert_eq!(status, 200, "{answer}");
+    assert!(volume(2).join(&path).is_file());
+    assert_eq!(trashed(&volume(2)), 0);
+    assert_served(node, &path, &bytes).await;
+}
