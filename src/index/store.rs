@@ -695,6 +695,52 @@ mod tests {
         );
     }
 
+    #[tokio::test]
+    async fn a_restored_or_forgotten_tombstone_leaves_its_day_as_if_never_deleted() {
+        let (a, b) = (
+            tempfile::tempdir().expect("dir"),
+            tempfile::tempdir().expect("dir"),
+        );
+        let (x, y) = (
+            Index::open(a.path(), &[a.path().to_path_buf()]).expect("open"),
+            Index::open(b.path(), &[b.path().to_path_buf()]).expect("open"),
+        );
+        x.record(entry(20261201, 1));
+        y.record(entry(20261201, 1));
+        x.flush().await.expect("flush");
+        y.flush().await.expect("flush");
+        x.tombstone(path(20261201, 1), 10).await.expect("tombstone");
+        x.tombstone(path(20261202, 2), 20).await.expect("tombstone");
+        assert_eq!(
+            x.marks_before(true, 15, 10).expect("marks"),
+            vec![path(20261201, 1)]
+        );
+        // Restored: no tombstone, a mark; the file is recorded again.
+        x.untombstone(path(20261201, 1), 30).await.expect("restore");
+        assert!(!x.is_deleted(&path(20261201, 1)).expect("deleted"));
+        assert!(x.is_restored(&path(20261201, 1)).expect("restored"));
+        x.record(entry(20261201, 1));
+        // Forgotten: the other day's tombstone goes, and its day with it.
+        x.forget(vec![path(20261202, 2)], Vec::new())
+            .await
+            .expect("forget");
+        assert_eq!(x.days().expect("days"), y.days().expect("days"));
+        assert_eq!(
+            x.marks_before(false, 31, 10).expect("marks"),
+            vec![path(20261201, 1)]
+        );
+        x.forget(Vec::new(), vec![path(20261201, 1)])
+            .await
+            .expect("forget");
+        assert!(!x.is_restored(&path(20261201, 1)).expect("restored"));
+        assert_eq!(x.counts().expect("counts").tombstones, 0);
+        // A new delete of a restored name wins over its mark.
+        x.untombstone(path(20261201, 1), 40).await.expect("restore");
+        x.tombstone(path(20261201, 1), 50).await.expect("tombstone");
+        assert!(x.is_deleted(&path(20261201, 1)).expect("deleted"));
+        assert!(!x.is_restored(&path(20261201, 1)).expect("restored"));
+    }
+
     #[test]
     fn a_new_index_is_built_from_the_files() {
         let dir = tempfile::tempdir().expect("dir");
