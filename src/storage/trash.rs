@@ -29,14 +29,14 @@ pub fn move_in(
 ) -> io::Result<bool> {
     let folder = day_folder(root, path);
     let to = folder.join(format!("{}~{deleted}", path.file_name()));
-    match std::fs::rename(file, &to) {
+    match rename_patiently(file, &to) {
         Ok(()) => {}
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
             if !file.exists() {
                 return Ok(false);
             }
             std::fs::create_dir_all(&folder)?;
-            std::fs::rename(file, &to)?;
+            rename_patiently(file, &to)?;
         }
         Err(e) => return Err(e),
     }
@@ -126,6 +126,22 @@ pub fn purge(root: &Path, before: i64) -> io::Result<usize> {
         let _ = std::fs::remove_dir(&year);
     }
     Ok(purged)
+}
+
+/// Renames `from` to `to`. On Windows a file being served cannot be
+/// renamed until its reader closes it, so that is tried again for a while.
+fn rename_patiently(from: &Path, to: &Path) -> io::Result<()> {
+    let mut tries = 0;
+    loop {
+        match std::fs::rename(from, to) {
+            Err(e) if cfg!(windows) && e.kind() != io::ErrorKind::NotFound && tries < 50 => {
+                tries += 1;
+                tracing::debug!(error = %e, "file in use; moving it to the trash again shortly");
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
+            done => return done,
+        }
+    }
 }
 
 fn day_folder(root: &Path, path: &StoredPath) -> PathBuf {
