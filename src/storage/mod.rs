@@ -571,10 +571,12 @@ impl Storage {
                 return Ok(true);
             }
         }
-        if let Located::File { .. } = self.locate(path).await {
-            return Ok(true);
+        match self.locate(path).await {
+            // A bucket is shared by every front-end and keeps no record of
+            // what it held: a delete always goes to it.
+            Located::File { .. } | Located::Object(_) => Ok(true),
+            Located::Missing => self.backend.trashed(path).await,
         }
-        self.backend.trashed(path).await
     }
 
     /// Deletes `path` here if this server holds or held it ([`held`]);
