@@ -8,7 +8,8 @@
 //! here leaves no state here; the delete is passed on to every peer, and
 //! the tombstone is kept here after all when a peer held the name or could
 //! not be asked (it may hold it). A name no server of the cluster held
-//! therefore leaves nothing anywhere. A date that cannot hold a file (in
+//! therefore leaves nothing anywhere (a provisional tombstone would: a
+//! peer's repair pass could copy it meanwhile). A date that cannot hold a file (in
 //! the future, or before this service could have stored one) is refused.
 //!
 //! Restore: the newest file of the name in this server's trash comes back,
@@ -148,15 +149,20 @@ async fn delete(state: &AppState, path: Option<&str>, headers: &HeaderMap) -> Re
     let path = parse(path)?;
     let from_peer = from_peer(state, headers)?;
     check_date(path.date())?;
-    let held = state.storage.delete_if_held(&path).await?;
-    tracing::info!(%path, from_peer, held, "deleted");
     if from_peer {
+        let held = state.storage.delete_if_held(&path).await?;
+        tracing::info!(%path, from_peer, held, "deleted");
         return Ok(Done {
             path,
             replicas: None,
             had: Some((Notice::Delete.had_field(), held)),
         });
     }
+    // A name held here is tombstoned before the peers are told: nothing
+    // may bring it back meanwhile. One never seen here is tombstoned only
+    // if a peer held it or could not be asked.
+    let held = state.storage.delete_if_held(&path).await?;
+    tracing::info!(%path, from_peer, held, "deleted");
     let announced = replication::announce(
         &state.replicator,
         &state.journal,
@@ -168,7 +174,6 @@ async fn delete(state: &AppState, path: Option<&str>, headers: &HeaderMap) -> Re
     .map_err(|e| journal_error(&e))?;
     if !held {
         if announced.maybe_had {
-            // A peer holds it, or may: the tombstone is kept here too.
             state.storage.delete(&path).await?;
         } else {
             tracing::info!(%path, "no server held this name; nothing is kept");

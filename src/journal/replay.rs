@@ -13,7 +13,8 @@
 //! still says what this server knows (a delete of a name restored here
 //! since, or a restore of a name deleted here again, is dropped: entries
 //! are replayed in no particular order, and the newer entry tells the
-//! peer).
+//! peer). A delete of a name this server never held is sent whether or
+//! not this server's tombstone is written yet.
 //!
 //! Also the background loop that replays on its own, to each peer whose
 //! breaker lets it (closed, or its backoff passed), so that Task Scheduler's
@@ -157,15 +158,27 @@ impl Replayer {
         let lane = Lane::Replay { since };
         let result = match entry.op {
             Operation::Delete | Operation::Restore => {
-                let (notice, deleted) = match entry.op {
-                    Operation::Restore => (Notice::Restore, false),
-                    _ => (Notice::Delete, true),
+                let notice = match entry.op {
+                    Operation::Restore => Notice::Restore,
+                    _ => Notice::Delete,
                 };
                 if let Some(index) = self.storage.index() {
                     let (index, name) = (index.clone(), path.clone());
-                    match tokio::task::spawn_blocking(move || index.is_deleted(&name)).await {
-                        Ok(Ok(now)) if now != deleted => return Settlement::SourceGone,
-                        Ok(Ok(_)) => {}
+                    let stale = tokio::task::spawn_blocking(move || {
+                        Ok::<_, crate::index::IndexError>(match notice {
+                            // Deleted here again since the restore.
+                            Notice::Restore => index.is_deleted(&name)?,
+                            // Restored here since the delete (its file is
+                            // back, or its mark says so).
+                            Notice::Delete => {
+                                index.is_restored(&name)? || index.get(&name)?.is_some()
+                            }
+                        })
+                    })
+                    .await;
+                    match stale {
+                        Ok(Ok(true)) => return Settlement::SourceGone,
+                        Ok(Ok(false)) => {}
                         Ok(Err(e)) => return Settlement::Failed(e.to_string()),
                         Err(e) => return Settlement::Failed(e.to_string()),
                     }
