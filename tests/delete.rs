@@ -488,6 +488,13 @@ async fn a_deleted_file_waits_in_the_trash_and_a_restore_brings_it_back_on_every
             node.name
         );
         assert_eq!(trashed(&node.data_dir()), 1, "{}", node.name);
+        // Nor is it reachable as a variant.
+        let thumbnail = get_status(node, &format!("{path}-t.jpg")).await;
+        assert!(
+            [404, 410].contains(&thumbnail),
+            "{}: {thumbnail}",
+            node.name
+        );
     }
 
     // s3 is down while s1 restores.
