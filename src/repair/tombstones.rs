@@ -4,9 +4,9 @@
 //! A tombstone is dropped only when no server can still bring the name
 //! back, as Garage does: it is older here than `[repair]
 //! tombstone_min_age_secs` (which covers copies still in flight when the
-//! name was deleted), and every peer has it too (its list of that day
-//! shows it), so that no server holds the file and none would take a copy
-//! of it. It is then dropped here and every peer is told to drop its own
+//! name was deleted), and every peer has it too (its digest of that day is
+//! the same as here, or else its list of that day shows it), so that no
+//! server holds the file and none would take a copy of it. It is then dropped here and every peer is told to drop its own
 //! (`action=forget`); a peer that cannot be told keeps its tombstone, which
 //! repair brings back here, and a later round drops both.
 //!
@@ -17,15 +17,15 @@
 //! Runs after each round of passes; a round that meets a peer it cannot
 //! ask drops nothing more (that peer might hold the name).
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use futures_util::StreamExt;
 
 use super::pass::{RepairError, blocking};
-use super::wire::ListAnswer;
+use super::wire::{DigestAnswer, ListAnswer};
 use super::worker::Repairer;
 use crate::config::Peer;
-use crate::index::{Index, day_number};
+use crate::index::{Digest, Index, Prefix, day_number, level};
 use crate::replication::{
     FROM_HEADER, SERVER_HEADER, envelope, error_text, is_success, read_limited,
 };
@@ -65,15 +65,19 @@ impl Repairer {
 
     async fn drop_tombstones(&self) -> Result<usize, RepairError> {
         let old = self.old_marks(true).await?;
-        let mut confirmed = Vec::new();
-        for (day, names) in old {
-            let mut everywhere: HashSet<StoredPath> = names.into_iter().collect();
-            for peer in &self.config.peers {
-                let theirs = self.tombstones_of(peer, day).await?;
-                everywhere.retain(|p| theirs.contains(p));
+        let mut everywhere: BTreeMap<u32, HashSet<StoredPath>> = old
+            .into_iter()
+            .map(|(day, names)| (day, names.into_iter().collect()))
+            .collect();
+        for peer in &self.config.peers {
+            let days: Vec<u32> = everywhere.keys().copied().collect();
+            for (day, theirs) in self.tombstones_on(peer, &days).await? {
+                if let (Some(names), Some(theirs)) = (everywhere.get_mut(&day), theirs) {
+                    names.retain(|p| theirs.contains(p));
+                }
             }
-            confirmed.extend(everywhere);
         }
+        let confirmed: Vec<StoredPath> = everywhere.into_values().flatten().collect();
         if confirmed.is_empty() {
             return Ok(0);
         }
@@ -103,15 +107,19 @@ impl Repairer {
 
     async fn drop_restored_marks(&self) -> Result<usize, RepairError> {
         let old = self.old_marks(false).await?;
-        let mut unneeded = Vec::new();
-        for (day, names) in old {
-            let mut stale: HashSet<StoredPath> = names.into_iter().collect();
-            for peer in &self.config.peers {
-                let theirs = self.tombstones_of(peer, day).await?;
-                stale.retain(|p| !theirs.contains(p));
+        let mut stale: BTreeMap<u32, HashSet<StoredPath>> = old
+            .into_iter()
+            .map(|(day, names)| (day, names.into_iter().collect()))
+            .collect();
+        for peer in &self.config.peers {
+            let days: Vec<u32> = stale.keys().copied().collect();
+            for (day, theirs) in self.tombstones_on(peer, &days).await? {
+                if let (Some(names), Some(theirs)) = (stale.get_mut(&day), theirs) {
+                    names.retain(|p| !theirs.contains(p));
+                }
             }
-            unneeded.extend(stale);
         }
+        let unneeded: Vec<StoredPath> = stale.into_values().flatten().collect();
         let dropped = unneeded.len();
         if let Some(index) = self.storage.index().filter(|_| dropped > 0) {
             index.forget(Vec::new(), unneeded).await?;
@@ -139,6 +147,50 @@ impl Repairer {
                 .push(name);
         }
         Ok(by_day)
+    }
+
+    /// The tombstones `peer` has on each of `days`: `None` for a day whose
+    /// digest is the same as here (the peer holds exactly this server's
+    /// entries there), so that only differing days are listed (a day's
+    /// list can be long).
+    async fn tombstones_on(
+        &self,
+        peer: &Peer,
+        days: &[u32],
+    ) -> Result<Vec<(u32, Option<HashSet<StoredPath>>)>, RepairError> {
+        let ours = blocking(self.storage.index(), Index::days).await?;
+        let mut months: BTreeMap<(u32, u32), Vec<u32>> = BTreeMap::new();
+        for &day in days {
+            months
+                .entry((day / 10_000, day / 100 % 100))
+                .or_default()
+                .push(day);
+        }
+        let mut out = Vec::with_capacity(days.len());
+        for ((year, month), days) in months {
+            let prefix = Prefix::Month(year, month);
+            let theirs: DigestAnswer = self
+                .ask(
+                    peer,
+                    &[("action", "digest"), ("prefix", &prefix.to_string())],
+                )
+                .await?;
+            let mine: HashMap<u32, Digest> = level(&ours, prefix).children.into_iter().collect();
+            for day in days {
+                let same = theirs.children.iter().any(|child| {
+                    child.name == day % 100
+                        && Digest::parse(&child.digest)
+                            .is_some_and(|d| mine.get(&(day % 100)) == Some(&d))
+                });
+                let listed = if same {
+                    None
+                } else {
+                    Some(self.tombstones_of(peer, day).await?)
+                };
+                out.push((day, listed));
+            }
+        }
+        Ok(out)
     }
 
     /// The names `peer` has tombstones of on `day`.
