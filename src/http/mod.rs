@@ -210,6 +210,14 @@ async fn action(state: Arc<AppState>, request: Request) -> Response {
             delete::handle(state, format, params.path.as_deref(), request.headers()).await
         }
         "delete" => not_allowed(format, "delete", "POST"),
+        "restore" if method == Method::POST => {
+            delete::restore(state, format, params.path.as_deref(), request.headers()).await
+        }
+        "restore" => not_allowed(format, "restore", "POST"),
+        "forget" if method == Method::POST => {
+            delete::forget(state, params.path.as_deref(), request.headers()).await
+        }
+        "forget" => not_allowed(Format::Json, "forget", "POST"),
         "digest" if method == Method::GET => {
             repair::digest(state, params.prefix.as_deref(), params.after.as_deref()).await
         }

@@ -261,7 +261,7 @@ impl Repairer {
             let page = read_list(&body, date, after.as_deref())?;
             drop(body);
             self.apply_tombstones(peer, page.tombstones, &mut deleted, report)
-                .await;
+                .await?;
             let wanted = self.wanted(peer, page.files, &deleted, &held, report);
             self.fetch_all(peer, wanted, pace, report).await?;
             match page.next {
@@ -278,9 +278,15 @@ impl Repairer {
         tombstones: Vec<StoredPath>,
         deleted: &mut HashSet<StoredPath>,
         report: &mut PassReport,
-    ) {
+    ) -> Result<(), RepairError> {
         for path in tombstones {
             if deleted.contains(&path) {
+                continue;
+            }
+            // Restored here after that delete: the peer's tombstone is
+            // stale, and the restore reaches it from the journal.
+            let name = path.clone();
+            if blocking(self.storage.index(), move |i| i.is_restored(&name)).await? {
                 continue;
             }
             match self.storage.delete(&path).await {
@@ -296,6 +302,7 @@ impl Repairer {
                 }
             }
         }
+        Ok(())
     }
 
     /// The files of a page of the peer's list to fetch.
@@ -413,7 +420,7 @@ impl Repairer {
     /// `GET {peer.Uri}?{query}&format=json` with the peer's key; the body
     /// of its success answer, at most `limit` bytes (one more and the pass
     /// stops: an answer is never read cut short).
-    async fn ask(
+    pub(super) async fn ask(
         &self,
         peer: &Peer,
         query: &[(&str, &str)],
@@ -479,7 +486,7 @@ enum FetchOutcome {
 }
 
 /// Runs an index read on a blocking thread.
-async fn blocking<T: Send + 'static>(
+pub(super) async fn blocking<T: Send + 'static>(
     index: Option<&Index>,
     read: impl FnOnce(&Index) -> Result<T, IndexError> + Send + 'static,
 ) -> Result<T, RepairError> {
