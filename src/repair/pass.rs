@@ -63,8 +63,10 @@ pub enum RepairError {
     Unreachable(String),
     #[error("no answer within {0} s")]
     Stalled(u64),
-    #[error("the peer answered {status}: {message}")]
-    Answered { status: u16, message: String },
+    /// The peer's own words are logged where they arrive, never kept here:
+    /// this text is shown by `/healthz`, which needs no key.
+    #[error("the peer answered {0}")]
+    Answered(u16),
     #[error("the answer did not come from this peer; check its Uri in servers.xml.config")]
     NotThePeer,
     #[error("the peer's answer is not understood: {0}")]
@@ -454,10 +456,7 @@ impl Repairer {
                 .await
                 .map_err(|e| RepairError::Unreachable(crate::replication::transport_cause(&e)))?;
             if !status.is_success() {
-                return Err(RepairError::Answered {
-                    status: status.as_u16(),
-                    message: error_text(&body, 512),
-                });
+                return Err(answered(peer, status.as_u16(), &body));
             }
             if !from_peer {
                 return Err(RepairError::NotThePeer);
@@ -483,6 +482,13 @@ enum FetchOutcome {
     Failed(String),
     /// The pass stops.
     Fatal(RepairError),
+}
+
+/// A peer's refusal: its answer's text goes to the log (it may quote links
+/// or credentials), the error says only the status.
+pub(super) fn answered(peer: &Peer, status: u16, body: &[u8]) -> RepairError {
+    tracing::warn!(target: "repair", peer = %peer.name, status, answer = %error_text(body, 512), "the peer refused a repair request");
+    RepairError::Answered(status)
 }
 
 /// Runs an index read on a blocking thread.

@@ -21,7 +21,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 
 use futures_util::StreamExt;
 
-use super::pass::{RepairError, blocking};
+use super::pass::{RepairError, answered, blocking};
 use super::wire::{DIGEST_LIMIT, LIST_LIMIT, day_text, read_digest, read_list};
 use super::worker::Repairer;
 use crate::config::Peer;
@@ -268,10 +268,7 @@ impl Repairer {
                 .await
                 .map_err(|e| RepairError::Unreachable(crate::replication::transport_cause(&e)))?;
             if !status.is_success() {
-                return Err(RepairError::Answered {
-                    status: status.as_u16(),
-                    message: error_text(&body, 512),
-                });
+                return Err(answered(peer, status.as_u16(), &body));
             }
             if !from_peer {
                 return Err(RepairError::NotThePeer);
@@ -279,7 +276,10 @@ impl Repairer {
             envelope(&body)
                 .filter(is_success)
                 .map(|_| ())
-                .ok_or_else(|| RepairError::BadAnswer(error_text(&body, 512)))
+                .ok_or_else(|| {
+                    tracing::warn!(target: "repair", peer = %peer.name, answer = %error_text(&body, 512), "the peer did not confirm a forget");
+                    RepairError::BadAnswer("no success envelope to a forget".into())
+                })
         };
         let idle = self.config.replication.idle_timeout;
         tokio::time::timeout(idle, exchange)
