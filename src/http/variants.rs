@@ -42,7 +42,10 @@ pub async fn handle(state: &AppState, variant: &VariantPath, request: Request) -
     };
     let file = state.storage.variant_path(variant);
     let mime = variant.kind().mime();
-    if let Ok(meta) = tokio::fs::metadata(&file).await {
+    // A variant this server made: a link or FIFO under its name is not one.
+    if let Ok(meta) = tokio::fs::symlink_metadata(&file).await
+        && meta.is_file()
+    {
         return files::serve(&file, &meta, request, mime, Caching::Immutable).await;
     }
     if request.method() == Method::HEAD {
@@ -67,7 +70,9 @@ pub async fn handle(state: &AppState, variant: &VariantPath, request: Request) -
         .await;
     match outcome {
         Ok(Outcome::Made) => {
-            if let Ok(meta) = tokio::fs::metadata(&file).await {
+            if let Ok(meta) = tokio::fs::symlink_metadata(&file).await
+                && meta.is_file()
+            {
                 return files::serve(&file, &meta, request, mime, Caching::Immutable).await;
             }
         }

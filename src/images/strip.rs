@@ -4,9 +4,26 @@
 //!
 //! - JPEG: APP1 (Exif, XMP), APP13 (IPTC, Photoshop) and COM segments go;
 //!   APP2 (the ICC profile) and every other segment stay.
-//! - PNG: `eXIf`, `tEXt`, `zTXt` and `iTXt` chunks go; `iCCP` stays.
-//! - WebP: `EXIF` and `XMP ` chunks go, and the VP8X flags and the RIFF size
-//!   are fixed to match; `ICCP` stays.
+//! - PNG: only chunks known to hold no personal data stay (the image data,
+//!   the colour chunks and `iCCP`, `pHYs`, `bKGD`, `sPLT`, `hIST`, the APNG
+//!   animation chunks, a minimal `eXIf`). Every other ancillary chunk goes:
+//!   `tEXt`, `zTXt`, `iTXt`, `tIME`, `eXIf` spelled in any other case,
+//!   private chunks. Bytes after `IEND` go.
+//! - WebP (extended, `VP8X`): `EXIF`, `XMP ` and unknown chunks go, and the
+//!   VP8X flags and the RIFF size are fixed to match; `ICCP`, the animation
+//!   and alpha chunks stay. A simple WebP (`VP8 ` or `VP8L` first) may hold
+//!   nothing but its image chunk: whatever follows it goes. Bytes after the
+//!   RIFF end go.
+//!
+//! Keeping a list of what stays, rather than of what goes, is what makes
+//! this hold for chunks no list of metadata names: a reader such as
+//! exiftool finds Exif in `exIf` or `zxIf` too.
+//!
+//! A PNG or WebP whose chunks do not tile the file (a chunk that runs past
+//! the end, a RIFF size that ends inside a chunk or past the file, a PNG
+//! chunk type that is not four letters, an unknown critical PNG chunk) is
+//! not a file a decoder can read: [`strip`] refuses it as
+//! [`StripError::Malformed`] rather than store something half walked.
 //!
 //! An EXIF orientation other than 1 is kept: the removed Exif block is
 //! replaced, where it was, by a minimal one that holds only the Orientation
@@ -21,8 +38,8 @@
 //! held, to find its orientation. [`strip`] returns a [`Plan`], a list of
 //! byte ranges to replace; [`Plan::apply`] copies the file with them
 //! replaced, in bounded chunks, and the caller decides where the copy goes.
-//! A segment or chunk structure that does not parse ends the walk: what
-//! follows is copied as it is.
+//! A JPEG's segment walk ends at the first scan or at bytes that are not a
+//! marker: what follows is copied as it is.
 
 use std::io::{self, BufRead, Read, Seek, SeekFrom, Write};
 
@@ -32,6 +49,33 @@ use std::io::{self, BufRead, Read, Seek, SeekFrom, Write};
 const META_READ: u64 = 64 * 1024;
 /// The Exif tag of the orientation.
 const ORIENTATION: u16 = 0x0112;
+
+/// The PNG chunks that stay (besides a minimal `eXIf`): the critical ones,
+/// colour and physical-size information, palettes and histograms, and the
+/// APNG animation chunks. None of them holds text, a time or a place.
+const PNG_KEPT: [&[u8; 4]; 18] = [
+    b"IHDR", b"PLTE", b"IDAT", b"IEND", b"tRNS", b"cHRM", b"gAMA", b"iCCP", b"sBIT", b"sRGB",
+    b"cICP", b"mDCV", b"cLLI", b"bKGD", b"hIST", b"pHYs", b"sPLT", b"acTL",
+];
+/// The APNG frame chunks, kept too.
+const PNG_FRAMES: [&[u8; 4]; 2] = [b"fcTL", b"fdAT"];
+/// The chunks of an extended WebP that stay (besides a minimal `EXIF`).
+const WEBP_KEPT: [&[u8; 4]; 7] = [
+    b"VP8X", b"ICCP", b"ANIM", b"ANMF", b"ALPH", b"VP8 ", b"VP8L",
+];
+/// VP8X flags: the file has an Exif chunk, an XMP chunk.
+const VP8X_EXIF: u8 = 0x08;
+const VP8X_XMP: u8 = 0x04;
+
+/// Why a file's metadata could not be removed.
+#[derive(Debug, thiserror::Error)]
+pub enum StripError {
+    /// The file's chunks do not parse: it is refused, not stored.
+    #[error("the file's structure does not parse: {0}")]
+    Malformed(&'static str),
+    #[error(transparent)]
+    Io(#[from] io::Error),
+}
 
 /// The edits that remove a file's metadata, in file order.
 #[derive(Debug, PartialEq, Eq)]
@@ -49,14 +93,14 @@ struct Edit {
 
 /// What must change in the file at the start of `reader` to remove its
 /// metadata; `None` when nothing must (the file is stored as it is).
-pub fn strip<R: BufRead + Seek>(mut reader: R) -> io::Result<Option<Plan>> {
+pub fn strip<R: BufRead + Seek>(mut reader: R) -> Result<Option<Plan>, StripError> {
     reader.seek(SeekFrom::Start(0))?;
     let head = reader.fill_buf()?;
     let edits = if head.starts_with(b"\xFF\xD8") {
         jpeg(&mut reader)?
     } else if head.starts_with(b"\x89PNG\r\n\x1a\n") {
         png(&mut reader)?
-    } else if head.starts_with(b"RIFF") && head.get(8..16) == Some(b"WEBPVP8X") {
+    } else if head.starts_with(b"RIFF") && head.get(8..12) == Some(b"WEBP") {
         webp(&mut reader)?
     } else {
         Vec::new()
@@ -96,7 +140,15 @@ struct Walk<'a, R> {
     orientation: Option<u16>,
 }
 
-impl<R: Read + Seek> Walk<'_, R> {
+impl<'a, R: Read + Seek> Walk<'a, R> {
+    fn new(reader: &'a mut R) -> Self {
+        Self {
+            reader,
+            edits: Vec::new(),
+            orientation: None,
+        }
+    }
+
     fn position(&mut self) -> io::Result<u64> {
         self.reader.stream_position()
     }
@@ -140,14 +192,21 @@ impl<R: Read + Seek> Walk<'_, R> {
             insert,
         });
     }
+
+    /// Removes everything from `at` to `end` (bytes after the image's end).
+    fn remove_rest(&mut self, at: u64, end: u64) {
+        if end > at {
+            self.edits.push(Edit {
+                at,
+                remove: end - at,
+                insert: Vec::new(),
+            });
+        }
+    }
 }
 
 fn jpeg<R: BufRead + Seek>(reader: &mut R) -> io::Result<Vec<Edit>> {
-    let mut walk = Walk {
-        reader,
-        edits: Vec::new(),
-        orientation: None,
-    };
+    let mut walk = Walk::new(reader);
     walk.reader.seek(SeekFrom::Start(2))?;
     loop {
         let at = walk.position()?;
@@ -195,96 +254,147 @@ fn jpeg<R: BufRead + Seek>(reader: &mut R) -> io::Result<Vec<Edit>> {
     Ok(walk.edits)
 }
 
-fn png<R: BufRead + Seek>(reader: &mut R) -> io::Result<Vec<Edit>> {
-    let mut walk = Walk {
-        reader,
-        edits: Vec::new(),
-        orientation: None,
-    };
-    walk.reader.seek(SeekFrom::Start(8))?;
-    while let Ok(head) = read_array::<_, 8>(walk.reader) {
-        let at = walk.position()? - 8;
-        let len = u64::from(u32::from_be_bytes([head[0], head[1], head[2], head[3]]));
-        let chunk = len + 12;
-        match &head[4..] {
-            b"eXIf" => {
-                let block = walk.read_block(len)?;
-                walk.skip(4)?;
-                if is_minimal(&block) {
-                    continue;
-                }
-                walk.remove(at, chunk, Some(&block), png_exif);
+fn png<R: BufRead + Seek>(reader: &mut R) -> Result<Vec<Edit>, StripError> {
+    let end = reader.seek(SeekFrom::End(0))?;
+    let mut walk = Walk::new(reader);
+    let mut at = walk.reader.seek(SeekFrom::Start(8))?;
+    // A file that ends where a chunk ends, before IEND, has nothing more to
+    // walk (decoders judge whether its image data is whole).
+    while at < end {
+        if end - at < 12 {
+            return Err(StripError::Malformed("a PNG chunk runs past the end"));
+        }
+        let head: [u8; 8] = read_array(walk.reader)?;
+        let len = u32::from_be_bytes([head[0], head[1], head[2], head[3]]);
+        let kind: [u8; 4] = [head[4], head[5], head[6], head[7]];
+        if len > 0x7FFF_FFFF || !kind.iter().all(u8::is_ascii_alphabetic) {
+            return Err(StripError::Malformed("a PNG chunk header is not valid"));
+        }
+        let chunk = u64::from(len) + 12;
+        if chunk > end - at {
+            return Err(StripError::Malformed("a PNG chunk runs past the end"));
+        }
+        match &kind {
+            b"IEND" => {
+                walk.remove_rest(at + chunk, end);
+                break;
             }
-            b"tEXt" | b"zTXt" | b"iTXt" => {
-                walk.skip(len + 4)?;
+            b"eXIf" => {
+                let block = walk.read_block(len.into())?;
+                walk.skip(4)?;
+                if !is_minimal(&block) {
+                    walk.remove(at, chunk, Some(&block), png_exif);
+                }
+            }
+            k if PNG_KEPT.contains(&k) || PNG_FRAMES.contains(&k) => walk.skip(chunk - 8)?,
+            // A decoder must refuse a critical chunk it does not know.
+            k if k[0].is_ascii_uppercase() => {
+                return Err(StripError::Malformed("a PNG has an unknown critical chunk"));
+            }
+            _ => {
+                walk.skip(chunk - 8)?;
                 walk.remove(at, chunk, None, png_exif);
             }
-            b"IEND" => break,
-            _ => walk.skip(len + 4)?,
         }
+        at += chunk;
     }
     Ok(walk.edits)
 }
 
-fn webp<R: BufRead + Seek>(reader: &mut R) -> io::Result<Vec<Edit>> {
-    let mut walk = Walk {
-        reader,
-        edits: Vec::new(),
-        orientation: None,
-    };
-    let header: [u8; 21] = read_array(walk.reader)?;
+fn webp<R: BufRead + Seek>(reader: &mut R) -> Result<Vec<Edit>, StripError> {
+    let end = reader.seek(SeekFrom::End(0))?;
+    reader.seek(SeekFrom::Start(0))?;
+    let mut walk = Walk::new(reader);
+    let header: [u8; 12] = read_array(walk.reader)
+        .map_err(|_| StripError::Malformed("a WebP ends inside its RIFF header"))?;
     let riff_size = u32::from_le_bytes([header[4], header[5], header[6], header[7]]);
-    let flags = header[20];
-    walk.reader.seek(SeekFrom::Start(12))?;
+    let riff_end = u64::from(riff_size) + 8;
+    if riff_end > end {
+        return Err(StripError::Malformed("a WebP's RIFF size is past its end"));
+    }
+    // Whether the file is extended (VP8X), and its flags.
+    let mut vp8x = None;
     let mut exif_kept = false;
-    while let Ok(head) = read_array::<_, 8>(walk.reader) {
-        let at = walk.position()? - 8;
+    let mut at = 12;
+    while at < riff_end {
+        if riff_end - at < 8 {
+            return Err(StripError::Malformed("a WebP chunk runs past the RIFF end"));
+        }
+        let head: [u8; 8] = read_array(walk.reader)?;
         let len = u64::from(u32::from_le_bytes([head[4], head[5], head[6], head[7]]));
         let padded = len + (len & 1);
-        match &head[..4] {
+        if padded + 8 > riff_end - at {
+            return Err(StripError::Malformed("a WebP chunk runs past the RIFF end"));
+        }
+        let kind: [u8; 4] = [head[0], head[1], head[2], head[3]];
+        let first = at == 12;
+        match &kind {
+            b"VP8X" if first => {
+                let block = walk.read_block(padded)?;
+                vp8x = Some(
+                    *block
+                        .first()
+                        .ok_or(StripError::Malformed("a WebP's VP8X chunk is empty"))?,
+                );
+            }
+            b"VP8 " | b"VP8L" if first => walk.skip(padded)?,
+            _ if first => {
+                return Err(StripError::Malformed("a WebP starts with no image chunk"));
+            }
+            // A simple WebP is its image chunk and nothing else: anything
+            // after it is unreadable to decoders and seen by metadata tools.
+            _ if vp8x.is_none() => {
+                walk.skip(padded)?;
+                walk.remove(at, padded + 8, None, webp_exif);
+            }
             b"EXIF" => {
                 let block = walk.read_block(len)?;
                 walk.skip(padded - len)?;
                 let tiff = block.strip_prefix(b"Exif\0\0").unwrap_or(&block);
                 if is_minimal(tiff) {
                     exif_kept = true;
-                    continue;
+                } else {
+                    walk.remove(at, padded + 8, Some(tiff), webp_exif);
+                    exif_kept |= walk.edits.last().is_some_and(|e| !e.insert.is_empty());
                 }
-                walk.remove(at, padded + 8, Some(tiff), webp_exif);
-                exif_kept |= walk.edits.last().is_some_and(|e| !e.insert.is_empty());
             }
-            b"XMP " => {
+            k if WEBP_KEPT.contains(&k) => walk.skip(padded)?,
+            _ => {
                 walk.skip(padded)?;
                 walk.remove(at, padded + 8, None, webp_exif);
             }
-            _ => walk.skip(padded)?,
         }
-    }
-    if walk.edits.is_empty() {
-        return Ok(walk.edits);
+        at += padded + 8;
     }
     let removed: u64 = walk.edits.iter().map(|e| e.remove).sum();
     let inserted: u64 = walk.edits.iter().map(|e| e.insert.len() as u64).sum();
-    let size = (u64::from(riff_size) + inserted)
-        .checked_sub(removed)
-        .and_then(|s| u32::try_from(s).ok())
-        .ok_or_else(|| io::Error::other("RIFF size smaller than its chunks"))?;
-    // VP8X flags: 0x08 Exif, 0x04 XMP.
-    let mut new_flags = flags & !0x04;
-    if !exif_kept {
-        new_flags &= !0x08;
+    walk.remove_rest(riff_end, end);
+    if walk.edits.is_empty() {
+        return Ok(walk.edits);
     }
-    let mut edits = vec![Edit {
-        at: 4,
-        remove: 4,
-        insert: size.to_le_bytes().to_vec(),
-    }];
-    if new_flags != flags {
+    let mut edits = Vec::new();
+    if removed != inserted {
+        // The kept chunks are within the old size, so this fits in 32 bits.
+        let size = u32::try_from(u64::from(riff_size) + inserted - removed)
+            .map_err(|_| StripError::Malformed("a WebP's RIFF size does not fit"))?;
         edits.push(Edit {
-            at: 20,
-            remove: 1,
-            insert: vec![new_flags],
+            at: 4,
+            remove: 4,
+            insert: size.to_le_bytes().to_vec(),
         });
+    }
+    if let Some(flags) = vp8x {
+        let mut new_flags = flags & !VP8X_XMP;
+        if !exif_kept {
+            new_flags &= !VP8X_EXIF;
+        }
+        if new_flags != flags {
+            edits.push(Edit {
+                at: 20,
+                remove: 1,
+                insert: vec![new_flags],
+            });
+        }
     }
     edits.append(&mut walk.edits);
     Ok(edits)
