@@ -477,7 +477,7 @@ async fn location_metadata_leaves_every_png_and_webp_shape_and_the_file_still_de
 }
 
 /// Finding of issue 19: a WebP whose RIFF size ends inside a chunk answered
-/// 500, a PNG whose chunk runs past the end was stored; neither parses, so
+/// 500 (extended) or was stored as it was (simple), a PNG whose chunk runs past the end was stored; neither parses, so
 /// both are refused like any file that is not a valid image, keeping
 /// nothing.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -493,9 +493,24 @@ async fn a_png_or_webp_whose_chunks_do_not_parse_is_refused_with_415() {
     );
     let size = u32::from_le_bytes(short_riff[4..8].try_into().expect("4")) - 10;
     short_riff[4..8].copy_from_slice(&size.to_le_bytes());
+    // The same as an extended WebP (VP8X first, its Exif flag set).
+    let mut extended = webp(&[], b"");
+    let vp8x = riff_chunk(b"VP8X", b"\x08\0\0\0\x02\0\0\x01\0\0");
+    extended.splice(12..12, vp8x.iter().copied());
+    extended.extend(riff_chunk(
+        b"EXIF",
+        &[b"Exif\0\0".as_slice(), &gps].concat(),
+    ));
+    // Smaller than the chunks to remove: the old code's size arithmetic
+    // failed there (500).
+    extended[4..8].copy_from_slice(&30u32.to_le_bytes());
     let mut long_chunk = png(1, 1, &[png_chunk(b"tEXt", b"GPS\0N 48.8584")]);
     long_chunk.truncate(long_chunk.len() - 20);
-    for (name, bytes) in [("short-riff.webp", short_riff), ("cut.png", long_chunk)] {
+    for (name, bytes) in [
+        ("short-riff-vp8x.webp", extended),
+        ("short-riff.webp", short_riff),
+        ("cut.png", long_chunk),
+    ] {
         let (status, answer) = upload(&cluster.nodes[0], &[(name, &bytes)]).await;
         assert_eq!(status, 415, "{name}: {answer}");
         assert_eq!(answer["resp"]["success"], 0, "{name}");
