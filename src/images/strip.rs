@@ -366,6 +366,9 @@ fn webp<R: BufRead + Seek>(reader: &mut R) -> Result<Vec<Edit>, StripError> {
         }
         at += padded + 8;
     }
+    if at == 12 {
+        return Err(StripError::Malformed("a WebP has no chunk"));
+    }
     let removed: u64 = walk.edits.iter().map(|e| e.remove).sum();
     let inserted: u64 = walk.edits.iter().map(|e| e.insert.len() as u64).sum();
     walk.remove_rest(riff_end, end);
@@ -651,5 +654,118 @@ mod tests {
         assert_eq!(rotated, webp(0x28, &[image.clone(), webp_exif(6)]));
         assert_eq!(stripped(&rotated), None);
         assert_eq!(stripped(&webp(0x20, &[iccp, image])), None);
+    }
+
+    // The tests below use literal bytes only: nothing expected is made by
+    // the code under test. Chunk CRCs are zero: the walk does not read them.
+
+    const SIG: &[u8] = b"\x89PNG\r\n\x1a\n";
+    const IHDR: &[u8] = b"\0\0\0\x0dIHDR\0\0\0\x01\0\0\0\x01\x08\x02\0\0\0\0\0\0\0";
+    const IDAT: &[u8] = b"\0\0\0\x02IDATxx\0\0\0\0";
+    const IEND: &[u8] = b"\0\0\0\0IEND\0\0\0\0";
+
+    fn strip_bytes(bytes: &[u8]) -> Result<Option<Vec<u8>>, StripError> {
+        let Some(plan) = strip(Cursor::new(bytes))? else {
+            return Ok(None);
+        };
+        let mut out = Vec::new();
+        plan.apply(Cursor::new(bytes), &mut out)?;
+        Ok(Some(out))
+    }
+
+    fn refused(bytes: &[u8]) -> bool {
+        matches!(strip(Cursor::new(bytes)), Err(StripError::Malformed(_)))
+    }
+
+    #[test]
+    fn a_png_loses_exif_in_any_case_unknown_chunks_and_bytes_after_iend() {
+        let input = [
+            SIG,
+            IHDR,
+            b"\0\0\0\x03exIfGPS\0\0\0\0",
+            b"\0\0\0\x03eXIFGPS\0\0\0\0",
+            b"\0\0\0\x01prVtx\0\0\0\0",
+            b"\0\0\0\x01tIMEx\0\0\0\0",
+            b"\0\0\0\x04pHYsxxxx\0\0\0\0",
+            IDAT,
+            IEND,
+            b"\0\0\0\x04tEXtGPS!\0\0\0\0",
+        ]
+        .concat();
+        let want = [SIG, IHDR, b"\0\0\0\x04pHYsxxxx\0\0\0\0", IDAT, IEND].concat();
+        assert_eq!(strip_bytes(&input).expect("parses"), Some(want));
+        let clean = [SIG, IHDR, IDAT, IEND].concat();
+        assert_eq!(strip_bytes(&clean).expect("parses"), None);
+        // Ending where a chunk ends, before IEND: nothing more to walk.
+        assert_eq!(strip_bytes(&[SIG, IHDR].concat()).expect("parses"), None);
+    }
+
+    #[test]
+    fn a_png_whose_chunks_do_not_parse_is_refused() {
+        // A chunk longer than the file, a cut chunk header, a critical chunk
+        // no decoder knows, a type that is not four letters.
+        assert!(refused(&[SIG, IHDR, b"\0\0\0\x09IDATxx\0\0\0\0"].concat()));
+        assert!(refused(&[SIG, IHDR, b"\0\0\0"].concat()));
+        assert!(refused(
+            &[SIG, IHDR, b"\0\0\0\x01GPSxx\0\0\0\0", IEND].concat()
+        ));
+        assert!(refused(
+            &[SIG, IHDR, b"\0\0\0\x01tE-tx\0\0\0\0", IEND].concat()
+        ));
+        assert!(refused(
+            &[SIG, IHDR, b"\x80\0\0\0tEXt\0\0\0\0", IEND].concat()
+        ));
+    }
+
+    /// A simple lossless WebP: RIFF size 18, one VP8L chunk of 5 bytes and
+    /// its padding.
+    const SIMPLE: &[u8] = b"RIFF\x12\0\0\0WEBPVP8L\x05\0\0\0\x2fabcd\0";
+
+    #[test]
+    fn a_simple_webp_keeps_only_its_image_chunk_and_nothing_after_the_riff_end() {
+        let input = [
+            b"RIFF\x2a\0\0\0WEBPVP8L\x05\0\0\0\x2fabcd\0".as_slice(),
+            b"EXIF\x04\0\0\0GPS!",
+            b"XMP \x03\0\0\0GPS\0",
+        ]
+        .concat();
+        assert_eq!(strip_bytes(&input).expect("parses"), Some(SIMPLE.to_vec()));
+        let trailing = [SIMPLE, b"EXIF\x04\0\0\0GPS!"].concat();
+        assert_eq!(
+            strip_bytes(&trailing).expect("parses"),
+            Some(SIMPLE.to_vec())
+        );
+        assert_eq!(strip_bytes(SIMPLE).expect("parses"), None);
+    }
+
+    #[test]
+    fn an_extended_webp_loses_unknown_chunks_and_its_riff_size_follows() {
+        let vp8x = b"VP8X\x0a\0\0\0\x08\0\0\0\0\0\0\0\0\0".as_slice();
+        let input = [
+            b"RIFF\x3c\0\0\0WEBP".as_slice(),
+            vp8x,
+            b"VP8L\x05\0\0\0\x2fabcd\0",
+            b"GPSx\x04\0\0\0GPS!",
+            b"EXIF\x04\0\0\0II*\0",
+        ]
+        .concat();
+        // The Exif flag goes with the Exif chunk (it held no orientation).
+        let want = [
+            b"RIFF\x24\0\0\0WEBP".as_slice(),
+            b"VP8X\x0a\0\0\0\0\0\0\0\0\0\0\0\0\0",
+            b"VP8L\x05\0\0\0\x2fabcd\0",
+        ]
+        .concat();
+        assert_eq!(strip_bytes(&input).expect("parses"), Some(want));
+    }
+
+    #[test]
+    fn a_webp_whose_riff_size_does_not_match_its_chunks_is_refused() {
+        // Ends inside the image chunk; ends past the file; no image chunk
+        // first; no chunk at all.
+        assert!(refused(b"RIFF\x0e\0\0\0WEBPVP8L\x05\0\0\0\x2fabcd\0"));
+        assert!(refused(b"RIFF\x40\0\0\0WEBPVP8L\x05\0\0\0\x2fabcd\0"));
+        assert!(refused(b"RIFF\x12\0\0\0WEBPEXIF\x05\0\0\0\x2fabcd\0"));
+        assert!(refused(b"RIFF\x04\0\0\0WEBP"));
     }
 }
