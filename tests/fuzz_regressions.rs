@@ -450,7 +450,11 @@ fn riff_chunk(kind: &[u8], data: &[u8]) -> Vec<u8> {
 /// A small real picture encoded by the `image` crate.
 fn encoded(format: image::ImageFormat, width: u32, height: u32, seed: u8) -> Vec<u8> {
     let pixels = image::RgbImage::from_fn(width, height, |x, y| {
-        image::Rgb([seed ^ (x as u8) * 31, (y as u8) * 17, seed.wrapping_mul(7)])
+        image::Rgb([
+            seed ^ ((x as u8) * 31),
+            (y as u8) * 17,
+            seed.wrapping_mul(7),
+        ])
     });
     let mut out = std::io::Cursor::new(Vec::new());
     image::DynamicImage::ImageRgb8(pixels)
@@ -627,8 +631,14 @@ fn picture() -> impl Strategy<Value = (Vec<u8>, bool)> {
         })
 }
 
+/// The metadata the `image` crate reads in a picture.
+struct Metadata {
+    exif: Option<Vec<u8>>,
+    xmp: Option<Vec<u8>>,
+}
+
 /// Decodes `bytes` with the `image` crate: its pixels, Exif and XMP.
-fn decode(bytes: &[u8]) -> Result<(Option<Vec<u8>>, Option<Vec<u8>>), image::ImageError> {
+fn decode(bytes: &[u8]) -> Result<Metadata, image::ImageError> {
     use image::ImageDecoder;
     let mut decoder = image::ImageReader::new(std::io::Cursor::new(bytes))
         .with_guessed_format()
@@ -637,7 +647,7 @@ fn decode(bytes: &[u8]) -> Result<(Option<Vec<u8>>, Option<Vec<u8>>), image::Ima
     let exif = decoder.exif_metadata()?;
     let xmp = decoder.xmp_metadata()?;
     image::DynamicImage::from_decoder(decoder)?;
-    Ok((exif, xmp))
+    Ok(Metadata { exif, xmp })
 }
 
 /// The only Exif a stripped file may carry: one IFD holding only the
@@ -671,7 +681,7 @@ fn check_strip(bytes: &[u8], changed: bool) -> Result<(), TestCaseError> {
         Err(e) => return Err(TestCaseError::fail(format!("refused: {e}"))),
     };
     if decodes {
-        let (exif, xmp) = decode(&out)
+        let Metadata { exif, xmp } = decode(&out)
             .map_err(|e| TestCaseError::fail(format!("the stripped file does not decode: {e}")))?;
         prop_assert!(
             exif.as_deref().is_none_or(is_orientation_only),
