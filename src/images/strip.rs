@@ -193,6 +193,27 @@ impl<'a, R: Read + Seek> Walk<'a, R> {
         });
     }
 
+    /// An Exif block (or, `tiff` being `None`, another APP1 block) of `len`
+    /// bytes at `at`: the first minimal block is kept as it is, anything
+    /// else removed (see [`Walk::remove`]), so a file keeps at most one.
+    /// Whether an Exif block stays in its place.
+    fn exif(
+        &mut self,
+        at: u64,
+        len: u64,
+        tiff: Option<&[u8]>,
+        minimal: fn(u16) -> Vec<u8>,
+    ) -> bool {
+        if self.orientation.is_none()
+            && let Some(tiff) = tiff.filter(|t| is_minimal(t))
+        {
+            self.orientation = orientation(tiff);
+            return true;
+        }
+        self.remove(at, len, tiff, minimal);
+        self.edits.last().is_some_and(|e| !e.insert.is_empty())
+    }
+
     /// Removes everything from `at` to `end` (bytes after the image's end).
     fn remove_rest(&mut self, at: u64, end: u64) {
         if end > at {
@@ -238,11 +259,7 @@ fn jpeg<R: BufRead + Seek>(reader: &mut R) -> io::Result<Vec<Edit>> {
         match marker {
             0xE1 => {
                 let block = walk.read_block(payload)?;
-                let tiff = block.strip_prefix(b"Exif\0\0");
-                if tiff.is_some_and(is_minimal) {
-                    continue;
-                }
-                walk.remove(at, segment, tiff, jpeg_exif);
+                walk.exif(at, segment, block.strip_prefix(b"Exif\0\0"), jpeg_exif);
             }
             0xED | 0xFE => {
                 walk.skip(payload)?;
@@ -282,9 +299,7 @@ fn png<R: BufRead + Seek>(reader: &mut R) -> Result<Vec<Edit>, StripError> {
             b"eXIf" => {
                 let block = walk.read_block(len.into())?;
                 walk.skip(4)?;
-                if !is_minimal(&block) {
-                    walk.remove(at, chunk, Some(&block), png_exif);
-                }
+                walk.exif(at, chunk, Some(&block), png_exif);
             }
             k if PNG_KEPT.contains(&k) || PNG_FRAMES.contains(&k) => walk.skip(chunk - 8)?,
             // A decoder must refuse a critical chunk it does not know.
@@ -351,12 +366,7 @@ fn webp<R: BufRead + Seek>(reader: &mut R) -> Result<Vec<Edit>, StripError> {
                 let block = walk.read_block(len)?;
                 walk.skip(padded - len)?;
                 let tiff = block.strip_prefix(b"Exif\0\0").unwrap_or(&block);
-                if is_minimal(tiff) {
-                    exif_kept = true;
-                } else {
-                    walk.remove(at, padded + 8, Some(tiff), webp_exif);
-                    exif_kept |= walk.edits.last().is_some_and(|e| !e.insert.is_empty());
-                }
+                exif_kept |= walk.exif(at, padded + 8, Some(tiff), webp_exif);
             }
             k if WEBP_KEPT.contains(&k) => walk.skip(padded)?,
             _ => {
@@ -767,5 +777,17 @@ mod tests {
         assert!(refused(b"RIFF\x40\0\0\0WEBPVP8L\x05\0\0\0\x2fabcd\0"));
         assert!(refused(b"RIFF\x12\0\0\0WEBPEXIF\x05\0\0\0\x2fabcd\0"));
         assert!(refused(b"RIFF\x04\0\0\0WEBP"));
+    }
+
+    #[test]
+    fn a_png_keeps_one_minimal_exif_and_loses_a_second_exif() {
+        // Orientation 6, big-endian, one IFD: the minimal block itself.
+        let minimal = b"\0\0\0\x1aeXIfMM\0\x2a\0\0\0\x08\0\x01\x01\x12\0\x03\0\0\0\x01\0\x06\0\0\0\0\0\0\0\0\0\0";
+        // Little-endian, orientation 3: not minimal, and not a second
+        // orientation either.
+        let gps = b"\0\0\0\x1aeXIfII\x2a\0\x08\0\0\0\x01\0\x12\x01\x03\0\x01\0\0\0\x03\0\0\0\0\0\0\0\0\0\0\0";
+        let input = [SIG, IHDR, minimal, gps, IDAT, IEND].concat();
+        let want = [SIG, IHDR, minimal, IDAT, IEND].concat();
+        assert_eq!(strip_bytes(&input).expect("parses"), Some(want));
     }
 }
