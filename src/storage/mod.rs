@@ -51,7 +51,7 @@ use volumes::Volumes;
 use crate::images::{Limits, OverLimit};
 use crate::index::{FileEntry, Index, IndexError};
 pub use path::StoredPath;
-pub use regular::{is_regular, not_regular, open_regular};
+pub use regular::{not_regular, open_regular};
 pub use sniff::{ImageType, SNIFF_LEN};
 pub use variant_path::{VARIANTS_DIR, VariantKind, VariantPath};
 

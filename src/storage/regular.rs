@@ -5,7 +5,7 @@
 //! would block the thread that opens it for as long as no one writes to it
 //! (the index rebuild at start, scrub, `migrate`).
 //!
-//! So every walk of a data folder asks [`is_regular`] of what it found
+//! So every walk of a data folder looks at the type of the entry itself
 //! (never following a link), and every stored file is opened with
 //! [`open_regular`], which neither follows a link nor waits for a writer,
 //! and checks what it opened. The callers skip (and log) what is refused.
@@ -16,7 +16,7 @@ use std::path::Path;
 
 /// Whether `path` is a regular file itself (not a link to one); its
 /// metadata if so. `Ok(None)` for a link, FIFO, socket, device or folder.
-pub fn is_regular(path: &Path) -> io::Result<Option<Metadata>> {
+fn is_regular(path: &Path) -> io::Result<Option<Metadata>> {
     let meta = std::fs::symlink_metadata(path)?;
     Ok(meta.is_file().then_some(meta))
 }
