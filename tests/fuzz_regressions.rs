@@ -615,7 +615,11 @@ fn picture() -> impl Strategy<Value = (Vec<u8>, bool)> {
                 true,
                 &trailing,
             ),
-            _ => planted_jpeg(&encoded(image::ImageFormat::Jpeg, w, h, seed), &planted),
+            _ => [
+                planted_jpeg(&encoded(image::ImageFormat::Jpeg, w, h, seed), &planted),
+                trailing,
+            ]
+            .concat(),
         },
     );
     (

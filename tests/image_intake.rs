@@ -521,3 +521,25 @@ async fn a_png_or_webp_whose_chunks_do_not_parse_is_refused_with_415() {
     );
     assert!(cluster.nodes[0].temp_files().is_empty());
 }
+
+/// Issue 19, the same class in JPEG: a multi-picture file's preview after
+/// EOI keeps its own Exif (with the GPS position), and anything appended
+/// after EOI was stored. Both go; the picture itself is kept byte for byte.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_jpeg_loses_what_follows_its_end() {
+    let cluster = Cluster::single(QUIET);
+    let gps = gps_tiff();
+    let picture = plain_jpeg(&icc_segment());
+    let mut app1 = vec![0xFF, 0xE1];
+    app1.extend_from_slice(&u16::try_from(gps.len() + 8).expect("len").to_be_bytes());
+    app1.extend_from_slice(b"Exif\0\0");
+    app1.extend_from_slice(&gps);
+    let preview = [b"\xFF\xD8".as_slice(), &app1, b"\xFF\xD9"].concat();
+    let with_preview = [picture.as_slice(), &preview].concat();
+    let (status, answer) = upload(&cluster.nodes[0], &[("mpf.jpg", &with_preview)]).await;
+    assert_eq!(status, 200, "{answer}");
+    let file = &answer["resp"]["files"][0];
+    let kept = stored(&cluster, 0, file);
+    assert_eq!(file["sha256"], sha256(&kept));
+    assert!(kept == picture, "the bytes after EOI were stored");
+}

@@ -239,9 +239,7 @@ fuzz_target!(|input: Input| {
     };
     match &input.trailing {
         Trailing::Nothing => {}
-        // Bytes after a JPEG's end are left for later (README).
-        Trailing::Secret if !matches!(input.base, Base::Jpeg) => bytes.extend_from_slice(SECRET),
-        Trailing::Secret => {}
+        Trailing::Secret => bytes.extend_from_slice(SECRET),
         Trailing::Bytes(more) => bytes.extend_from_slice(more),
     }
     for &(at, value) in &input.changes {

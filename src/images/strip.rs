@@ -2,8 +2,10 @@
 //! PNG and WebP files before they are hashed, stored and replicated; the
 //! pixels are never decoded or re-encoded.
 //!
-//! - JPEG: APP1 (Exif, XMP), APP13 (IPTC, Photoshop) and COM segments go;
-//!   APP2 (the ICC profile) and every other segment stay.
+//! - JPEG: APP1 (Exif, XMP), APP13 (IPTC, Photoshop) and COM segments go,
+//!   before the first scan and between scans; APP2 (the ICC profile) and
+//!   every other segment stay. Bytes after EOI go (a multi-picture file's
+//!   previews, each with its own Exif and GPS, or anything appended).
 //! - PNG: only chunks known to hold no personal data stay (the image data,
 //!   the colour chunks and `iCCP`, `pHYs`, `bKGD`, `sPLT`, `hIST`, the APNG
 //!   animation chunks, a minimal `eXIf`). Every other ancillary chunk goes:
@@ -38,8 +40,9 @@
 //! held, to find its orientation. [`strip`] returns a [`Plan`], a list of
 //! byte ranges to replace; [`Plan::apply`] copies the file with them
 //! replaced, in bounded chunks, and the caller decides where the copy goes.
-//! A JPEG's segment walk ends at the first scan or at bytes that are not a
-//! marker: what follows is copied as it is.
+//! A JPEG's entropy-coded data is read (not held) to find the marker after
+//! it. The walk ends at bytes that are not a marker where one must be, or
+//! at the end of a file without EOI: what follows is copied as it is.
 
 use std::io::{self, BufRead, Read, Seek, SeekFrom, Write};
 
@@ -227,26 +230,40 @@ impl<'a, R: Read + Seek> Walk<'a, R> {
 }
 
 fn jpeg<R: BufRead + Seek>(reader: &mut R) -> io::Result<Vec<Edit>> {
+    let end = reader.seek(SeekFrom::End(0))?;
     let mut walk = Walk::new(reader);
     walk.reader.seek(SeekFrom::Start(2))?;
+    // The marker that ended a scan's entropy-coded data, and where it is.
+    let mut after_scan = None;
     loop {
-        let at = walk.position()?;
-        let Ok([0xFF, mut marker]) = read_array(walk.reader) else {
-            break;
+        let (at, marker) = match after_scan.take() {
+            Some(found) => found,
+            None => {
+                let at = walk.position()?;
+                let Ok([0xFF, mut marker]) = read_array(walk.reader) else {
+                    break;
+                };
+                let mut at = at;
+                while marker == 0xFF {
+                    at += 1;
+                    let Ok([next]) = read_array(walk.reader) else {
+                        return Ok(walk.edits);
+                    };
+                    marker = next;
+                }
+                (at, marker)
+            }
         };
-        let mut at = at;
-        while marker == 0xFF {
-            at += 1;
-            let Ok([next]) = read_array(walk.reader) else {
-                return Ok(walk.edits);
-            };
-            marker = next;
-        }
         match marker {
             // Standalone markers.
             0x01 | 0xD0..=0xD8 => continue,
-            // Image data or the end: metadata comes before.
-            0x00 | 0xD9 | 0xDA => break,
+            // The end of the image: what follows (a multi-picture file's
+            // previews, with their own Exif, or anything appended) goes.
+            0xD9 => {
+                walk.remove_rest(at + 2, end);
+                break;
+            }
+            0x00 => break,
             _ => {}
         }
         let Ok(len) = read_array(walk.reader).map(u16::from_be_bytes) else {
@@ -265,10 +282,51 @@ fn jpeg<R: BufRead + Seek>(reader: &mut R) -> io::Result<Vec<Edit>> {
                 walk.skip(payload)?;
                 walk.remove(at, segment, None, jpeg_exif);
             }
+            // A scan header: its entropy-coded data runs to the next marker
+            // (more tables, the next scan, or the end).
+            0xDA => {
+                walk.skip(payload)?;
+                match next_marker(walk.reader)? {
+                    Some(found) => after_scan = Some(found),
+                    None => break,
+                }
+            }
             _ => walk.skip(payload)?,
         }
     }
     Ok(walk.edits)
+}
+
+/// Reads entropy-coded data up to the next marker: where its `FF` is and
+/// its code; `None` at the end of the file. In that data an `FF` is
+/// followed by `00` (a stuffed byte), a restart marker or more `FF` fill
+/// bytes; any other code is a marker.
+fn next_marker<R: BufRead + Seek>(reader: &mut R) -> io::Result<Option<(u64, u8)>> {
+    let mut start = reader.stream_position()?;
+    let mut after_ff = false;
+    loop {
+        let buf = reader.fill_buf()?;
+        if buf.is_empty() {
+            return Ok(None);
+        }
+        for (i, &b) in buf.iter().enumerate() {
+            if after_ff {
+                match b {
+                    0x00 | 0xD0..=0xD7 => after_ff = false,
+                    0xFF => {}
+                    code => {
+                        reader.consume(i + 1);
+                        return Ok(Some((start + i as u64 - 1, code)));
+                    }
+                }
+            } else {
+                after_ff = b == 0xFF;
+            }
+        }
+        let n = buf.len();
+        reader.consume(n);
+        start += n as u64;
+    }
 }
 
 fn png<R: BufRead + Seek>(reader: &mut R) -> Result<Vec<Edit>, StripError> {
@@ -789,5 +847,24 @@ mod tests {
         let input = [SIG, IHDR, minimal, gps, IDAT, IEND].concat();
         let want = [SIG, IHDR, minimal, IDAT, IEND].concat();
         assert_eq!(strip_bytes(&input).expect("parses"), Some(want));
+    }
+
+    #[test]
+    fn a_jpeg_loses_comments_between_scans_and_bytes_after_eoi() {
+        // SOI, a scan header, entropy-coded data with a stuffed byte, a
+        // restart marker and fill bytes, a comment between scans, a second
+        // scan, EOI, then a preview JPEG with its own Exif.
+        let head = b"\xFF\xD8\xFF\xDA\x00\x03\x01a\xFF\x00b\xFF\xD3c\xFF\xFF".as_slice();
+        let comment = b"\xFF\xFE\x00\x05GPS".as_slice();
+        let tail = b"\xFF\xDA\x00\x03\x01d\xFF\xD9".as_slice();
+        let preview = b"\xFF\xD8\xFF\xE1\x00\x0aExif\0\0GPS\xFF\xD9".as_slice();
+        let input = [head, comment, tail, preview].concat();
+        assert_eq!(
+            strip_bytes(&input).expect("parses"),
+            Some([head, tail].concat())
+        );
+        // Without EOI (a cut file) nothing after the scan is touched.
+        let cut = b"\xFF\xD8\xFF\xDA\x00\x03\x01a\xFF\x00b".as_slice();
+        assert_eq!(strip_bytes(cut).expect("parses"), None);
     }
 }
