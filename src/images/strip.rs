@@ -29,7 +29,8 @@
 //!
 //! An EXIF orientation other than 1 is kept: the removed Exif block is
 //! replaced, where it was, by a minimal one that holds only the Orientation
-//! tag. That minimal block is itself kept as it is, so stripping is
+//! tag. The first such minimal block is itself kept as it is (any later
+//! Exif block goes, so a file keeps at most one), so stripping is
 //! idempotent: a stripped file has nothing left to strip, and a file with
 //! no such metadata at all is left byte for byte.
 //!
