@@ -648,6 +648,14 @@ fn decode(bytes: &[u8]) -> Result<Metadata, image::ImageError> {
         .with_guessed_format()
         .map_err(image::ImageError::IoError)?
         .into_decoder()?;
+    // A byte changed at random may claim any size: only pictures the
+    // service would take are decoded.
+    let (width, height) = decoder.dimensions();
+    if u64::from(width) * u64::from(height) > 1 << 24 {
+        return Err(image::ImageError::Limits(
+            image::error::LimitError::from_kind(image::error::LimitErrorKind::DimensionError),
+        ));
+    }
     let exif = decoder.exif_metadata()?;
     let xmp = decoder.xmp_metadata()?;
     image::DynamicImage::from_decoder(decoder)?;

@@ -205,6 +205,12 @@ fn decode(bytes: &[u8]) -> Option<(Option<Vec<u8>>, Option<Vec<u8>>)> {
         .ok()?
         .into_decoder()
         .ok()?;
+    // A header may claim any size: only pictures the service would take
+    // are decoded (the stripper never decodes anything itself).
+    let (width, height) = decoder.dimensions();
+    if u64::from(width) * u64::from(height) > 1 << 24 {
+        return None;
+    }
     let exif = decoder.exif_metadata().ok()?;
     let xmp = decoder.xmp_metadata().ok()?;
     image::DynamicImage::from_decoder(decoder).ok()?;
