@@ -923,3 +923,20 @@ async fn journal_keeps_unreadable_bytes_that_are_not_utf8() {
     expected.extend_from_slice(b"\n\xaf\x04\n");
     assert_eq!(std::fs::read(journal.path()).expect("read"), expected);
 }
+
+/// Found by the `strip` target (first run, within a second): a PNG whose
+/// IEND was misspelt (`nEND`, an unknown ancillary chunk) decoded, but
+/// stripped of that chunk it ended right after its image data and did not.
+/// A stripped PNG without IEND now gets one.
+#[test]
+fn a_png_stripped_of_its_last_chunk_still_decodes() {
+    let mut png = encoded(image::ImageFormat::Png, 1, 1, 73);
+    let at = png.len() - 8;
+    assert_eq!(&png[at..at + 4], b"IEND");
+    png[at] = b'n';
+    assert!(decode(&png).is_ok(), "the input decodes");
+    let out = stripped(&png)
+        .expect("parses")
+        .expect("the nEND chunk goes");
+    decode(&out).expect("the stripped file decodes");
+}

@@ -61,6 +61,8 @@ const PNG_KEPT: [&[u8; 4]; 18] = [
     b"IHDR", b"PLTE", b"IDAT", b"IEND", b"tRNS", b"cHRM", b"gAMA", b"iCCP", b"sBIT", b"sRGB",
     b"cICP", b"mDCV", b"cLLI", b"bKGD", b"hIST", b"pHYs", b"sPLT", b"acTL",
 ];
+/// An empty IEND chunk with its CRC.
+const PNG_IEND: &[u8; 12] = b"\0\0\0\0IEND\xAE\x42\x60\x82";
 /// The APNG frame chunks, kept too.
 const PNG_FRAMES: [&[u8; 4]; 2] = [b"fcTL", b"fdAT"];
 /// The chunks of an extended WebP that stay (besides a minimal `EXIF`).
@@ -353,7 +355,7 @@ fn png<R: BufRead + Seek>(reader: &mut R) -> Result<Vec<Edit>, StripError> {
         match &kind {
             b"IEND" => {
                 walk.remove_rest(at + chunk, end);
-                break;
+                return Ok(walk.edits);
             }
             b"eXIf" => {
                 let block = walk.read_block(len.into())?;
@@ -371,6 +373,16 @@ fn png<R: BufRead + Seek>(reader: &mut R) -> Result<Vec<Edit>, StripError> {
             }
         }
         at += chunk;
+    }
+    // No IEND: a decoder may still read the file if a chunk follows the
+    // image data, and the one that did may have been removed; a stripped
+    // copy ends with IEND, so it reads at least as well as the original.
+    if !walk.edits.is_empty() {
+        walk.edits.push(Edit {
+            at: end,
+            remove: 0,
+            insert: PNG_IEND.to_vec(),
+        });
     }
     Ok(walk.edits)
 }
@@ -867,5 +879,15 @@ mod tests {
         // Without EOI (a cut file) nothing after the scan is touched.
         let cut = b"\xFF\xD8\xFF\xDA\x00\x03\x01a\xFF\x00b".as_slice();
         assert_eq!(strip_bytes(cut).expect("parses"), None);
+    }
+
+    #[test]
+    fn a_png_without_iend_that_loses_a_chunk_gets_one() {
+        // As the fuzzer found it: IEND misspelt `nEND` is an unknown chunk
+        // after the image data; without it the decoder met the end of the
+        // file where it wanted a chunk.
+        let input = [SIG, IHDR, IDAT, b"\0\0\0\0nEND\0\0\0\0"].concat();
+        let want = [SIG, IHDR, IDAT, b"\0\0\0\0IEND\xAE\x42\x60\x82"].concat();
+        assert_eq!(strip_bytes(&input).expect("parses"), Some(want));
     }
 }
