@@ -33,13 +33,15 @@ use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use chrono::NaiveDate;
 use futures_util::StreamExt;
 use tokio::time::Instant;
 
 use super::fetch::FetchError;
 use super::status::PassReport;
 use super::wire::{
-    DIGEST_LIMIT, LIST_LIMIT, ListedEntry, WireError, day_text, read_digest, read_list,
+    DIGEST_LIMIT, DigestPage, LIST_LIMIT, ListPage, ListedEntry, WireError, day_text, read_digest,
+    read_list,
 };
 use super::worker::Repairer;
 use crate::config::Peer;
@@ -203,15 +205,8 @@ impl Repairer {
         let mut differing = Vec::new();
         let mut after = None;
         loop {
-            let cursor = after.map_or_else(String::new, |a: u32| a.to_string());
-            let query = [
-                ("action", "digest"),
-                ("prefix", &prefix.to_string()),
-                ("after", &cursor),
-            ];
-            let body = self.ask(peer, &query, DIGEST_LIMIT, asked).await?;
+            let page = self.digest_page(peer, prefix, after, asked).await?;
             report.digest_requests += 1;
-            let page = read_digest(&body, prefix, after)?;
             if after.is_none() {
                 let same = page.digest == node;
                 if prefix == Prefix::Root {
@@ -254,14 +249,7 @@ impl Repairer {
             ours.files.into_iter().map(|f| (f.path, f.sha256)).collect();
         let mut after: Option<String> = None;
         loop {
-            let query = [
-                ("action", "list"),
-                ("day", &day_text(date)),
-                ("after", after.as_deref().unwrap_or("")),
-            ];
-            let body = self.ask(peer, &query, LIST_LIMIT, asked).await?;
-            let page = read_list(&body, date, after.as_deref())?;
-            drop(body);
+            let page = self.list_page(peer, date, after.as_deref(), asked).await?;
             self.apply_tombstones(peer, page.tombstones, &mut deleted, report)
                 .await?;
             let wanted = self.wanted(peer, page.files, &deleted, &held, report);
@@ -417,6 +405,41 @@ impl Repairer {
             }
             Err(e) => Err(FetchOutcome::Failed(e.to_string())),
         }
+    }
+
+    /// One page of the peer's digest node `prefix`, after the child `after`.
+    pub(super) async fn digest_page(
+        &self,
+        peer: &Peer,
+        prefix: Prefix,
+        after: Option<u32>,
+        asked: &mut u64,
+    ) -> Result<DigestPage, RepairError> {
+        let cursor = after.map_or_else(String::new, |a| a.to_string());
+        let query = [
+            ("action", "digest"),
+            ("prefix", &prefix.to_string()),
+            ("after", &cursor),
+        ];
+        let body = self.ask(peer, &query, DIGEST_LIMIT, asked).await?;
+        Ok(read_digest(&body, prefix, after)?)
+    }
+
+    /// One page of the peer's list of `date`, after the name `after`.
+    pub(super) async fn list_page(
+        &self,
+        peer: &Peer,
+        date: NaiveDate,
+        after: Option<&str>,
+        asked: &mut u64,
+    ) -> Result<ListPage, RepairError> {
+        let query = [
+            ("action", "list"),
+            ("day", &day_text(date)),
+            ("after", after.unwrap_or("")),
+        ];
+        let body = self.ask(peer, &query, LIST_LIMIT, asked).await?;
+        Ok(read_list(&body, date, after)?)
     }
 
     /// `GET {peer.Uri}?{query}&format=json` with the peer's key; the body

@@ -22,7 +22,6 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use futures_util::StreamExt;
 
 use super::pass::{RepairError, answered, blocking};
-use super::wire::{DIGEST_LIMIT, LIST_LIMIT, day_text, read_digest, read_list};
 use super::worker::Repairer;
 use crate::config::Peer;
 use crate::index::{Digest, Index, Prefix, day_number, level};
@@ -198,14 +197,7 @@ impl Repairer {
         let mut children = HashMap::new();
         let mut after = None;
         loop {
-            let cursor = after.map_or_else(String::new, |a: u32| a.to_string());
-            let query = [
-                ("action", "digest"),
-                ("prefix", &prefix.to_string()),
-                ("after", &cursor),
-            ];
-            let body = self.ask(peer, &query, DIGEST_LIMIT, asked).await?;
-            let page = read_digest(&body, prefix, after)?;
+            let page = self.digest_page(peer, prefix, after, asked).await?;
             children.extend(page.children);
             match page.next {
                 Some(next) => after = Some(next),
@@ -227,13 +219,7 @@ impl Repairer {
         let mut tombstones = HashSet::new();
         let mut after: Option<String> = None;
         loop {
-            let query = [
-                ("action", "list"),
-                ("day", &day_text(date)),
-                ("after", after.as_deref().unwrap_or("")),
-            ];
-            let body = self.ask(peer, &query, LIST_LIMIT, asked).await?;
-            let page = read_list(&body, date, after.as_deref())?;
+            let page = self.list_page(peer, date, after.as_deref(), asked).await?;
             tombstones.extend(page.tombstones);
             match page.next {
                 Some(next) => after = Some(next),
