@@ -93,8 +93,8 @@ mod tests {
     use super::*;
 
     /// A response whose body arrives in `chunks`.
-    fn response(chunks: &[&'static [u8]]) -> reqwest::Response {
-        let chunks = chunks.to_vec().into_iter().map(Ok::<_, std::io::Error>);
+    fn response(chunks: Vec<&'static [u8]>) -> reqwest::Response {
+        let chunks = chunks.into_iter().map(Ok::<_, std::io::Error>);
         let body = reqwest::Body::wrap_stream(futures_util::stream::iter(chunks));
         axum::http::Response::new(body).into()
     }
@@ -102,7 +102,7 @@ mod tests {
     /// Reads `chunks` with `limit`: the body kept and the chunks pulled.
     async fn read(chunks: &[&'static [u8]], limit: usize) -> (Vec<u8>, usize) {
         let mut pulled = 0;
-        let body = read_limited(response(chunks), limit, || pulled += 1)
+        let body = read_limited(response(chunks.to_vec()), limit, || pulled += 1)
             .await
             .expect("read");
         (body, pulled)
