@@ -11,8 +11,9 @@
 #   scripts/mutants.sh src/storage/sniff.rs   only the files named
 #
 # Results go to mutants.out/ (caught.txt, missed.txt, timeout.txt,
-# unviable.txt, one log per mutant under log/); the exit status is 0 only
-# when every viable mutant was caught.
+# unviable.txt, one log per mutant under log/; README "Two commands" says how
+# to read them); the exit status is 0 only when no mutant was missed or
+# timed out.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
