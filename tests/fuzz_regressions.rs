@@ -6,7 +6,9 @@
 //! `StoredPath::parse` accepts exactly the stored-file pattern and prints it
 //! back unchanged; `servers::parse` never panics and reads a valid file back
 //! exactly; `redact` never lets the value of any spelling of `securitykey`
-//! through; the journal keeps unreadable lines and round-trips entries.
+//! through; the journal keeps unreadable lines and round-trips entries;
+//! the repair wire (`read_digest`, `read_list`) accepts a peer's page
+//! exactly when it is well formed, in order and free of repeats.
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -17,7 +19,9 @@ use axum::http::Request;
 use multiserver_upload::cli::Overrides;
 use multiserver_upload::config::{Config, servers};
 use multiserver_upload::http::{redact, router};
+use multiserver_upload::index::Prefix;
 use multiserver_upload::journal::{Journal, JournalEntry, Operation, Settlement};
+use multiserver_upload::repair::wire::{plausible, read_digest, read_list};
 use multiserver_upload::storage::StoredPath;
 use proptest::prelude::*;
 use tower::ServiceExt;
@@ -585,4 +589,149 @@ async fn journal_keeps_unreadable_bytes_that_are_not_utf8() {
     let mut expected = torn.to_vec();
     expected.extend_from_slice(b"\n\xaf\x04\n");
     assert_eq!(std::fs::read(journal.path()).expect("read"), expected);
+}
+
+// ---- repair::wire: a peer's digest and list pages -------------------------
+
+/// A digest answer about `prefix` with these children and `next`.
+fn digest_answer(prefix: Prefix, names: &[u32], next: Option<u32>) -> String {
+    let children: Vec<String> = names
+        .iter()
+        .map(|n| format!(r#"{{"name":{n},"digest":"{}"}}"#, "ab".repeat(32)))
+        .collect();
+    let next = next.map_or_else(String::new, |n| format!(r#","next":{n}"#));
+    format!(
+        r#"{{"resp":{{"success":1,"prefix":"{prefix}","digest":"{}","children":[{}]{next}}}}}"#,
+        "cd".repeat(32),
+        children.join(",")
+    )
+}
+
+/// A file name of a day, ordered like `n`.
+fn wire_name(n: u8) -> String {
+    format!("{n:08x}-0000-4000-8000-000000000000.jpg")
+}
+
+/// A list answer of 2026/3/4; a file is `(number, good hash)`.
+fn list_answer(files: &[(u8, bool)], tombstones: &[u8], next: Option<u8>) -> String {
+    let files: Vec<String> = files
+        .iter()
+        .map(|(n, good)| {
+            let sha = if *good { "EF".repeat(32) } else { "x".into() };
+            format!(
+                r#"{{"path":"2026/3/4/{}","size":1,"sha256":"{sha}","added":0}}"#,
+                wire_name(*n)
+            )
+        })
+        .collect();
+    let tombstones: Vec<String> = tombstones
+        .iter()
+        .map(|n| format!(r#""2026/3/4/{}""#, wire_name(*n)))
+        .collect();
+    let next = next.map_or_else(String::new, |n| format!(r#","next":"{}""#, wire_name(n)));
+    format!(
+        r#"{{"resp":{{"success":1,"day":"2026/3/4","files":[{}],"tombstones":[{}]{next}}}}}"#,
+        files.join(","),
+        tombstones.join(",")
+    )
+}
+
+/// Strictly ascending and all after `after`.
+fn in_order<T: PartialOrd + Copy>(items: &[T], after: Option<T>) -> bool {
+    items.windows(2).all(|w| w[0] < w[1])
+        && items.first().is_none_or(|f| after.is_none_or(|a| *f > a))
+}
+
+fn wire_day() -> chrono::NaiveDate {
+    chrono::NaiveDate::from_ymd_opt(2026, 3, 4).expect("date")
+}
+
+proptest! {
+    #![proptest_config(config(500))]
+
+    #[test]
+    fn a_digest_page_is_taken_exactly_when_in_order_and_possible(
+        level in 0u8..3,
+        after in proptest::option::of(0u32..40),
+        names in prop::collection::vec(0u32..40, 0..10),
+        next in proptest::option::of(0u32..45),
+    ) {
+        let prefix = [Prefix::Root, Prefix::Year(2026), Prefix::Month(2026, 3)][usize::from(level)];
+        let last = names.last().copied().or(after);
+        let expected = names.iter().all(|n| plausible(prefix, *n))
+            && in_order(&names, after)
+            && next.is_none_or(|n| {
+                plausible(prefix, n) && after.is_none_or(|a| n > a) && last.is_none_or(|l| n >= l)
+            });
+        let page = read_digest(digest_answer(prefix, &names, next).as_bytes(), prefix, after);
+        prop_assert_eq!(page.is_ok(), expected, "{:?}", page);
+        if let Ok(page) = page {
+            let taken: Vec<u32> = page.children.iter().map(|c| c.0).collect();
+            prop_assert_eq!(taken, names);
+            prop_assert_eq!(page.next, next);
+        }
+    }
+
+    #[test]
+    fn a_list_page_is_taken_exactly_when_in_order_and_of_the_day(
+        after in proptest::option::of(0u8..20),
+        files in prop::collection::vec((0u8..20, prop::bool::weighted(0.9)), 0..8),
+        tombstones in prop::collection::vec(0u8..20, 0..4),
+        next in proptest::option::of(0u8..22),
+    ) {
+        let numbers: Vec<u8> = files.iter().map(|f| f.0).collect();
+        let after_name = after.map(wire_name);
+        let behind = |n: u8, list: &[u8]| list.last().is_some_and(|l| n < *l);
+        let expected = files.iter().all(|f| f.1)
+            && in_order(&numbers, after)
+            && in_order(&tombstones, after)
+            && next.is_none_or(|n| {
+                after.is_none_or(|a| n > a) && !behind(n, &numbers) && !behind(n, &tombstones)
+            });
+        let body = list_answer(&files, &tombstones, next);
+        let page = read_list(body.as_bytes(), wire_day(), after_name.as_deref());
+        prop_assert_eq!(page.is_ok(), expected, "{:?}", page);
+        if let Ok(page) = page {
+            prop_assert_eq!(page.files.len(), files.len());
+            prop_assert!(page.files.iter().all(|f| f.sha256 == "ef".repeat(32)));
+            prop_assert_eq!(page.tombstones.len(), tombstones.len());
+        }
+    }
+
+    #[test]
+    fn any_bytes_as_a_wire_answer_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..400)) {
+        let _ = read_digest(&bytes, Prefix::Root, None);
+        let _ = read_digest(&bytes, Prefix::Month(2026, 3), Some(4));
+        let _ = read_list(&bytes, wire_day(), None);
+        let _ = read_list(&bytes, wire_day(), Some("x"));
+    }
+}
+
+/// The hostile peer of the review: one child named 300 times. Taken, it made
+/// a pass of 27 million days.
+#[test]
+fn repeated_children_are_refused() {
+    let body = digest_answer(Prefix::Root, &[5; 300], None);
+    let error = read_digest(body.as_bytes(), Prefix::Root, None).expect_err("refused");
+    assert!(error.to_string().contains("ascending"), "{error}");
+}
+
+/// An answer cut at the read limit is said to be cut, not "not understood".
+#[test]
+fn a_cut_answer_says_it_may_be_longer_than_the_limit() {
+    let body = digest_answer(Prefix::Root, &(1..=300).collect::<Vec<_>>(), None);
+    let error =
+        read_digest(&body.as_bytes()[..body.len() / 2], Prefix::Root, None).expect_err("refused");
+    assert!(error.to_string().contains("read limit"), "{error}");
+}
+
+/// A file of another day, or one page's `next` that goes back, is refused.
+#[test]
+fn other_days_and_backward_cursors_are_refused() {
+    let other = list_answer(&[(1, true)], &[], None).replace("2026/3/4/", "2026/3/5/");
+    assert!(read_list(other.as_bytes(), wire_day(), None).is_err());
+    let back = list_answer(&[(5, true)], &[], Some(3));
+    assert!(read_list(back.as_bytes(), wire_day(), None).is_err());
+    let stuck = digest_answer(Prefix::Root, &[], Some(7));
+    assert!(read_digest(stuck.as_bytes(), Prefix::Root, Some(7)).is_err());
 }

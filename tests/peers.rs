@@ -10,7 +10,7 @@ mod common;
 use std::io::{ErrorKind, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -165,6 +165,7 @@ async fn a_peer_answer_that_is_not_a_stored_copy_is_journaled_and_read_only_a_li
                      Content-Length: {}\r\nConnection: close\r\n\r\n",
                     1u64 << 30
                 ),
+                body: Vec::new(),
                 len: 1 << 30,
             }),
         ),
@@ -540,6 +541,363 @@ async fn a_full_log_dir_answers_507_leaves_no_torn_line_and_fails_health() {
 }
 
 // ---------------------------------------------------------------------------
+// 8. Repair and read-through against hostile peers: what a peer answers is
+//    read within bounds, checked, and never believed beyond what it declared.
+
+/// Repair every second, nothing left to settle, no replay.
+const REPAIR: &str = "fsync = false\n[replication]\nretry_interval_secs = 3600\n\
+                      [repair]\ninterval_secs = 1\nsettle_secs = 0\n";
+
+/// A stored-file name of 2020/1/1 made from `n`.
+fn name_of_day(n: u64) -> String {
+    format!("2020/1/1/{:08x}-0000-4000-8000-{:012x}.jpg", n, n)
+}
+
+/// The query parameter `name` of a request head's target, decoded enough
+/// for prefixes and days.
+fn param(head: &str, name: &str) -> Option<String> {
+    let target = head.split_whitespace().nth(1)?;
+    let query = target.split_once('?')?.1;
+    query.split('&').find_map(|pair| {
+        let (k, v) = pair.split_once('=')?;
+        (k == name).then(|| v.replace("%2F", "/"))
+    })
+}
+
+/// A JSON success answer from the fake peer `name`.
+fn json_reply(name: &str, body: &str) -> Reply {
+    Reply::Bytes(answer(
+        "200 OK",
+        &[("Content-Type", "application/json"), (SERVER_HEADER, name)],
+        body.as_bytes(),
+    ))
+}
+
+/// A digest answer whose digests match nothing real.
+fn digest_json(prefix: &str, children: &[u32]) -> String {
+    let children: Vec<String> = children
+        .iter()
+        .map(|c| format!(r#"{{"name":{c},"digest":"{}"}}"#, "e".repeat(64)))
+        .collect();
+    format!(
+        r#"{{"resp":{{"success":1,"prefix":"{prefix}","digest":"{}","children":[{}]}}}}"#,
+        "f".repeat(64),
+        children.join(",")
+    )
+}
+
+/// A fake peer `name` whose tree leads to 2020/1/1, whose list of that day
+/// is `list`, and whose stored files are `file` (`None`: 404).
+fn tree_to_one_day(name: &'static str, list: Arc<Vec<u8>>, file: Option<Reply>) -> Reply {
+    Reply::Route(Arc::new(move |head: &str| {
+        if head.starts_with("GET /2020/") {
+            return file
+                .clone()
+                .unwrap_or_else(|| Reply::Bytes(answer("404 Not Found", &[], b"")));
+        }
+        match param(head, "action").as_deref() {
+            Some("digest") => {
+                let prefix = param(head, "prefix").unwrap_or_default();
+                let children: &[u32] = match prefix.as_str() {
+                    "" => &[2020],
+                    "2020" | "2020/1" => &[1],
+                    _ => &[],
+                };
+                json_reply(name, &digest_json(&prefix, children))
+            }
+            Some("list") => Reply::Bytes(answer(
+                "200 OK",
+                &[("Content-Type", "application/json"), (SERVER_HEADER, name)],
+                &list,
+            )),
+            _ => Reply::Bytes(answer("400 Bad Request", &[], b"")),
+        }
+    }))
+}
+
+/// Writes `node`'s servers.xml.config: `(Name, Uri, SecurityKey)`, in order.
+fn write_servers_with_keys(node: &Node, entries: &[(&str, String, &str)]) {
+    let servers: String = entries
+        .iter()
+        .map(|(name, uri, key)| {
+            format!("  <Server Name=\"{name}\" Uri=\"{uri}\" SecurityKey=\"{key}\" />\n")
+        })
+        .collect();
+    std::fs::write(
+        node.dir.join("servers.xml.config"),
+        format!("<Servers>\n{servers}</Servers>\n"),
+    )
+    .expect("servers.xml.config");
+}
+
+/// The last repair pass `node` recorded against `peer`, once there is one.
+fn last_pass(node: &Node, peer: &str, within: Duration) -> Value {
+    let mut pass = Value::Null;
+    eventually(within, || {
+        pass = health(node).1["repair"]["peers"][peer]["last_pass"].clone();
+        !pass.is_null()
+    });
+    pass
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_day_list_of_64_mib_leaves_memory_bounded_and_the_pass_says_why() {
+    // Entries the old reader skipped without fetching (the hash is not
+    // hex): only the parsing is measured.
+    let mut list = String::from(r#"{"resp":{"success":1,"day":"2020/1/1","files":["#);
+    let mut n = 0;
+    while list.len() < 64 << 20 {
+        if n > 0 {
+            list.push(',');
+        }
+        list.push_str(&format!(
+            r#"{{"path":"{}","size":1000,"sha256":"zz","added":0}}"#,
+            name_of_day(n)
+        ));
+        n += 1;
+    }
+    list.push_str(r#"],"tombstones":[]}}"#);
+    let fake = FakePeer::start(tree_to_one_day(
+        "biglist",
+        Arc::new(list.into_bytes()),
+        None,
+    ));
+    let mut cluster = Cluster::new(&["s1"], REPAIR);
+    let own = cluster.nodes[0].do_url("").replace('?', "");
+    let key = cluster.nodes[0].key.clone();
+    write_servers_with_keys(
+        &cluster.nodes[0],
+        &[("s1", own, &key), ("biglist", fake.uri(), "k")],
+    );
+    cluster.node(0).start();
+    let pass = last_pass(&cluster.nodes[0], "biglist", Duration::from_secs(60));
+    let peak_mib = cluster.nodes[0].peak_rss_kib() / 1024;
+    eprintln!("peak RSS after a pass against a 64 MiB list: {peak_mib} MiB");
+    assert!(peak_mib < 200, "peak RSS {peak_mib} MiB");
+    assert_eq!(pass["complete"], false, "{pass}");
+    let error = pass["last_error"].as_str().unwrap_or_default();
+    assert!(error.contains("longer than"), "{pass}");
+    let lists: Vec<String> = fake
+        .requests()
+        .into_iter()
+        .filter(|r| r.contains("action=list"))
+        .collect();
+    assert!(
+        !lists.is_empty() && lists.iter().all(|r| r.contains("after=")),
+        "{lists:?}"
+    );
+    assert!(
+        cluster.nodes[0]
+            .log_lines(|l| l.contains("repair pass stopped") && l.contains("longer than"))
+            >= 1
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn duplicate_children_end_the_pass_and_repair_with_the_next_peer_goes_on() {
+    // 300 copies of child 5 on every level: a tree of 27 million days to a
+    // reader that believes it.
+    let duplicates = Reply::Route(Arc::new(|head: &str| {
+        match param(head, "action").as_deref() {
+            Some("digest") => json_reply(
+                "dup",
+                &digest_json(&param(head, "prefix").unwrap_or_default(), &[5; 300]),
+            ),
+            Some("list") => json_reply(
+                "dup",
+                &format!(
+                    r#"{{"resp":{{"success":1,"day":"{}","files":[],"tombstones":[]}}}}"#,
+                    param(head, "day").unwrap_or_default()
+                ),
+            ),
+            _ => Reply::Bytes(answer("404 Not Found", &[], b"")),
+        }
+    }));
+    let fake = FakePeer::start(duplicates);
+    let mut cluster = Cluster::new(&["s1", "s2"], REPAIR);
+    let restored = jpeg(12_000, 31);
+    let path = "2019/3/3/5310bcaf-0f8a-45c5-9a61-9bf45b5e09c1.jpg";
+    let file = cluster.nodes[1].data_dir().join(path);
+    std::fs::create_dir_all(file.parent().expect("parent")).expect("mkdir");
+    std::fs::write(&file, &restored).expect("plant");
+    let entries: Vec<(String, String, String)> = cluster
+        .nodes
+        .iter()
+        .map(|n| (n.name.clone(), n.do_url("").replace('?', ""), n.key.clone()))
+        .collect();
+    write_servers_with_keys(
+        &cluster.nodes[0],
+        &[
+            ("dup", fake.uri(), "k"),
+            (&entries[0].0, entries[0].1.clone(), &entries[0].2),
+            (&entries[1].0, entries[1].1.clone(), &entries[1].2),
+        ],
+    );
+    cluster.start_all();
+    let arrived = eventually(Duration::from_secs(60), || {
+        cluster.nodes[0]
+            .stored()
+            .iter()
+            .any(|(p, b)| p == path && b == &restored)
+    });
+    assert!(arrived, "the file held by s2 never reached s1");
+    let pass = last_pass(&cluster.nodes[0], "dup", Duration::from_secs(10));
+    assert_eq!(pass["complete"], false, "{pass}");
+    assert!(
+        pass["last_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("ascending")),
+        "{pass}"
+    );
+    // One root digest per pass, nothing below it.
+    let requests = fake.requests();
+    assert!(
+        requests.iter().all(|r| r.contains("prefix=&")),
+        "{:?}",
+        &requests[..requests.len().min(5)]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_listed_at_10_bytes_is_not_read_past_them_and_nothing_is_kept() {
+    let path = name_of_day(7);
+    let sha = "ab".repeat(32);
+    let list = format!(
+        r#"{{"resp":{{"success":1,"day":"2020/1/1","files":[{{"path":"{path}","size":10,"sha256":"{sha}","added":0}}],"tombstones":[]}}}}"#
+    );
+    // 300 MB behind a JPEG head, with no Content-Length: only the list's
+    // size says where it should end.
+    let body = Reply::Endless {
+        head: format!(
+            "HTTP/1.1 200 OK\r\nContent-Type: image/jpeg\r\nX-Content-SHA256: {sha}\r\n\
+             Connection: close\r\n\r\n"
+        ),
+        body: jpeg(20_000, 8),
+        len: 300_000_000,
+    };
+    let fake = FakePeer::start(tree_to_one_day(
+        "liar",
+        Arc::new(list.into_bytes()),
+        Some(body),
+    ));
+    let mut cluster = Cluster::new(&["s1"], REPAIR);
+    let own = cluster.nodes[0].do_url("").replace('?', "");
+    let key = cluster.nodes[0].key.clone();
+    write_servers_with_keys(
+        &cluster.nodes[0],
+        &[("s1", own, &key), ("liar", fake.uri(), "k")],
+    );
+    cluster.node(0).start();
+    let pass = last_pass(&cluster.nodes[0], "liar", Duration::from_secs(60));
+    let sent = fake.sent.load(Ordering::Relaxed);
+    assert!(sent < 32 << 20, "the fetch read {sent} bytes: {pass}");
+    assert!(
+        pass["last_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("more than the 10 bytes")),
+        "{pass}"
+    );
+    assert!(cluster.nodes[0].stored().is_empty());
+    assert!(eventually(Duration::from_secs(5), || cluster.nodes[0]
+        .temp_files()
+        .is_empty()));
+}
+
+/// One server whose only peer is the fake `peer`, with `settings`.
+fn beside_fake(peer: &FakePeer, settings: &str) -> Cluster {
+    let mut cluster = Cluster::new(&["s1"], settings);
+    let own = cluster.nodes[0].do_url("").replace('?', "");
+    let key = cluster.nodes[0].key.clone();
+    write_servers_with_keys(
+        &cluster.nodes[0],
+        &[("s1", own, &key), ("fake", peer.uri(), "k")],
+    );
+    cluster.node(0).start();
+    cluster
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trickling_peer_holds_a_reading_client_only_within_the_bound() {
+    // 100 KB declared, the first 4 KB at once, then a byte every 200 ms:
+    // never idle long enough for an idle timeout.
+    let fake = FakePeer::start(Reply::Trickle {
+        head: format!(
+            "HTTP/1.1 200 OK\r\nContent-Type: image/jpeg\r\nContent-Length: 100000\r\n\
+             X-Content-SHA256: {}\r\nConnection: close\r\n\r\n",
+            "ab".repeat(32)
+        ),
+        body: jpeg(4_000, 9),
+        every: Duration::from_millis(200),
+        len: 100_000,
+    });
+    let cluster = beside_fake(&fake, QUIET);
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(40))
+        .build()
+        .expect("client");
+    let started = Instant::now();
+    let answer = client
+        .get(format!("{}/{}", cluster.nodes[0].base(), name_of_day(3)))
+        .send()
+        .await
+        .map(|r| r.status().as_u16());
+    let took = started.elapsed();
+    assert_eq!(answer.ok(), Some(503), "after {took:?}");
+    assert!(took < Duration::from_secs(20), "{took:?}");
+    assert!(cluster.nodes[0].stored().is_empty());
+    assert!(eventually(Duration::from_secs(5), || cluster.nodes[0]
+        .temp_files()
+        .is_empty()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_through_body_without_a_declared_size_is_not_written() {
+    // A JPEG head and then 300 MB, to the end of the connection, with a
+    // hash it cannot match.
+    let fake = FakePeer::start(Reply::Endless {
+        head: format!(
+            "HTTP/1.1 200 OK\r\nContent-Type: image/jpeg\r\nX-Content-SHA256: {}\r\n\
+             Connection: close\r\n\r\n",
+            "ab".repeat(32)
+        ),
+        body: jpeg(20_000, 10),
+        len: 300_000_000,
+    });
+    let cluster = beside_fake(&fake, QUIET);
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(60))
+        .build()
+        .expect("client");
+    let mut largest_temp = 0;
+    let request = client
+        .get(format!("{}/{}", cluster.nodes[0].base(), name_of_day(4)))
+        .send();
+    tokio::pin!(request);
+    let status = loop {
+        tokio::select! {
+            answer = &mut request => break answer.map(|r| r.status().as_u16()),
+            () = tokio::time::sleep(Duration::from_millis(20)) => {
+                let temp: u64 = cluster.nodes[0]
+                    .temp_files()
+                    .iter()
+                    .filter_map(|f| std::fs::metadata(f).ok())
+                    .map(|m| m.len())
+                    .sum();
+                largest_temp = largest_temp.max(temp);
+            }
+        }
+    };
+    assert_eq!(status.ok(), Some(503));
+    let sent = fake.sent.load(Ordering::Relaxed);
+    assert!(sent < 32 << 20, "read {sent} bytes");
+    assert!(
+        largest_temp < 1 << 20,
+        "{largest_temp} bytes of temporary file"
+    );
+    assert!(cluster.nodes[0].stored().is_empty());
+}
+
+// ---------------------------------------------------------------------------
 // Helpers.
 
 /// The header in which the service names itself on every do.ashx answer.
@@ -635,11 +993,22 @@ fn answer(status: &str, headers: &[(&str, &str)], body: &[u8]) -> Vec<u8> {
 #[derive(Clone)]
 enum Reply {
     Bytes(Vec<u8>),
-    /// `head`, then `len` body bytes, as fast as they are taken.
+    /// `head`, then `body`, then `x` up to `len` body bytes, as fast as
+    /// they are taken.
     Endless {
         head: String,
+        body: Vec<u8>,
         len: u64,
     },
+    /// `head` and `body`, then one `x` every `every`, `len` of them.
+    Trickle {
+        head: String,
+        body: Vec<u8>,
+        every: Duration,
+        len: u64,
+    },
+    /// The reply to a request, by its head.
+    Route(Arc<dyn Fn(&str) -> Reply + Send + Sync>),
 }
 
 /// A TCP server that reads each request whole (head and `Content-Length`
@@ -648,6 +1017,8 @@ enum Reply {
 struct FakePeer {
     port: u16,
     requests: Arc<Mutex<Vec<String>>>,
+    /// Body bytes written so far (of `Endless` and `Trickle` replies).
+    sent: Arc<AtomicU64>,
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
 }
@@ -658,16 +1029,20 @@ impl FakePeer {
         listener.set_nonblocking(true).expect("nonblocking");
         let port = listener.local_addr().expect("addr").port();
         let requests = Arc::new(Mutex::new(Vec::new()));
+        let sent = Arc::new(AtomicU64::new(0));
         let stop = Arc::new(AtomicBool::new(false));
         let thread = {
-            let (requests, stop) = (requests.clone(), stop.clone());
+            let (requests, sent, stop) = (requests.clone(), sent.clone(), stop.clone());
             std::thread::spawn(move || {
                 let deadline = Instant::now() + Duration::from_secs(120);
                 while !stop.load(Ordering::Relaxed) && Instant::now() < deadline {
                     match listener.accept() {
                         Ok((stream, _)) => {
-                            let (reply, requests) = (reply.clone(), requests.clone());
-                            std::thread::spawn(move || serve_one(stream, &reply, &requests));
+                            let (reply, requests, sent, stop) =
+                                (reply.clone(), requests.clone(), sent.clone(), stop.clone());
+                            std::thread::spawn(move || {
+                                serve_one(stream, &reply, &requests, &sent, &stop);
+                            });
                         }
                         Err(_) => std::thread::sleep(Duration::from_millis(5)),
                     }
@@ -677,6 +1052,7 @@ impl FakePeer {
         Self {
             port,
             requests,
+            sent,
             stop,
             thread: Some(thread),
         }
@@ -701,7 +1077,13 @@ impl Drop for FakePeer {
     }
 }
 
-fn serve_one(mut stream: TcpStream, reply: &Reply, requests: &Mutex<Vec<String>>) {
+fn serve_one(
+    mut stream: TcpStream,
+    reply: &Reply,
+    requests: &Mutex<Vec<String>>,
+    sent: &AtomicU64,
+    stop: &AtomicBool,
+) {
     let timeout = Some(Duration::from_secs(10));
     if stream.set_nonblocking(false).is_err()
         || stream.set_read_timeout(timeout).is_err()
@@ -730,7 +1112,7 @@ fn serve_one(mut stream: TcpStream, reply: &Reply, requests: &Mutex<Vec<String>>
         })
         .unwrap_or(0);
     if let Ok(mut r) = requests.lock() {
-        r.push(head);
+        r.push(head.clone());
     }
     let mut body = got.len() - head_end;
     while body < length {
@@ -739,20 +1121,50 @@ fn serve_one(mut stream: TcpStream, reply: &Reply, requests: &Mutex<Vec<String>>
             _ => return,
         }
     }
+    let routed;
+    let reply = match reply {
+        Reply::Route(route) => {
+            routed = route(&head);
+            &routed
+        }
+        other => other,
+    };
     match reply {
         Reply::Bytes(bytes) => {
             let _ = stream.write_all(bytes);
         }
-        Reply::Endless { head, len } => {
-            if stream.write_all(head.as_bytes()).is_err() {
+        Reply::Endless { head, body, len } => {
+            if stream.write_all(head.as_bytes()).is_err() || stream.write_all(body).is_err() {
                 return;
             }
             let chunk = vec![b'x'; 64 * 1024];
-            let mut sent = 0u64;
-            while sent < *len && stream.write_all(&chunk).is_ok() {
-                sent += chunk.len() as u64;
+            let mut written = body.len() as u64;
+            while written < *len
+                && !stop.load(Ordering::Relaxed)
+                && stream.write_all(&chunk).is_ok()
+            {
+                written += chunk.len() as u64;
+                sent.fetch_add(chunk.len() as u64, Ordering::Relaxed);
             }
         }
+        Reply::Trickle {
+            head,
+            body,
+            every,
+            len,
+        } => {
+            if stream.write_all(head.as_bytes()).is_err() || stream.write_all(body).is_err() {
+                return;
+            }
+            for _ in 0..*len {
+                if stop.load(Ordering::Relaxed) || stream.write_all(b"x").is_err() {
+                    break;
+                }
+                sent.fetch_add(1, Ordering::Relaxed);
+                std::thread::sleep(*every);
+            }
+        }
+        Reply::Route(_) => {}
     }
     let _ = stream.shutdown(std::net::Shutdown::Both);
 }

@@ -118,10 +118,18 @@ async fn a_name_no_peer_has_is_404_and_503_when_a_peer_could_not_be_asked() {
         nowhere
     ) == 1));
 
+    // Asked again at once, it is known: nobody is asked.
+    let again = client
+        .get(format!("{s2}/{nowhere}"))
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(again.status().as_u16(), 404);
     // The only peer down: s2 cannot know, and says so without caching.
     cluster.node(0).kill();
     std::fs::remove_file(cluster.nodes[1].data_dir().join(&path)).expect("remove");
-    for name in [nowhere, path.as_str()] {
+    let unknown = "2014/4/15/6310bcaf-0f8a-45c5-9a61-9bf45b5e09c1.jpg";
+    for name in [unknown, path.as_str()] {
         let started = std::time::Instant::now();
         let unavailable = client
             .get(format!("{s2}/{name}"))
@@ -134,6 +142,60 @@ async fn a_name_no_peer_has_is_404_and_503_when_a_peer_could_not_be_asked() {
     }
     // Back up: the file comes back through the read-through.
     cluster.node(0).start();
+    let back = client
+        .get(format!("{s2}/{path}"))
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(back.status().as_u16(), 200);
+    assert_eq!(&back.bytes().await.expect("body")[..], &bytes[..]);
+    assert_eq!(gets_of(&cluster.nodes[0], nowhere), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thousand_random_names_ask_the_peers_a_bounded_number_of_times() {
+    let mut cluster = Cluster::new(&["s1", "s2"], QUIET);
+    cluster.start_all();
+    let bytes = jpeg(20_000, 11);
+    let path = upload_one(&cluster.nodes[0], &bytes).await;
+    std::fs::remove_file(cluster.nodes[1].data_dir().join(&path)).expect("remove");
+    let s2 = cluster.nodes[1].base();
+    let client = reqwest::Client::new();
+    let started = std::time::Instant::now();
+    let mut statuses = std::collections::BTreeMap::<u16, usize>::new();
+    for n in 0..1_000u64 {
+        let name = format!("2011/11/11/{n:08x}-1111-4111-8111-{n:012x}.jpg");
+        let status = client
+            .get(format!("{s2}/{name}"))
+            .send()
+            .await
+            .expect("get")
+            .status()
+            .as_u16();
+        *statuses.entry(status).or_default() += 1;
+    }
+    let secs = started.elapsed().as_secs_f64();
+    // Every answer is 404 (asked, nobody has it) or 503 (not asked).
+    assert_eq!(
+        statuses.keys().copied().collect::<Vec<_>>(),
+        [404, 503],
+        "{statuses:?}"
+    );
+    // The bucket: its burst, and its rate over the time the flood took.
+    let bound = 50 + (10.0 * secs).ceil() as usize + 5;
+    let asked = || {
+        cluster.nodes[0]
+            .log_lines(|l| l.contains("method=GET") && l.contains("target=/2011/11/11/"))
+    };
+    std::thread::sleep(Duration::from_secs(1));
+    eprintln!(
+        "1,000 random names in {secs:.1} s: {statuses:?}, {} peer requests",
+        asked()
+    );
+    assert!(asked() <= bound, "{} peer requests in {secs:.1} s", asked());
+    assert_eq!(asked(), statuses[&404], "{statuses:?}");
+    // A real file is still fetched once the bucket has refilled a little.
+    std::thread::sleep(Duration::from_secs(1));
     let back = client
         .get(format!("{s2}/{path}"))
         .send()

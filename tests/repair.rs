@@ -606,3 +606,116 @@ async fn healthz_shows_a_peers_state_never_its_answer() {
     );
     evil.join().expect("peer");
 }
+
+// ---------------------------------------------------------------------------
+// Trees and days too large for one answer are read a page at a time.
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn more_than_a_thousand_years_and_a_day_of_thousands_are_repaired_page_by_page() {
+    let mut cluster = Cluster::new(&["s1", "s2"], REPAIR);
+    // 1,100 years held by both: a root of 1,100 children, one agreeing
+    // page after another (in one answer it was about 100 KB).
+    for year in 1000..2100u64 {
+        let bytes = jpeg(300, year);
+        let day = format!("{year}/1/1");
+        plant(&cluster.nodes[0], &day, &bytes);
+        plant(&cluster.nodes[1], &day, &bytes);
+    }
+    // 1,050 files of one day held by s1 only: two pages of its list.
+    let mut expected = contents(&cluster.nodes[1]);
+    for i in 0..1_050u64 {
+        let bytes = jpeg(300, 10_000 + i);
+        expected.insert(plant(&cluster.nodes[0], "2100/6/6", &bytes), bytes);
+    }
+    cluster.start_all();
+    let client = client();
+    let [s1, s2] = [&cluster.nodes[0], &cluster.nodes[1]];
+
+    converge(&[s2], &expected).await;
+    let done = until(CONVERGE, async || {
+        healthz(&client, s2).await["repair"]["peers"]["s1"]["last_pass"]["complete"] == true
+    })
+    .await;
+    assert!(
+        done,
+        "{:#}",
+        healthz(&client, s2).await["repair"]["peers"]["s1"]
+    );
+
+    // The answers themselves: bounded pages that chain with `next`.
+    let ask = async |query: &str| {
+        let (status, v) = json(
+            client
+                .get(s1.do_url(query))
+                .header("X-Security-Key", &s1.key)
+                .send()
+                .await
+                .expect("ask"),
+        )
+        .await;
+        assert_eq!(status, 200, "{query}: {v}");
+        v["resp"].clone()
+    };
+    let mut after = String::new();
+    let mut years = Vec::new();
+    loop {
+        let page = ask(&format!("action=digest&after={after}")).await;
+        let children = page["children"].as_array().expect("children");
+        assert!(children.len() <= 256, "{} children", children.len());
+        years.extend(children.iter().map(|c| c["name"].as_u64().expect("name")));
+        match page["next"].as_u64() {
+            Some(next) => after = next.to_string(),
+            None => break,
+        }
+    }
+    assert_eq!(years, (1000..=2100).collect::<Vec<_>>());
+    let first = ask("action=list&day=2100/6/6&after=").await;
+    assert_eq!(first["files"].as_array().expect("files").len(), 1_000);
+    let next = first["next"].as_str().expect("next").to_owned();
+    let second = ask(&format!("action=list&day=2100/6/6&after={next}")).await;
+    assert_eq!(second["files"].as_array().expect("files").len(), 50);
+    assert!(second["next"].is_null(), "{second}");
+}
+
+// ---------------------------------------------------------------------------
+// The header that makes a server answer from its disk only needs the key.
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_repair_header_needs_the_key() {
+    let mut cluster = Cluster::new(&["s1"], REPAIR);
+    let bytes = jpeg(5_000, 77);
+    let path = plant(&cluster.nodes[0], "2020/2/3", &bytes);
+    cluster.start_all();
+    let node = &cluster.nodes[0];
+    let client = client();
+    let url = format!("{}/{path}", node.base());
+    let without = client
+        .get(&url)
+        .header("X-Multiserver-Repair", "1")
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(without.status(), 403);
+    assert!(!without.headers().contains_key("x-content-sha256"));
+    let wrong = client
+        .get(&url)
+        .header("X-Multiserver-Repair", "1")
+        .header("X-Security-Key", "wrong")
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(wrong.status(), 403);
+    let keyed = client
+        .get(&url)
+        .header("X-Multiserver-Repair", "1")
+        .header("X-Security-Key", &node.key)
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(keyed.status(), 200);
+    assert_eq!(keyed.headers()["x-content-sha256"], sha256(&bytes).as_str());
+    assert_eq!(&keyed.bytes().await.expect("body")[..], &bytes[..]);
+    let plain = client.get(&url).send().await.expect("get");
+    assert_eq!(plain.status(), 200);
+    assert!(!plain.headers().contains_key("x-content-sha256"));
+}

@@ -90,6 +90,8 @@ pub(crate) fn read() -> Result<FileConfig, ConfigError> {
             scrub_interval_secs: parsed("REPAIR_SCRUB_INTERVAL_SECS")?,
             max_bytes_per_sec: parsed("REPAIR_MAX_BYTES_PER_SEC")?,
             concurrency: parsed("REPAIR_CONCURRENCY")?,
+            trash_days: parsed("REPAIR_TRASH_DAYS")?,
+            tombstone_min_age_secs: parsed("REPAIR_TOMBSTONE_MIN_AGE_SECS")?,
         },
         replication: super::file::ReplicationFile {
             connect_timeout_secs: parsed("REPLICATION_CONNECT_TIMEOUT_SECS")?,

@@ -62,6 +62,8 @@ pub(crate) struct RepairFile {
     pub scrub_interval_secs: Option<u64>,
     pub max_bytes_per_sec: Option<u64>,
     pub concurrency: Option<usize>,
+    pub trash_days: Option<f64>,
+    pub tombstone_min_age_secs: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -206,6 +206,11 @@ pub struct RepairSettings {
     pub max_bytes_per_sec: u64,
     /// Files fetched at once.
     pub concurrency: usize,
+    /// How long a deleted file waits in the trash before it is purged.
+    pub trash: Duration,
+    /// A tombstone is dropped no sooner than this after it was written
+    /// here, and only once every peer has it too.
+    pub tombstone_min_age: Duration,
 }
 
 impl Config {
@@ -486,6 +491,20 @@ impl Config {
                 )?,
                 max_bytes_per_sec: c.repair.max_bytes_per_sec.unwrap_or(0),
                 concurrency: count("repair.concurrency", c.repair.concurrency, 8)?,
+                trash: match c.repair.trash_days.unwrap_or(7.0) {
+                    days if days.is_finite() && (0.0..=36_500.0).contains(&days) => {
+                        Duration::from_secs_f64(days * 86_400.0)
+                    }
+                    _ => {
+                        return Err(err(
+                            "repair.trash_days",
+                            "must be a number of days from 0 to 36500 (fractions allowed)".into(),
+                        ));
+                    }
+                },
+                tombstone_min_age: Duration::from_secs(
+                    c.repair.tombstone_min_age_secs.unwrap_or(86_400),
+                ),
             },
         })
     }
@@ -566,6 +585,11 @@ impl FileConfig {
                     .max_bytes_per_sec
                     .or(self.repair.max_bytes_per_sec),
                 concurrency: upper.repair.concurrency.or(self.repair.concurrency),
+                trash_days: upper.repair.trash_days.or(self.repair.trash_days),
+                tombstone_min_age_secs: upper
+                    .repair
+                    .tombstone_min_age_secs
+                    .or(self.repair.tombstone_min_age_secs),
             },
         }
     }

@@ -24,7 +24,7 @@ pub enum Error {
     BadRequest(String),
     /// 400: unknown or missing `action`.
     #[error(
-        "unknown or missing action; valid actions: upload, uploaderrors, sync, delete, digest, list"
+        "unknown or missing action; valid actions: upload, uploaderrors, sync, delete, restore, forget, digest, list"
     )]
     UnknownAction,
     /// 405: the action exists but not with this method.
@@ -36,6 +36,10 @@ pub enum Error {
     /// 408: the client stopped sending, or dripped, in the middle of the body.
     #[error("{0}; the request was dropped")]
     ClientTooSlow(String),
+    /// 404: nothing of that name to act on (a restore of a name not in
+    /// the trash).
+    #[error("{0}")]
+    NotFound(String),
     /// 409: a different replica already has this name.
     #[error("{0}")]
     Conflict(String),
@@ -74,6 +78,7 @@ impl Error {
             Self::BadRequest(_) | Self::UnknownAction => StatusCode::BAD_REQUEST,
             Self::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             Self::ClientTooSlow(_) => StatusCode::REQUEST_TIMEOUT,
+            Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::Conflict(_) => StatusCode::CONFLICT,
             Self::Gone(_) => StatusCode::GONE,
             Self::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,

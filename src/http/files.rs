@@ -11,7 +11,11 @@
 //! served like any local file; a name deleted here answers 410 without
 //! asking anyone. A request carrying [`REPAIR_HEADER`] comes from a peer
 //! fetching on its own behalf: it is answered from this disk only, never by
-//! asking further (no loops), and always with its hash (the index's).
+//! asking further (no loops), and always with its hash (the index's). It must carry this
+//! server's key like the other peer actions; with the header and without
+//! the key the answer is 403 (not an ordinary answer: a peer whose key is
+//! wrong must learn it, and must not set off a read-through here that
+//! would ask it back).
 //!
 //! With an S3 backend the object is proxied from the store (`objects.rs`)
 //! with the same headers.
@@ -30,7 +34,8 @@ use axum::response::{IntoResponse, Response};
 use tower::ServiceExt;
 use tower_http::services::ServeFile;
 
-use super::{AppState, objects, variants};
+use super::params::Params;
+use super::{AppState, auth, objects, variants};
 use crate::repair::{HASH_HEADER, Lookup, REPAIR_HEADER};
 use crate::storage::s3::S3Store;
 use crate::storage::{Located, StoredPath, VariantPath, hash_file};
@@ -59,7 +64,13 @@ pub async fn handle(
 }
 
 async fn original(state: &AppState, path: &StoredPath, request: Request) -> Response {
-    let for_peer = request.headers().contains_key(REPAIR_HEADER);
+    let for_peer = match asker(state, &request) {
+        Asker::Client => false,
+        Asker::Peer => true,
+        Asker::Refused => {
+            return (StatusCode::FORBIDDEN, [(header::CACHE_CONTROL, "no-store")]).into_response();
+        }
+    };
     let (file, meta) = match locate(state, path, for_peer).await {
         Ok(Found::File { file, meta }) => (file, meta),
         Ok(Found::Object(store)) => {
@@ -125,6 +136,27 @@ async fn hash_for_peer(
             tracing::error!(error = %e, "hashing a file for a peer failed");
             None
         }
+    }
+}
+
+/// Who asks for a stored file or a variant.
+pub(super) enum Asker {
+    Client,
+    /// A peer fetching on its own behalf: [`REPAIR_HEADER`] and this
+    /// server's key.
+    Peer,
+    /// The header without the key.
+    Refused,
+}
+
+pub(super) fn asker(state: &AppState, request: &Request) -> Asker {
+    if !request.headers().contains_key(REPAIR_HEADER) {
+        return Asker::Client;
+    }
+    let params = Params::parse(request.uri().query());
+    match auth::check(&state.config.security_key, &params, request.headers()) {
+        Ok(()) => Asker::Peer,
+        Err(_) => Asker::Refused,
     }
 }
 

@@ -3,9 +3,10 @@
 //! backlog, each peer's breaker, each peer's last repair pass and the last
 //! scrub pass.
 //!
-//! Anyone may ask, so it shows states and counts only: never what a peer
-//! answered (a body may carry links to stored files, a peer's URL its
-//! credentials). The cause of a failed pass is in the log.
+//! Anyone may ask, so it shows states, counts and this server's own words
+//! for a failed pass, never what a peer answered (a body may carry links to
+//! stored files, a peer's URL its credentials): repair logs a peer's
+//! answer where it arrives and keeps only its status.
 //!
 //! It costs O(1) whatever the backlog: the journal's counts are counters (no
 //! lock, no read of the journal; see the journal module for whose view they
@@ -72,21 +73,6 @@ impl Probes {
     }
 }
 
-/// Each peer's repair status without the text of its last error, which
-/// quotes what the peer answered; `complete` and `errors` say whether the
-/// pass went through.
-fn repair_states(state: &AppState) -> Value {
-    let mut peers = serde_json::to_value(state.repair.snapshot()).unwrap_or_default();
-    if let Some(peers) = peers.as_object_mut() {
-        for status in peers.values_mut() {
-            if let Some(pass) = status.get_mut("last_pass").and_then(Value::as_object_mut) {
-                pass.remove("last_error");
-            }
-        }
-    }
-    peers
-}
-
 /// A probe's result, or `TimedOut` after [`PROBE_TIMEOUT`].
 async fn bounded(probe: impl Future<Output = std::io::Result<()>>) -> std::io::Result<()> {
     tokio::time::timeout(PROBE_TIMEOUT, probe)
@@ -128,7 +114,7 @@ pub async fn handle(State(state): State<Arc<AppState>>) -> Response {
         "scrub": state.scrubber.status(),
         "repair": {
             "interval_secs": state.config.repair.interval.as_secs(),
-            "peers": repair_states(&state),
+            "peers": state.repair.snapshot(),
         },
     });
     (status, Json(body)).into_response()

@@ -210,9 +210,21 @@ async fn action(state: Arc<AppState>, request: Request) -> Response {
             delete::handle(state, format, params.path.as_deref(), request.headers()).await
         }
         "delete" => not_allowed(format, "delete", "POST"),
-        "digest" if method == Method::GET => repair::digest(state, params.prefix.as_deref()).await,
+        "restore" if method == Method::POST => {
+            delete::restore(state, format, params.path.as_deref(), request.headers()).await
+        }
+        "restore" => not_allowed(format, "restore", "POST"),
+        "forget" if method == Method::POST => {
+            delete::forget(state, params.path.as_deref(), request.headers()).await
+        }
+        "forget" => not_allowed(Format::Json, "forget", "POST"),
+        "digest" if method == Method::GET => {
+            repair::digest(state, params.prefix.as_deref(), params.after.as_deref()).await
+        }
         "digest" => not_allowed(Format::Json, "digest", "GET"),
-        "list" if method == Method::GET => repair::list(state, params.day.as_deref()).await,
+        "list" if method == Method::GET => {
+            repair::list(state, params.day.as_deref(), params.after.as_deref()).await
+        }
         "list" => not_allowed(Format::Json, "list", "GET"),
         _ => Error::UnknownAction.answer(format, Map::new()),
     }

@@ -14,6 +14,8 @@ pub struct Params {
     pub prefix: Option<String>,
     /// `action=list`: the day folder asked for.
     pub day: Option<String>,
+    /// `action=digest|list`: the page after this cursor (empty: the first).
+    pub after: Option<String>,
 }
 
 impl Params {
@@ -27,6 +29,7 @@ impl Params {
                 "path" => &mut params.path,
                 "prefix" => &mut params.prefix,
                 "day" => &mut params.day,
+                "after" => &mut params.after,
                 _ => continue,
             };
             if slot.is_none() {

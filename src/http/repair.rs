@@ -1,9 +1,14 @@
 //! The repair actions a peer asks this server (SPEC §4a), with this
 //! server's key like `sync`, always answered in JSON:
-//! `GET action=digest[&prefix=2026|2026/12]`: a node of the digest tree and
-//! its children; `GET action=list&day=2026/12/1`: that day's files and
-//! tombstones. Both read the index only, never the files. Deciding what to
-//! fetch is the asking server's pass (`repair::pass`), not this file's.
+//! `GET action=digest[&prefix=2026|2026/12][&after=N]`: a node of the
+//! digest tree and a page of its children; `GET
+//! action=list&day=2026/12/1[&after=NAME]`: a page of that day's files and
+//! tombstones. Both read the index only, never the files. A request with
+//! `after` (empty for the first page) is answered one bounded page at a
+//! time with `next` when more follow; one without it, from a peer of the
+//! previous version, gets the whole node or day as before (see
+//! `repair::wire`). Deciding what to fetch is the asking server's pass
+//! (`repair::pass`), not this file's.
 
 use std::sync::Arc;
 
@@ -17,44 +22,76 @@ use super::AppState;
 use super::error::Error;
 use super::respond::{Format, answer};
 use crate::index::{Index, Prefix, day_number, level};
-use crate::repair::wire::{Child, DigestAnswer, ListAnswer, ListedFile};
+use crate::repair::wire::{
+    Child, DIGEST_PAGE, DigestAnswer, LIST_PAGE, ListAnswer, ListedFile, day_text,
+};
 
-pub async fn digest(state: Arc<AppState>, prefix: Option<&str>) -> Response {
+pub async fn digest(state: Arc<AppState>, prefix: Option<&str>, after: Option<&str>) -> Response {
     let Some(prefix) = Prefix::parse(prefix.unwrap_or("")) else {
         return Error::BadRequest("`prefix` is a year (2026) or a year and month (2026/12)".into())
             .answer(Format::Json, Map::new());
+    };
+    // None: the whole node (an older peer); Some(None): the first page.
+    let page = match after {
+        None => None,
+        Some("") => Some(None),
+        Some(text) => match text.parse::<u32>() {
+            Ok(name) => Some(Some(name)),
+            Err(_) => {
+                return Error::BadRequest("`after` is the number of a year, month or day".into())
+                    .answer(Format::Json, Map::new());
+            }
+        },
     };
     let days = match blocking(state.storage.index(), Index::days).await {
         Ok(days) => days,
         Err(e) => return e.answer(Format::Json, Map::new()),
     };
     let node = level(&days, prefix);
+    let mut children: Vec<Child> = node
+        .children
+        .into_iter()
+        .filter(|(name, _)| page.flatten().is_none_or(|after| *name > after))
+        .map(|(name, digest)| Child {
+            name,
+            digest: digest.to_string(),
+        })
+        .collect();
+    let mut next = None;
+    if page.is_some() && children.len() > DIGEST_PAGE {
+        children.truncate(DIGEST_PAGE);
+        next = children.last().map(|c| c.name);
+    }
     ok(&DigestAnswer {
+        success: 1,
         prefix: prefix.to_string(),
         digest: node.digest.to_string(),
-        children: node
-            .children
-            .into_iter()
-            .map(|(name, digest)| Child {
-                name,
-                digest: digest.to_string(),
-            })
-            .collect(),
+        children,
+        next,
     })
 }
 
-pub async fn list(state: Arc<AppState>, day: Option<&str>) -> Response {
+pub async fn list(state: Arc<AppState>, day: Option<&str>, after: Option<&str>) -> Response {
     let Some(date) = day.and_then(|d| NaiveDate::parse_from_str(d, "%Y/%m/%d").ok()) else {
         return Error::BadRequest("`day` is a day folder like 2026/12/1".into())
             .answer(Format::Json, Map::new());
     };
+    if after.is_some_and(|a| a.len() > 64) {
+        return Error::BadRequest("`after` is a file name".into()).answer(Format::Json, Map::new());
+    }
     let number = day_number(date);
-    let list = match blocking(state.storage.index(), move |i| i.list_day(number)).await {
-        Ok(list) => list,
+    let (after, limit) = match after {
+        None => (None, usize::MAX),
+        Some(after) => ((!after.is_empty()).then(|| after.to_owned()), LIST_PAGE),
+    };
+    let read = move |i: &Index| i.list_day_page(number, after.as_deref(), limit);
+    let (list, next) = match blocking(state.storage.index(), read).await {
+        Ok(page) => page,
         Err(e) => return e.answer(Format::Json, Map::new()),
     };
     ok(&ListAnswer {
-        day: date.format("%Y/%-m/%-d").to_string(),
+        success: 1,
+        day: day_text(date),
         files: list
             .files
             .into_iter()
@@ -66,6 +103,7 @@ pub async fn list(state: Arc<AppState>, day: Option<&str>) -> Response {
             })
             .collect(),
         tombstones: list.tombstones.iter().map(ToString::to_string).collect(),
+        next,
     })
 }
 
@@ -86,12 +124,11 @@ async fn blocking<T: Send + 'static>(
 }
 
 fn ok(body: &impl Serialize) -> Response {
-    let mut resp = Map::new();
-    resp.insert("success".into(), 1.into());
     match serde_json::to_value(body) {
-        Ok(Value::Object(fields)) => resp.extend(fields),
-        Ok(_) => {}
-        Err(e) => return Error::internal(e).answer(Format::Json, Map::new()),
+        Ok(Value::Object(resp)) => answer(Format::Json, StatusCode::OK, resp),
+        Ok(_) => {
+            Error::internal("a repair answer is not an object").answer(Format::Json, Map::new())
+        }
+        Err(e) => Error::internal(e).answer(Format::Json, Map::new()),
     }
-    answer(Format::Json, StatusCode::OK, resp)
 }

@@ -28,12 +28,11 @@ use serde_json::Map;
 
 use super::AppState;
 use super::error::Error;
-use super::files::{self, Caching};
+use super::files::{self, Asker, Caching};
 use super::respond::Format;
 use crate::config::ImageSettings;
 use crate::images::cache::{Job, Outcome};
 use crate::images::variant::{Encoding, Request as Make, Target};
-use crate::repair::REPAIR_HEADER;
 use crate::storage::{StoredPath, VariantKind, VariantPath};
 
 /// Says that the client was sent to the original in place of a variant.
@@ -54,7 +53,13 @@ pub async fn handle(state: &AppState, variant: &VariantPath, request: Request) -
     if request.method() == Method::HEAD {
         return head(state, original, &file, &record, request, mime).await;
     }
-    let for_peer = request.headers().contains_key(REPAIR_HEADER);
+    let for_peer = match files::asker(state, &request) {
+        Asker::Client => false,
+        Asker::Peer => true,
+        Asker::Refused => {
+            return (StatusCode::FORBIDDEN, [(header::CACHE_CONTROL, "no-store")]).into_response();
+        }
+    };
     if let Err(refusal) = files::locate(state, original, for_peer).await {
         return refusal;
     }

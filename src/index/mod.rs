@@ -10,7 +10,10 @@
 //! tombstones; where they differ, the digests show which days to list.
 //!
 //! Names are UUIDs, never reused: an entry is never changed, only added or
-//! replaced by a tombstone, and a tombstone always wins.
+//! replaced by a tombstone, and a tombstone wins over any copy. Only two
+//! things take a tombstone away: an admin's restore (which leaves a
+//! `restored` mark, so that a peer's stale tombstone is not applied), and
+//! repair once every server has it and none needs it (`repair/tombstones`).
 //!
 //! The engine is redb (see `store.rs`): one file, crash-safe transactions,
 //! and a mode in which two processes share it (an IIS app-pool recycle runs

@@ -2,9 +2,11 @@
 //! batches, the reads, and the rebuild from the files at open.
 //!
 //! Tables: `files` (key `{day}/{name}` → size, SHA-256, arrival time),
-//! `tombstones` (key → deletion time), `days` (day → digest, files,
-//! tombstones) and `meta` (`committed_at`: when the last batch was
-//! committed). The key starts with the day number, so a day is one range.
+//! `tombstones` (key → deletion time), `restored` (key → when a deleted
+//! name was restored: a peer's stale tombstone of it is not applied),
+//! `days` (day → digest, files, tombstones) and `meta` (`committed_at`:
+//! when the last batch was committed). The key starts with the day number,
+//! so a day is one range.
 //!
 //! Every commit is durable (redb's `Immediate`; its multi-process mode, in
 //! which two processes of the service share the file during an IIS
@@ -37,6 +39,7 @@ use crate::storage::{StoredPath, hash_file};
 const FILES: TableDefinition<&str, (u64, [u8; 32], i64)> = TableDefinition::new("files");
 const TOMBSTONES: TableDefinition<&str, i64> = TableDefinition::new("tombstones");
 const DAYS: TableDefinition<u32, ([u8; 32], u64, u64)> = TableDefinition::new("days");
+const RESTORED: TableDefinition<&str, i64> = TableDefinition::new("restored");
 const META: TableDefinition<&str, i64> = TableDefinition::new("meta");
 const COMMITTED_AT: &str = "committed_at";
 
@@ -83,6 +86,18 @@ enum Op {
     Tombstone {
         path: StoredPath,
         when: i64,
+        done: oneshot::Sender<Result<(), IndexError>>,
+    },
+    /// A restored name: its tombstone goes, a `restored` mark comes.
+    Untombstone {
+        path: StoredPath,
+        when: i64,
+        done: oneshot::Sender<Result<(), IndexError>>,
+    },
+    /// Tombstones and restored marks no server needs any more.
+    Forget {
+        tombstones: Vec<StoredPath>,
+        restored: Vec<StoredPath>,
         done: oneshot::Sender<Result<(), IndexError>>,
     },
     Flush(oneshot::Sender<Result<(), IndexError>>),
@@ -174,6 +189,39 @@ impl Index {
         wait.await.map_err(|_| IndexError::WriterGone)?
     }
 
+    /// Records that the deleted `path` was restored; returns once that is
+    /// durable.
+    pub async fn untombstone(&self, path: StoredPath, when: i64) -> Result<(), IndexError> {
+        self.waited(|done| Op::Untombstone { path, when, done })
+            .await
+    }
+
+    /// Drops the tombstones and restored marks of these names; returns
+    /// once that is durable.
+    pub async fn forget(
+        &self,
+        tombstones: Vec<StoredPath>,
+        restored: Vec<StoredPath>,
+    ) -> Result<(), IndexError> {
+        self.waited(|done| Op::Forget {
+            tombstones,
+            restored,
+            done,
+        })
+        .await
+    }
+
+    async fn waited(
+        &self,
+        op: impl FnOnce(oneshot::Sender<Result<(), IndexError>>) -> Op,
+    ) -> Result<(), IndexError> {
+        let (done, wait) = oneshot::channel();
+        self.writer
+            .send(op(done))
+            .map_err(|_| IndexError::WriterGone)?;
+        wait.await.map_err(|_| IndexError::WriterGone)?
+    }
+
     /// Waits until everything recorded so far is durable.
     pub async fn flush(&self) -> Result<(), IndexError> {
         let (done, wait) = oneshot::channel();
@@ -207,6 +255,41 @@ impl Index {
             .get(key(path).as_str())
             .map_err(db_error)?
             .is_some())
+    }
+
+    /// Whether `path` was restored after a delete (and the mark is kept).
+    pub fn is_restored(&self, path: &StoredPath) -> Result<bool, IndexError> {
+        let read = self.db.begin_read().map_err(db_error)?;
+        let restored = read.open_table(RESTORED).map_err(db_error)?;
+        Ok(restored
+            .get(key(path).as_str())
+            .map_err(db_error)?
+            .is_some())
+    }
+
+    /// Names whose tombstone (`tombstones`) or restored mark (else) was
+    /// written before `before` (seconds since the epoch), at most `limit`.
+    pub fn marks_before(
+        &self,
+        tombstones: bool,
+        before: i64,
+        limit: usize,
+    ) -> Result<Vec<StoredPath>, IndexError> {
+        let read = self.db.begin_read().map_err(db_error)?;
+        let table = read
+            .open_table(if tombstones { TOMBSTONES } else { RESTORED })
+            .map_err(db_error)?;
+        let mut out = Vec::new();
+        for row in table.iter().map_err(db_error)? {
+            let (k, when) = row.map_err(db_error)?;
+            if when.value() < before {
+                out.extend(path_of(k.value()));
+                if out.len() == limit {
+                    break;
+                }
+            }
+        }
+        Ok(out)
     }
 
     /// Every day that has entries, oldest first, with its digest.
@@ -251,6 +334,73 @@ impl Index {
             }
         }
         Ok(list)
+    }
+
+    /// One page of a day for a peer's `action=list`: at most `limit`
+    /// entries (files and tombstones together) whose names come after
+    /// `after`, in name order, and the name to go on after when more
+    /// follow.
+    pub fn list_day_page(
+        &self,
+        day: u32,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<(DayList, Option<String>), IndexError> {
+        use std::ops::Bound;
+        let from = after.map_or_else(
+            || Bound::Included(format!("{day}/")),
+            |name| Bound::Excluded(format!("{day}/{name}")),
+        );
+        let to = format!("{day}:");
+        let range = || {
+            (
+                from.as_ref().map(String::as_str),
+                Bound::Excluded(to.as_str()),
+            )
+        };
+        let read = self.db.begin_read().map_err(db_error)?;
+        let files = read.open_table(FILES).map_err(db_error)?;
+        let mut found = Vec::new();
+        for row in files
+            .range::<&str>(range())
+            .map_err(db_error)?
+            .take(limit.saturating_add(1))
+        {
+            let (k, v) = row.map_err(db_error)?;
+            let (size, sha, added) = v.value();
+            found.push((k.value().to_owned(), Some((size, hex::encode(sha), added))));
+        }
+        let tombstones = read.open_table(TOMBSTONES).map_err(db_error)?;
+        for row in tombstones
+            .range::<&str>(range())
+            .map_err(db_error)?
+            .take(limit.saturating_add(1))
+        {
+            found.push((row.map_err(db_error)?.0.value().to_owned(), None));
+        }
+        found.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        let more = found.len() > limit;
+        found.truncate(limit);
+        let next = found
+            .last()
+            .filter(|_| more)
+            .and_then(|(key, _)| Some(key.split_once('/')?.1.to_owned()));
+        let mut list = DayList::default();
+        for (key, file) in found {
+            let Some(path) = path_of(&key) else {
+                continue;
+            };
+            match file {
+                Some((size, sha256, added)) => list.files.push(FileEntry {
+                    path,
+                    size,
+                    sha256,
+                    added,
+                }),
+                None => list.tombstones.push(path),
+            }
+        }
+        Ok((list, next))
     }
 
     /// Every deleted name.
@@ -449,6 +599,7 @@ fn open_db(file: &Path) -> Result<Database, redb::Error> {
     write.open_table(FILES)?;
     write.open_table(TOMBSTONES)?;
     write.open_table(DAYS)?;
+    write.open_table(RESTORED)?;
     write.open_table(META)?;
     write.commit()?;
     Ok(db)
@@ -516,7 +667,10 @@ fn write_loop(db: &Database, queue: &mpsc::Receiver<Op>) {
             };
             match op {
                 Op::Record(_) => {}
-                Op::Tombstone { done, .. } | Op::Flush(done) => {
+                Op::Tombstone { done, .. }
+                | Op::Untombstone { done, .. }
+                | Op::Forget { done, .. }
+                | Op::Flush(done) => {
                     let _ = done.send(answer);
                 }
             }
@@ -531,6 +685,7 @@ fn apply(db: &Database, ops: &[Op]) -> Result<(), IndexError> {
         let mut files = write.open_table(FILES).map_err(db_error)?;
         let mut tombstones = write.open_table(TOMBSTONES).map_err(db_error)?;
         let mut days = write.open_table(DAYS).map_err(db_error)?;
+        let mut restored = write.open_table(RESTORED).map_err(db_error)?;
         for op in ops {
             match op {
                 Op::Record(entry) => {
@@ -552,6 +707,8 @@ fn apply(db: &Database, ops: &[Op]) -> Result<(), IndexError> {
                 }
                 Op::Tombstone { path, when, .. } => {
                     let k = key(path);
+                    // A new delete of a restored name: the delete wins.
+                    restored.remove(k.as_str()).map_err(db_error)?;
                     if tombstones.get(k.as_str()).map_err(db_error)?.is_some() {
                         continue;
                     }
@@ -571,6 +728,24 @@ fn apply(db: &Database, ops: &[Op]) -> Result<(), IndexError> {
                         (0, 1),
                     )?;
                 }
+                Op::Untombstone { path, when, .. } => {
+                    untombstone(&mut tombstones, &mut days, path)?;
+                    restored
+                        .insert(key(path).as_str(), when)
+                        .map_err(db_error)?;
+                }
+                Op::Forget {
+                    tombstones: dropped,
+                    restored: unmarked,
+                    ..
+                } => {
+                    for path in dropped {
+                        untombstone(&mut tombstones, &mut days, path)?;
+                    }
+                    for path in unmarked {
+                        restored.remove(key(path).as_str()).map_err(db_error)?;
+                    }
+                }
                 Op::Flush(_) => {}
             }
         }
@@ -579,6 +754,23 @@ fn apply(db: &Database, ops: &[Op]) -> Result<(), IndexError> {
             .map_err(db_error)?;
     }
     write.commit().map_err(db_error)
+}
+
+/// Removes the tombstone of `path`, if there is one, from its table and
+/// its day.
+fn untombstone(
+    tombstones: &mut redb::Table<'_, &str, i64>,
+    days: &mut redb::Table<'_, u32, ([u8; 32], u64, u64)>,
+    path: &StoredPath,
+) -> Result<(), IndexError> {
+    if tombstones
+        .remove(key(path).as_str())
+        .map_err(db_error)?
+        .is_some()
+    {
+        change_day(days, path, Digest::of_tombstone(&path.file_name()), (0, -1))?;
+    }
+    Ok(())
 }
 
 /// Toggles `digest` in its day and moves the day's counts by `delta`
@@ -717,6 +909,52 @@ mod tests {
                 days: 1
             }
         );
+    }
+
+    #[tokio::test]
+    async fn a_restored_or_forgotten_tombstone_leaves_its_day_as_if_never_deleted() {
+        let (a, b) = (
+            tempfile::tempdir().expect("dir"),
+            tempfile::tempdir().expect("dir"),
+        );
+        let (x, y) = (
+            Index::open(a.path(), &[a.path().to_path_buf()]).expect("open"),
+            Index::open(b.path(), &[b.path().to_path_buf()]).expect("open"),
+        );
+        x.record(entry(20261201, 1));
+        y.record(entry(20261201, 1));
+        x.flush().await.expect("flush");
+        y.flush().await.expect("flush");
+        x.tombstone(path(20261201, 1), 10).await.expect("tombstone");
+        x.tombstone(path(20261202, 2), 20).await.expect("tombstone");
+        assert_eq!(
+            x.marks_before(true, 15, 10).expect("marks"),
+            vec![path(20261201, 1)]
+        );
+        // Restored: no tombstone, a mark; the file is recorded again.
+        x.untombstone(path(20261201, 1), 30).await.expect("restore");
+        assert!(!x.is_deleted(&path(20261201, 1)).expect("deleted"));
+        assert!(x.is_restored(&path(20261201, 1)).expect("restored"));
+        x.record(entry(20261201, 1));
+        // Forgotten: the other day's tombstone goes, and its day with it.
+        x.forget(vec![path(20261202, 2)], Vec::new())
+            .await
+            .expect("forget");
+        assert_eq!(x.days().expect("days"), y.days().expect("days"));
+        assert_eq!(
+            x.marks_before(false, 31, 10).expect("marks"),
+            vec![path(20261201, 1)]
+        );
+        x.forget(Vec::new(), vec![path(20261201, 1)])
+            .await
+            .expect("forget");
+        assert!(!x.is_restored(&path(20261201, 1)).expect("restored"));
+        assert_eq!(x.counts().expect("counts").tombstones, 0);
+        // A new delete of a restored name wins over its mark.
+        x.untombstone(path(20261201, 1), 40).await.expect("restore");
+        x.tombstone(path(20261201, 1), 50).await.expect("tombstone");
+        assert!(x.is_deleted(&path(20261201, 1)).expect("deleted"));
+        assert!(!x.is_restored(&path(20261201, 1)).expect("restored"));
     }
 
     #[test]

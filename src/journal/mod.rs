@@ -52,6 +52,8 @@ pub enum Operation {
     Copy,
     /// Tell the peer to delete the name (`delete`); no file is needed.
     Delete,
+    /// Tell the peer that a deleted name was restored (`restore`).
+    Restore,
 }
 
 /// One replica, or one delete, that failed and is still owed to `peer`.

@@ -9,7 +9,12 @@
 //! Entries a peer refused for good are marked `needs_operator` and never
 //! resent; they stay in the journal for an operator. A copy of a name the
 //! peer deleted (410) is dropped: a deleted name is never restored. A
-//! delete entry needs no local file: it is sent whatever this server holds.
+//! delete or restore entry needs no local file; it is sent only while it
+//! still says what this server knows (a delete of a name restored here
+//! since, or a restore of a name deleted here again, is dropped: entries
+//! are replayed in no particular order, and the newer entry tells the
+//! peer). A delete of a name this server never held is sent whether or
+//! not this server's tombstone is written yet.
 //!
 //! Also the background loop that replays on its own, to each peer whose
 //! breaker lets it (closed, or its backoff passed), so that Task Scheduler's
@@ -24,7 +29,7 @@ use futures_util::StreamExt;
 use serde::Serialize;
 
 use super::{Journal, JournalEntry, Operation, Settlement};
-use crate::replication::{Lane, ReplicationError, Replicator, Source};
+use crate::replication::{Lane, Notice, ReplicationError, Replicator, Source};
 use crate::storage::{Storage, StoredFile, StoredPath};
 
 /// Entries sent at once during a replay (the replicator bounds transfers too).
@@ -152,10 +157,36 @@ impl Replayer {
         };
         let lane = Lane::Replay { since };
         let result = match entry.op {
-            Operation::Delete => {
+            Operation::Delete | Operation::Restore => {
+                let notice = match entry.op {
+                    Operation::Restore => Notice::Restore,
+                    _ => Notice::Delete,
+                };
+                if let Some(index) = self.storage.index() {
+                    let (index, name) = (index.clone(), path.clone());
+                    let stale = tokio::task::spawn_blocking(move || {
+                        Ok::<_, crate::index::IndexError>(match notice {
+                            // Deleted here again since the restore.
+                            Notice::Restore => index.is_deleted(&name)?,
+                            // Restored here since the delete (its file is
+                            // back, or its mark says so).
+                            Notice::Delete => {
+                                index.is_restored(&name)? || index.get(&name)?.is_some()
+                            }
+                        })
+                    })
+                    .await;
+                    match stale {
+                        Ok(Ok(true)) => return Settlement::SourceGone,
+                        Ok(Ok(false)) => {}
+                        Ok(Err(e)) => return Settlement::Failed(e.to_string()),
+                        Err(e) => return Settlement::Failed(e.to_string()),
+                    }
+                }
                 self.replicator
-                    .send_delete(lane, peer, &path, &self.server_name)
+                    .send_notice(lane, peer, notice, &path, &self.server_name)
                     .await
+                    .map(|_| ())
             }
             Operation::Copy => {
                 let Some(source) = self.storage.find_file(&path).await else {

@@ -5,6 +5,14 @@
 //! checks, and it must hash to what the peer's index says (the
 //! `X-Content-SHA256` of its answer, or the hash the caller already knows);
 //! nothing from a peer is trusted unchecked. Redirects are not followed.
+//!
+//! The body is held to the size declared for it: the size an index gave
+//! (the peer's list, or ours) and the answer's `Content-Length` must agree,
+//! an answer without either is refused before a byte is written, and
+//! reading stops at the first byte past it. A declared size over
+//! `max_file_bytes` is refused at once. For a client waiting on the other
+//! end ([`Fetcher::for_clients`]) the whole fetch has a deadline that grows
+//! with the declared size, so a peer that trickles cannot hold the client.
 
 use std::time::Duration;
 
@@ -32,6 +40,16 @@ pub enum FetchError {
     Unreachable(String),
     #[error("the peer stopped sending for {0} s")]
     Stalled(u64),
+    #[error("the peer declared no size for the file")]
+    NoSize,
+    #[error("the peer's answer is {announced} bytes long, its index says {declared}")]
+    SizeDisagrees { declared: u64, announced: u64 },
+    #[error("the peer declared {0} bytes, over max_file_bytes")]
+    TooLarge(u64),
+    #[error("the peer sent more than the {0} bytes it declared; nothing kept")]
+    LongerThanDeclared(u64),
+    #[error("the peer took longer than {0} s to send the file")]
+    TooSlow(u64),
     #[error(transparent)]
     Storage(#[from] StorageError),
 }
@@ -47,6 +65,9 @@ pub struct Fetcher {
     idle_timeout: Duration,
     /// How long the peer may take to answer (connecting included).
     answer_timeout: Duration,
+    /// The slowest a peer may send a whole file, if bounded: the fetch's
+    /// deadline is `answer_timeout` plus the declared size at this rate.
+    min_bytes_per_sec: Option<u64>,
 }
 
 impl Fetcher {
@@ -68,14 +89,17 @@ impl Fetcher {
             },
             idle_timeout: config.replication.idle_timeout,
             answer_timeout: config.replication.idle_timeout,
+            min_bytes_per_sec: None,
         })
     }
 
-    /// The same fetcher, giving up on a peer that has not answered within
-    /// `limit` (the body still only has to keep moving): for a client
-    /// waiting on the other end.
-    pub fn answering_within(mut self, limit: Duration) -> Self {
-        self.answer_timeout = limit;
+    /// The same fetcher for a client waiting on the other end: it gives up
+    /// on a peer that has not answered within `answer`, and on one whose
+    /// whole file has not arrived by `answer` plus its declared size at
+    /// `min_bytes_per_sec`.
+    pub fn for_clients(mut self, answer: Duration, min_bytes_per_sec: u64) -> Self {
+        self.answer_timeout = answer;
+        self.min_bytes_per_sec = Some(min_bytes_per_sec.max(1));
         self
     }
 
@@ -85,13 +109,15 @@ impl Fetcher {
     }
 
     /// Brings `path` from `peer` and stores it under the same name. With
-    /// `expected`, the content must hash to it whatever the peer says.
+    /// `known` (SHA-256 and size from an index), the content must be that
+    /// whatever the peer's answer says.
     pub async fn fetch(
         &self,
         peer: &Peer,
         path: &StoredPath,
-        expected: Option<&str>,
+        known: Option<(&str, u64)>,
     ) -> Result<Arrival, FetchError> {
+        let started = tokio::time::Instant::now();
         let url = peer
             .uri
             .join(&path.to_string())
@@ -118,21 +144,51 @@ impl Fetcher {
             .and_then(|v| v.to_str().ok())
             .filter(|v| v.len() == 64 && v.bytes().all(|b| b.is_ascii_hexdigit()))
             .map(str::to_ascii_lowercase);
-        let expected = match (expected, announced) {
-            (Some(known), _) => known.to_ascii_lowercase(),
+        let length = response.content_length();
+        let declared = match (known.map(|k| k.1), length) {
+            (Some(declared), Some(announced)) if declared != announced => {
+                return Err(FetchError::SizeDisagrees {
+                    declared,
+                    announced,
+                });
+            }
+            (Some(size), _) | (None, Some(size)) => size,
+            (None, None) => return Err(FetchError::NoSize),
+        };
+        if declared > self.max_file_bytes {
+            return Err(FetchError::TooLarge(declared));
+        }
+        let expected = match (known, announced) {
+            (Some((known, _)), _) => known.to_ascii_lowercase(),
             (None, Some(announced)) => announced,
             (None, None) => return Err(FetchError::NoHash),
         };
-        let mut incoming = self
-            .storage
-            .begin(self.max_file_bytes, &self.allowed, self.rules)?;
+        let deadline = self.min_bytes_per_sec.map(|rate| {
+            let allowed = self.answer_timeout + Duration::from_secs(declared / rate);
+            (started + allowed, allowed.as_secs())
+        });
+        let mut incoming = self.storage.begin(declared, &self.allowed, self.rules)?;
         let mut body = response.bytes_stream();
+        let mut received = 0u64;
         loop {
-            let next = tokio::time::timeout(self.idle_timeout, body.next())
-                .await
-                .map_err(|_| FetchError::Stalled(self.idle_timeout.as_secs()))?;
+            let idle = tokio::time::Instant::now() + self.idle_timeout;
+            let until = deadline.map_or(idle, |(at, _)| at.min(idle));
+            let Ok(next) = tokio::time::timeout_at(until, body.next()).await else {
+                return Err(match deadline {
+                    Some((at, secs)) if at <= idle => FetchError::TooSlow(secs),
+                    _ => FetchError::Stalled(self.idle_timeout.as_secs()),
+                });
+            };
             match next {
-                Some(Ok(chunk)) => incoming.write(chunk).await?,
+                Some(Ok(chunk)) => {
+                    // Nothing past the declared size is written: the
+                    // temporary file goes with `incoming`.
+                    received += chunk.len() as u64;
+                    if received > declared {
+                        return Err(FetchError::LongerThanDeclared(declared));
+                    }
+                    incoming.write(chunk).await?;
+                }
                 Some(Err(e)) => {
                     return Err(FetchError::Unreachable(
                         crate::replication::transport_cause(&e),

@@ -5,7 +5,9 @@
 //! `fetch` brings one stored file from a peer, hash-checked; everything
 //! else is built on it: `pass` compares this server's index with a peer's
 //! and fetches what is missing, `worker` runs passes in the background and
-//! `status` keeps their reports, `wire` is what peers answer each other;
+//! `status` keeps their reports, `tombstones` keeps deletes bounded (the
+//! trash's purge, tombstones no server needs), `wire` is what peers answer
+//! each other;
 //! `readthrough` fetches a missing name while a client waits for it, and
 //! `scrub` rehashes what is stored and fetches again what changed. Serving
 //! the peers' questions is the HTTP side's (`http/repair.rs`).
@@ -15,6 +17,7 @@ mod pass;
 mod readthrough;
 mod scrub;
 mod status;
+mod tombstones;
 pub mod wire;
 mod worker;
 

@@ -4,13 +4,21 @@
 //!
 //! The root digests first: when they agree, that one small request is the
 //! whole pass. Else down the tree, newest first, only where the digests
-//! differ: years, months, days; for a differing day the peer's list. The
-//! peer's tombstones are applied before anything is fetched, so a name
-//! deleted there is never fetched here; then every file the peer has, this
-//! server lacks and has not deleted, and that is older than `settle_secs`,
-//! is fetched and hash-checked against the peer's index ([`Fetcher`]).
+//! differ: years, months, days; for a differing day the peer's list, a
+//! page at a time. For each page the peer's tombstones are applied before
+//! anything is fetched, so a name deleted there is never fetched here; then
+//! every file the peer has, this server lacks and has not deleted, and that
+//! is older than `settle_secs`, is fetched and hash-checked against the
+//! peer's index and held to the size it lists ([`Fetcher`]).
 //! A name held on both sides with different content is kept as it is and
 //! reported (scrub decides which copy is damaged, not this pass).
+//!
+//! The peer is not trusted: its answers are read up to a bound and checked
+//! (`wire.rs`: in order, no repeats, each page past the last), and a pass
+//! asks at most [`MAX_REQUESTS`] pages, so a peer that lies about its tree
+//! ends its own pass with an error instead of holding repair with every
+//! other peer. An answer that cannot be read fails the pass with an error
+//! saying why, in the pass report and the log.
 //!
 //! Nothing is remembered between passes: each one derives from the two
 //! indexes what is missing, so a pass stopped at any instant (a kill, a
@@ -26,22 +34,24 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use futures_util::StreamExt;
-use serde::de::DeserializeOwned;
 use tokio::time::Instant;
 
 use super::fetch::FetchError;
 use super::status::PassReport;
-use super::wire::{DigestAnswer, ListAnswer};
+use super::wire::{
+    DIGEST_LIMIT, LIST_LIMIT, ListedEntry, WireError, day_text, read_digest, read_list,
+};
 use super::worker::Repairer;
 use crate::config::Peer;
-use crate::index::{DayList, Digest, Index, IndexError, Prefix, day_date, day_number, level};
-use crate::replication::{SERVER_HEADER, envelope, error_text, is_success, read_limited};
+use crate::index::{DayList, Digest, Index, IndexError, Prefix, day_date, level};
+use crate::replication::{SERVER_HEADER, error_text, read_limited};
 use crate::storage::{Arrival, StorageError, StoredPath};
 
-/// A digest answer is a few KiB (at most 31 children).
-const DIGEST_LIMIT: usize = 64 * 1024;
-/// A day's list: about 200 bytes per entry.
-const LIST_LIMIT: usize = 256 * 1024 * 1024;
+/// Digest and list pages one pass asks at most: far beyond a real tree
+/// (a new server of a cluster ten years old with a thousand files a day
+/// asks about 4,000), and a bigger backlog is simply taken up by the next
+/// pass, which finds the days already repaired in agreement.
+const MAX_REQUESTS: u64 = 100_000;
 /// Free space a fetch must leave in the data folder.
 const FREE_SPACE_RESERVE: u64 = 64 * 1024 * 1024;
 /// How often a fetch waiting for uploads to calm down looks again.
@@ -53,12 +63,20 @@ pub enum RepairError {
     Unreachable(String),
     #[error("no answer within {0} s")]
     Stalled(u64),
-    #[error("the peer answered {status}: {message}")]
-    Answered { status: u16, message: String },
+    /// The peer's own words are logged where they arrive, never kept here:
+    /// this text is shown by `/healthz`, which needs no key.
+    #[error("the peer answered {0}")]
+    Answered(u16),
     #[error("the answer did not come from this peer; check its Uri in servers.xml.config")]
     NotThePeer,
     #[error("the peer's answer is not understood: {0}")]
     BadAnswer(String),
+    #[error(
+        "the peer's answer is longer than {0} bytes (a peer of an older version that does not page?); not read"
+    )]
+    TooLong(usize),
+    #[error("the pass asked {0} pages and stopped; the next pass goes on")]
+    TooManyRequests(u64),
     #[error("the peer stopped sending a file: {0}")]
     Fetch(String),
     #[error("the data folder has {0} bytes free; fetching stopped until the next pass")]
@@ -73,6 +91,12 @@ pub enum RepairError {
 enum Node {
     Ask(Prefix),
     Day(u32),
+}
+
+impl From<WireError> for RepairError {
+    fn from(e: WireError) -> Self {
+        Self::BadAnswer(e.to_string())
+    }
 }
 
 /// A file to fetch.
@@ -134,35 +158,14 @@ impl Repairer {
             rate: self.config.repair.max_bytes_per_sec,
             reserved: AtomicU64::new(0),
         };
+        let mut asked = 0;
         let mut stack = vec![Node::Ask(Prefix::Root)];
         while let Some(node) = stack.pop() {
             match node {
                 Node::Ask(prefix) => {
-                    let theirs: DigestAnswer = self
-                        .ask(
-                            peer,
-                            &[("action", "digest"), ("prefix", &prefix.to_string())],
-                        )
+                    let mut differing = self
+                        .differing(peer, prefix, &ours, &mut asked, report)
                         .await?;
-                    report.digest_requests += 1;
-                    let mine = level(&ours, prefix);
-                    let same = parse_digest(&theirs.digest)? == mine.digest;
-                    if prefix == Prefix::Root {
-                        report.roots_agreed = same;
-                    }
-                    if same {
-                        continue;
-                    }
-                    let mine: HashMap<u32, Digest> = mine.children.into_iter().collect();
-                    let mut differing = Vec::new();
-                    for child in &theirs.children {
-                        if !plausible(prefix, child.name) {
-                            continue;
-                        }
-                        if mine.get(&child.name) != Some(&parse_digest(&child.digest)?) {
-                            differing.push(child.name);
-                        }
-                    }
                     // Pushed oldest first, so the newest is looked at first.
                     differing.sort_unstable();
                     for name in differing {
@@ -175,44 +178,117 @@ impl Repairer {
                         });
                     }
                 }
-                Node::Day(day) => self.repair_day(peer, day, &pace, report).await?,
+                Node::Day(day) => {
+                    self.repair_day(peer, day, &pace, &mut asked, report)
+                        .await?;
+                }
             }
         }
         Ok(())
     }
 
-    /// Applies the peer's tombstones of `day`, then fetches what is missing.
+    /// The children of `prefix` whose digests differ from ours, the
+    /// peer's node read a page at a time; none when the nodes agree.
+    async fn differing(
+        &self,
+        peer: &Peer,
+        prefix: Prefix,
+        ours: &[(u32, Digest)],
+        asked: &mut u64,
+        report: &mut PassReport,
+    ) -> Result<Vec<u32>, RepairError> {
+        let mine = level(ours, prefix);
+        let node = mine.digest;
+        let mine: HashMap<u32, Digest> = mine.children.into_iter().collect();
+        let mut differing = Vec::new();
+        let mut after = None;
+        loop {
+            let cursor = after.map_or_else(String::new, |a: u32| a.to_string());
+            let query = [
+                ("action", "digest"),
+                ("prefix", &prefix.to_string()),
+                ("after", &cursor),
+            ];
+            let body = self.ask(peer, &query, DIGEST_LIMIT, asked).await?;
+            report.digest_requests += 1;
+            let page = read_digest(&body, prefix, after)?;
+            if after.is_none() {
+                let same = page.digest == node;
+                if prefix == Prefix::Root {
+                    report.roots_agreed = same;
+                }
+                if same {
+                    return Ok(Vec::new());
+                }
+            }
+            differing.extend(
+                page.children
+                    .into_iter()
+                    .filter(|(name, digest)| mine.get(name) != Some(digest))
+                    .map(|(name, _)| name),
+            );
+            match page.next {
+                Some(next) => after = Some(next),
+                None => return Ok(differing),
+            }
+        }
+    }
+
+    /// Page by page of the peer's list of `day`: applies its tombstones,
+    /// then fetches what is missing.
     async fn repair_day(
         &self,
         peer: &Peer,
         day: u32,
         pace: &Pace,
+        asked: &mut u64,
         report: &mut PassReport,
     ) -> Result<(), RepairError> {
         let Some(date) = day_date(day) else {
             return Ok(());
         };
-        let theirs: ListAnswer = self
-            .ask(
-                peer,
-                &[
-                    ("action", "list"),
-                    ("day", &date.format("%Y/%-m/%-d").to_string()),
-                ],
-            )
-            .await?;
         report.days_compared += 1;
         let ours: DayList = blocking(self.storage.index(), move |i| i.list_day(day)).await?;
         let mut deleted: HashSet<StoredPath> = ours.tombstones.into_iter().collect();
         let held: HashMap<StoredPath, String> =
             ours.files.into_iter().map(|f| (f.path, f.sha256)).collect();
-        let of_this_day =
-            |text: &str| StoredPath::parse(text).filter(|p| day_number(p.date()) == day);
-        for tombstone in &theirs.tombstones {
-            let Some(path) = of_this_day(tombstone) else {
-                continue;
-            };
+        let mut after: Option<String> = None;
+        loop {
+            let query = [
+                ("action", "list"),
+                ("day", &day_text(date)),
+                ("after", after.as_deref().unwrap_or("")),
+            ];
+            let body = self.ask(peer, &query, LIST_LIMIT, asked).await?;
+            let page = read_list(&body, date, after.as_deref())?;
+            drop(body);
+            self.apply_tombstones(peer, page.tombstones, &mut deleted, report)
+                .await?;
+            let wanted = self.wanted(peer, page.files, &deleted, &held, report);
+            self.fetch_all(peer, wanted, pace, report).await?;
+            match page.next {
+                Some(next) => after = Some(next),
+                None => return Ok(()),
+            }
+        }
+    }
+
+    /// Deletes here what the peer deleted.
+    async fn apply_tombstones(
+        &self,
+        peer: &Peer,
+        tombstones: Vec<StoredPath>,
+        deleted: &mut HashSet<StoredPath>,
+        report: &mut PassReport,
+    ) -> Result<(), RepairError> {
+        for path in tombstones {
             if deleted.contains(&path) {
+                continue;
+            }
+            // Restored here after that delete: the peer's tombstone is
+            // stale, and the restore reaches it from the journal.
+            let name = path.clone();
+            if blocking(self.storage.index(), move |i| i.is_restored(&name)).await? {
                 continue;
             }
             match self.storage.delete(&path).await {
@@ -228,14 +304,24 @@ impl Repairer {
                 }
             }
         }
+        Ok(())
+    }
+
+    /// The files of a page of the peer's list to fetch.
+    fn wanted(
+        &self,
+        peer: &Peer,
+        files: Vec<ListedEntry>,
+        deleted: &HashSet<StoredPath>,
+        held: &HashMap<StoredPath, String>,
+        report: &mut PassReport,
+    ) -> Vec<Wanted> {
         let settled_before = chrono::Utc::now().timestamp()
             - i64::try_from(self.config.repair.settle.as_secs()).unwrap_or(i64::MAX);
         let mut wanted = Vec::new();
-        for file in theirs.files {
-            let Some(path) = of_this_day(&file.path) else {
-                continue;
-            };
-            if !is_sha256(&file.sha256) || deleted.contains(&path) {
+        for file in files {
+            let path = file.path;
+            if deleted.contains(&path) {
                 continue;
             }
             if let Some(ours) = held.get(&path) {
@@ -251,11 +337,11 @@ impl Repairer {
             }
             wanted.push(Wanted {
                 path,
-                sha256: file.sha256.to_ascii_lowercase(),
+                sha256: file.sha256,
                 size: file.size,
             });
         }
-        self.fetch_all(peer, wanted, pace, report).await
+        wanted
     }
 
     /// Fetches `wanted`, `concurrency` at a time. A fetch that fails for
@@ -318,7 +404,7 @@ impl Repairer {
         pace.admit(wanted.size).await;
         match self
             .fetcher
-            .fetch(peer, &wanted.path, Some(&wanted.sha256))
+            .fetch(peer, &wanted.path, Some((&wanted.sha256, wanted.size)))
             .await
         {
             Ok(arrival) => Ok(arrival),
@@ -333,22 +419,24 @@ impl Repairer {
         }
     }
 
-    /// `GET {peer.Uri}?{query}&format=json` with the peer's key; the
-    /// answer's envelope as `T`.
-    async fn ask<T: DeserializeOwned>(
+    /// `GET {peer.Uri}?{query}&format=json` with the peer's key; the body
+    /// of its success answer, at most `limit` bytes (one more and the pass
+    /// stops: an answer is never read cut short).
+    pub(super) async fn ask(
         &self,
         peer: &Peer,
         query: &[(&str, &str)],
-    ) -> Result<T, RepairError> {
+        limit: usize,
+        asked: &mut u64,
+    ) -> Result<Vec<u8>, RepairError> {
+        *asked += 1;
+        if *asked > MAX_REQUESTS {
+            return Err(RepairError::TooManyRequests(MAX_REQUESTS));
+        }
         let mut url = peer.uri.clone();
         url.query_pairs_mut()
             .extend_pairs(query)
             .append_pair("format", "json");
-        let limit = if query.contains(&("action", "list")) {
-            LIST_LIMIT
-        } else {
-            DIGEST_LIMIT
-        };
         let idle = self.config.replication.idle_timeout;
         let exchange = async {
             let response = self
@@ -364,23 +452,19 @@ impl Repairer {
                 .headers()
                 .get(SERVER_HEADER)
                 .is_some_and(|v| v.as_bytes() == peer.name.as_bytes());
-            let body = read_limited(response, limit, || ())
+            let body = read_limited(response, limit + 1, || ())
                 .await
                 .map_err(|e| RepairError::Unreachable(crate::replication::transport_cause(&e)))?;
             if !status.is_success() {
-                return Err(RepairError::Answered {
-                    status: status.as_u16(),
-                    message: error_text(&body, 512),
-                });
+                return Err(answered(peer, status.as_u16(), &body));
             }
             if !from_peer {
                 return Err(RepairError::NotThePeer);
             }
-            let resp = envelope(&body)
-                .filter(is_success)
-                .ok_or_else(|| RepairError::BadAnswer(error_text(&body, 512)))?;
-            serde_json::from_value(serde_json::Value::Object(resp))
-                .map_err(|e| RepairError::BadAnswer(e.to_string()))
+            if body.len() > limit {
+                return Err(RepairError::TooLong(limit));
+            }
+            Ok(body)
         };
         // A list of a large day takes a while to send; the peer reads it
         // from its index, not from the files.
@@ -400,26 +484,15 @@ enum FetchOutcome {
     Fatal(RepairError),
 }
 
-/// Whether a peer's child of `prefix` can be a year, month or day: names
-/// come from the peer and make day numbers.
-fn plausible(prefix: Prefix, name: u32) -> bool {
-    match prefix {
-        Prefix::Root => (1..=9999).contains(&name),
-        Prefix::Year(_) => (1..=12).contains(&name),
-        Prefix::Month(..) => (1..=31).contains(&name),
-    }
-}
-
-fn parse_digest(hex: &str) -> Result<Digest, RepairError> {
-    Digest::parse(hex).ok_or_else(|| RepairError::BadAnswer(format!("`{hex}` is not a digest")))
-}
-
-fn is_sha256(text: &str) -> bool {
-    text.len() == 64 && text.bytes().all(|b| b.is_ascii_hexdigit())
+/// A peer's refusal: its answer's text goes to the log (it may quote links
+/// or credentials), the error says only the status.
+pub(super) fn answered(peer: &Peer, status: u16, body: &[u8]) -> RepairError {
+    tracing::warn!(target: "repair", peer = %peer.name, status, answer = %error_text(body, 512), "the peer refused a repair request");
+    RepairError::Answered(status)
 }
 
 /// Runs an index read on a blocking thread.
-async fn blocking<T: Send + 'static>(
+pub(super) async fn blocking<T: Send + 'static>(
     index: Option<&Index>,
     read: impl FnOnce(&Index) -> Result<T, IndexError> + Send + 'static,
 ) -> Result<T, RepairError> {

@@ -11,12 +11,25 @@
 //! number of names fetched at once is bounded, since anyone may ask for any
 //! name.
 //!
+//! Anyone may also ask for names that exist nowhere, each of which costs a
+//! request to every peer. So a name that every peer answered for and none
+//! has is remembered for [`MISS_TTL`] (asked again, it is 404 at once), and
+//! misses are rationed: a bucket of [`MISS_BURST`] refilled at
+//! [`MISSES_PER_SEC`]; a fetch takes a token before asking and gives it
+//! back when the name was found, so only misses spend them. While the
+//! bucket is empty a name not yet known is answered 503 (not cached)
+//! without asking anyone: clients of real files then wait a moment, and a
+//! flood of random names reaches the peers at that rate at most.
+//!
+//! A fetch for a waiting client is bounded as a whole, not only until the
+//! peer answers: see [`Fetcher::for_clients`].
+//!
 //! What a peer answers on another server's behalf (from its own disk only)
 //! is the serving side's business, in `http/files.rs`.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures_util::FutureExt;
 use futures_util::future::{BoxFuture, Shared};
@@ -28,8 +41,20 @@ use crate::storage::{Storage, StoredPath};
 
 /// How long a peer may take to start answering while a client waits.
 const ANSWER_TIMEOUT: Duration = Duration::from_secs(3);
+/// The slowest a peer may send a file while a client waits: 3 s plus the
+/// file's size at this rate for the whole fetch.
+const MIN_BYTES_PER_SEC: u64 = 256 * 1024;
 /// Different names fetched at once; a request beyond that is answered 503.
 const MAX_FETCHES: usize = 64;
+/// How long "no peer has it" is remembered for a name.
+pub const MISS_TTL: Duration = Duration::from_secs(10);
+/// Names remembered at most; past that the expired ones go, and if none
+/// has, all (the cache only saves peer requests, it promises nothing).
+const MAX_REMEMBERED: usize = 100_000;
+/// Misses that may be asked of the peers at once after a quiet while.
+pub const MISS_BURST: f64 = 50.0;
+/// Misses asked of the peers per second, in the long run.
+pub const MISSES_PER_SEC: f64 = 10.0;
 
 /// What became of a missing name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -59,17 +84,76 @@ struct Inner {
     storage: Storage,
     in_flight: Mutex<HashMap<StoredPath, Pending>>,
     fetches: Semaphore,
+    misses: Mutex<Misses>,
+}
+
+/// Names no peer had a moment ago, and the tokens left for asking about
+/// new names.
+#[derive(Debug)]
+struct Misses {
+    /// Name → when it may be asked again.
+    known: HashMap<StoredPath, Instant>,
+    tokens: f64,
+    refilled: Instant,
+}
+
+impl Misses {
+    fn new() -> Self {
+        Self {
+            known: HashMap::new(),
+            tokens: MISS_BURST,
+            refilled: Instant::now(),
+        }
+    }
+
+    fn is_known(&mut self, path: &StoredPath, now: Instant) -> bool {
+        match self.known.get(path) {
+            Some(until) if *until > now => true,
+            Some(_) => {
+                self.known.remove(path);
+                false
+            }
+            None => false,
+        }
+    }
+
+    /// Takes a token, if one is left.
+    fn take(&mut self, now: Instant) -> bool {
+        let elapsed = now.saturating_duration_since(self.refilled).as_secs_f64();
+        self.tokens = (self.tokens + elapsed * MISSES_PER_SEC).min(MISS_BURST);
+        self.refilled = now;
+        if self.tokens < 1.0 {
+            return false;
+        }
+        self.tokens -= 1.0;
+        true
+    }
+
+    fn give_back(&mut self) {
+        self.tokens = (self.tokens + 1.0).min(MISS_BURST);
+    }
+
+    fn remember(&mut self, path: StoredPath, now: Instant) {
+        if self.known.len() >= MAX_REMEMBERED {
+            self.known.retain(|_, until| *until > now);
+            if self.known.len() >= MAX_REMEMBERED {
+                self.known.clear();
+            }
+        }
+        self.known.insert(path, now + MISS_TTL);
+    }
 }
 
 impl ReadThrough {
     pub fn new(fetcher: Fetcher, peers: Vec<Peer>, storage: Storage) -> Self {
         Self {
             inner: Arc::new(Inner {
-                fetcher: fetcher.answering_within(ANSWER_TIMEOUT),
+                fetcher: fetcher.for_clients(ANSWER_TIMEOUT, MIN_BYTES_PER_SEC),
                 peers,
                 storage,
                 in_flight: Mutex::default(),
                 fetches: Semaphore::new(MAX_FETCHES),
+                misses: Mutex::new(Misses::new()),
             }),
         }
     }
@@ -135,6 +219,36 @@ impl ReadThrough {
             tracing::warn!(%path, "too many read-through fetches at once; not fetched");
             return Lookup::Unavailable;
         };
+        {
+            let mut misses = self.misses();
+            let now = Instant::now();
+            if misses.is_known(path, now) {
+                return Lookup::Nowhere;
+            }
+            if !misses.take(now) {
+                tracing::debug!(%path, "read-through: too many names no peer had; not asked");
+                return Lookup::Unavailable;
+            }
+        }
+        let lookup = self.ask_each_peer(path).await;
+        let mut misses = self.misses();
+        match lookup {
+            Lookup::Nowhere => misses.remember(path.clone(), Instant::now()),
+            Lookup::Here | Lookup::Deleted => misses.give_back(),
+            Lookup::Unavailable => {}
+        }
+        lookup
+    }
+
+    fn misses(&self) -> std::sync::MutexGuard<'_, Misses> {
+        self.inner
+            .misses
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Asks the peers one after another until one has `path`.
+    async fn ask_each_peer(&self, path: &StoredPath) -> Lookup {
         let mut unavailable = false;
         for peer in &self.inner.peers {
             match self.inner.fetcher.fetch(peer, path, None).await {
@@ -157,5 +271,44 @@ impl ReadThrough {
         } else {
             Lookup::Nowhere
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn path(n: u8) -> StoredPath {
+        StoredPath::parse(&format!("2026/3/4/{n:08x}-0000-4000-8000-000000000000.jpg"))
+            .expect("path")
+    }
+
+    #[test]
+    fn a_miss_is_known_for_its_time_only() {
+        let mut misses = Misses::new();
+        let now = Instant::now();
+        misses.remember(path(1), now);
+        assert!(misses.is_known(&path(1), now + MISS_TTL / 2));
+        assert!(!misses.is_known(&path(2), now));
+        assert!(!misses.is_known(&path(1), now + MISS_TTL));
+        assert!(misses.known.is_empty());
+    }
+
+    #[test]
+    fn only_misses_spend_the_bucket_and_it_refills_at_its_rate() {
+        let mut misses = Misses::new();
+        let now = misses.refilled;
+        for _ in 0..MISS_BURST as usize {
+            assert!(misses.take(now));
+        }
+        assert!(!misses.take(now));
+        // A found name gives its token back.
+        misses.give_back();
+        assert!(misses.take(now));
+        assert!(!misses.take(now));
+        // One token every 1 / MISSES_PER_SEC seconds.
+        let later = now + Duration::from_secs_f64(1.5 / MISSES_PER_SEC);
+        assert!(misses.take(later));
+        assert!(!misses.take(later));
     }
 }

@@ -230,7 +230,7 @@ impl Scrubber {
         for peer in self.peers.iter() {
             match self
                 .fetcher
-                .fetch(peer, &entry.path, Some(&entry.sha256))
+                .fetch(peer, &entry.path, Some((&entry.sha256, entry.size)))
                 .await
             {
                 Ok(_) => {

@@ -5,7 +5,8 @@
 //! was cut off), one pass at a time, and keeps each pass's report in a
 //! [`RepairStatus`]. It stops when the server stops (its task is aborted:
 //! a fetch in flight leaves only a temporary file, which is removed).
-//! What one pass does is `pass.rs`.
+//! What one pass does is `pass.rs`; after each round, `tombstones.rs`
+//! purges the trash and drops what no server needs any more.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -99,6 +100,7 @@ impl Repairer {
             }
             self.status.record(&peer.name, report);
         }
+        self.tidy().await;
         true
     }
 }

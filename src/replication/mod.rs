@@ -261,18 +261,23 @@ impl Replicator {
             .await
     }
 
-    /// Tells one peer that `path` was deleted here (`from` names this
-    /// server, so the peer deletes it locally and tells nobody else); `Ok`
-    /// once the peer confirmed it. Permits and breaker as for a copy.
-    pub async fn send_delete(
+    /// Tells one peer that `path` was deleted or restored here (`from`
+    /// names this server, so the peer applies it locally and tells nobody
+    /// else); once the peer confirmed it, whether the peer held the name
+    /// (a delete) or had it in its trash (a restore). A peer that does not
+    /// say is taken to have held it. Permits and breaker as for a copy.
+    pub async fn send_notice(
         &self,
         lane: Lane,
         peer: &Peer,
+        notice: Notice,
         path: &StoredPath,
         from: &str,
-    ) -> Result<(), ReplicationError> {
-        self.guarded(lane, peer, |peer| self.tell_delete(peer, path, from))
-            .await
+    ) -> Result<bool, ReplicationError> {
+        let had = std::sync::atomic::AtomicBool::new(true);
+        self.guarded(lane, peer, |peer| self.tell(peer, notice, path, from, &had))
+            .await?;
+        Ok(had.load(std::sync::atomic::Ordering::Relaxed))
     }
 
     /// Runs `exchange` with one of `peer`'s permits of `lane`, unless its
@@ -373,15 +378,17 @@ impl Replicator {
 }
 
 impl Replicator {
-    async fn tell_delete(
+    async fn tell(
         &self,
         peer: &Peer,
+        notice: Notice,
         path: &StoredPath,
         from: &str,
+        had: &std::sync::atomic::AtomicBool,
     ) -> Result<(), ReplicationError> {
         let mut url = peer.uri.clone();
         url.query_pairs_mut()
-            .append_pair("action", "delete")
+            .append_pair("action", notice.action())
             .append_pair("path", &path.to_string())
             .append_pair("format", "json");
         let request = self
@@ -393,7 +400,14 @@ impl Replicator {
         let exchange = async {
             let response = request.send().await.map_err(transport)?;
             progress.touch();
-            judge(peer, path, response, &progress).await
+            let resp = confirm(peer, path, response, &progress).await?;
+            if let Some(said) = resp
+                .get(notice.had_field())
+                .and_then(serde_json::Value::as_u64)
+            {
+                had.store(said != 0, std::sync::atomic::Ordering::Relaxed);
+            }
+            Ok(())
         };
         tokio::select! {
             result = exchange => result,
@@ -422,6 +436,16 @@ async fn judge(
     response: reqwest::Response,
     progress: &Progress,
 ) -> Result<(), ReplicationError> {
+    confirm(peer, path, response, progress).await.map(|_| ())
+}
+
+/// [`judge`], with the confirming answer's envelope.
+async fn confirm(
+    peer: &Peer,
+    path: &StoredPath,
+    response: reqwest::Response,
+    progress: &Progress,
+) -> Result<serde_json::Map<String, serde_json::Value>, ReplicationError> {
     let status = response.status();
     let named = response
         .headers()
@@ -483,12 +507,12 @@ async fn judge(
             None => format!("no {SERVER_HEADER} header"),
         }));
     }
-    let confirmed = envelope(&body).is_some_and(|resp| {
-        is_success(&resp)
+    let confirmed = envelope(&body).filter(|resp| {
+        is_success(resp)
             && resp.get("path").and_then(serde_json::Value::as_str) == Some(&path.to_string())
     });
-    if confirmed {
-        Ok(())
+    if let Some(resp) = confirmed {
+        Ok(resp)
     } else {
         Err(ReplicationError::NotConfirmed {
             status: status.as_u16(),
@@ -580,45 +604,97 @@ pub async fn deliver(
     Ok(outcomes)
 }
 
-/// Tells every peer at once that `path` was deleted here and journals each
-/// peer that could not be told, so that it learns it later. Returns `Err`
-/// only if that could not be journaled.
-pub async fn announce_delete(
+/// What a server passes on to its peers about a name, besides copies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Notice {
+    /// The name was deleted (`action=delete`).
+    Delete,
+    /// The deleted name was restored from the trash (`action=restore`).
+    Restore,
+}
+
+impl Notice {
+    pub fn action(self) -> &'static str {
+        match self {
+            Self::Delete => "delete",
+            Self::Restore => "restore",
+        }
+    }
+
+    /// The field of the answer that says whether the peer had the name:
+    /// `held` (held or had held it) for a delete, `restored` (from its
+    /// trash) for a restore.
+    pub fn had_field(self) -> &'static str {
+        match self {
+            Self::Delete => "held",
+            Self::Restore => "restored",
+        }
+    }
+
+    fn operation(self) -> Operation {
+        match self {
+            Self::Delete => Operation::Delete,
+            Self::Restore => Operation::Restore,
+        }
+    }
+}
+
+/// What the peers answered to a [`Notice`].
+#[derive(Debug)]
+pub struct Announced {
+    pub outcomes: Vec<ReplicaOutcome>,
+    /// A peer had the name, or could not be asked (it may have it).
+    pub maybe_had: bool,
+}
+
+/// Tells every peer at once that `path` was deleted or restored here and
+/// journals each peer that could not be told, so that it learns it later.
+/// Returns `Err` only if that could not be journaled.
+pub async fn announce(
     replicator: &Replicator,
     journal: &Journal,
+    notice: Notice,
     from: &str,
     path: &StoredPath,
-) -> std::io::Result<Vec<ReplicaOutcome>> {
+) -> std::io::Result<Announced> {
     let results =
         futures_util::future::join_all(replicator.peers().iter().map(|peer| async move {
             (
                 peer,
-                replicator.send_delete(Lane::Upload, peer, path, from).await,
+                replicator
+                    .send_notice(Lane::Upload, peer, notice, path, from)
+                    .await,
             )
         }))
         .await;
     let mut outcomes = Vec::with_capacity(results.len());
     let mut failed = Vec::new();
-    let deleted = StoredFile {
+    let mut maybe_had = false;
+    let noticed = StoredFile {
         path: path.clone(),
         size: 0,
         sha256: String::new(),
     };
     for (peer, result) in results {
         match result {
-            Ok(()) => {
-                tracing::info!(peer = %peer.name, %path, "delete passed on");
+            Ok(had) => {
+                tracing::info!(peer = %peer.name, %path, action = notice.action(), had, "passed on");
+                maybe_had |= had;
                 outcomes.push(ReplicaOutcome::confirmed(peer));
             }
             Err(e) => {
-                tracing::warn!(peer = %peer.name, %path, error = %e, "delete not passed on, journaled");
-                failed.push(owed(Operation::Delete, from, peer, &deleted, &e));
+                tracing::warn!(peer = %peer.name, %path, action = notice.action(), error = %e, "not passed on, journaled");
+                maybe_had = true;
+                failed.push(owed(notice.operation(), from, peer, &noticed, &e));
                 outcomes.push(ReplicaOutcome::journaled(peer, &e));
             }
         }
     }
     journal.append(failed).await?;
-    Ok(outcomes)
+    Ok(Announced {
+        outcomes,
+        maybe_had,
+    })
 }
 
 /// The journal entry of what `peer` could not be given.

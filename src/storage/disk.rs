@@ -22,6 +22,7 @@ use uuid::Uuid;
 
 use super::dir_sync::DirSync;
 use super::incoming::TempFile;
+use super::trash;
 use super::{
     Arrival, Backend, DiskTasks, Located, MARKER, OpenError, Place, QUARANTINE_DIR, Slot,
     StorageError, StoredPath, Written, hash_file,
@@ -170,6 +171,55 @@ impl Backend for Disk {
         async move {
             self.tasks
                 .run(move || Ok(remove_file_patiently(&file)?))
+                .await
+        }
+        .boxed()
+    }
+
+    fn trash<'a>(
+        &'a self,
+        path: &'a StoredPath,
+        deleted: i64,
+    ) -> BoxFuture<'a, Result<(), StorageError>> {
+        let (root, file, path, fsync) =
+            (self.root.clone(), self.file(path), path.clone(), self.fsync);
+        async move {
+            self.tasks
+                .run(move || {
+                    trash::move_in(&root, &file, &path, deleted, fsync)?;
+                    Ok(())
+                })
+                .await
+        }
+        .boxed()
+    }
+
+    fn trashed<'a>(&'a self, path: &'a StoredPath) -> BoxFuture<'a, Result<bool, StorageError>> {
+        let (root, path) = (self.root.clone(), path.clone());
+        async move {
+            self.tasks
+                .run(move || Ok(trash::newest(&root, &path)?.is_some()))
+                .await
+        }
+        .boxed()
+    }
+
+    fn untrash<'a>(&'a self, path: &'a StoredPath) -> BoxFuture<'a, Result<bool, StorageError>> {
+        let (root, file, path, fsync) =
+            (self.root.clone(), self.file(path), path.clone(), self.fsync);
+        async move {
+            self.tasks
+                .run(move || Ok(trash::move_out(&root, &file, &path, fsync)?))
+                .await
+        }
+        .boxed()
+    }
+
+    fn purge_trash(&self, before: i64) -> BoxFuture<'_, Result<usize, StorageError>> {
+        let root = self.root.clone();
+        async move {
+            self.tasks
+                .run(move || Ok(trash::purge(&root, before)?))
                 .await
         }
         .boxed()

@@ -27,6 +27,7 @@ mod incoming;
 mod path;
 pub mod s3;
 mod sniff;
+mod trash;
 mod variant_path;
 mod volumes;
 
@@ -52,6 +53,7 @@ use crate::images::{Limits, OverLimit};
 use crate::index::{FileEntry, Index, IndexError};
 pub use path::StoredPath;
 pub use sniff::{ImageType, SNIFF_LEN};
+pub use trash::TRASH_DIR;
 pub use variant_path::{VARIANTS_DIR, VariantKind, VariantPath};
 
 /// The file in each data folder that names the server the folder belongs to.
@@ -218,6 +220,22 @@ pub trait Backend: Send + Sync + std::fmt::Debug {
     fn locate<'a>(&'a self, path: &'a StoredPath) -> BoxFuture<'a, Located>;
     /// Removes the stored file `path`; one that is not there is no error.
     fn remove<'a>(&'a self, path: &'a StoredPath) -> BoxFuture<'a, Result<(), StorageError>>;
+    /// Moves the stored file `path` into the trash, stamped `deleted`
+    /// (seconds since the epoch); one that is not there is no error. A
+    /// bucket has no trash: the object is removed.
+    fn trash<'a>(
+        &'a self,
+        path: &'a StoredPath,
+        deleted: i64,
+    ) -> BoxFuture<'a, Result<(), StorageError>>;
+    /// Whether the trash holds a file of `path`.
+    fn trashed<'a>(&'a self, path: &'a StoredPath) -> BoxFuture<'a, Result<bool, StorageError>>;
+    /// Puts the newest trashed file of `path` back under its name; `false`
+    /// if the trash has none.
+    fn untrash<'a>(&'a self, path: &'a StoredPath) -> BoxFuture<'a, Result<bool, StorageError>>;
+    /// Removes what was trashed before `before` (seconds since the
+    /// epoch); how many files went.
+    fn purge_trash(&self, before: i64) -> BoxFuture<'_, Result<usize, StorageError>>;
     /// Moves the file of `path` aside for an operator; returns where.
     fn quarantine<'a>(&'a self, path: &'a StoredPath) -> BoxFuture<'a, io::Result<PathBuf>>;
     /// Can this backend take new files now?
@@ -351,12 +369,17 @@ impl Storage {
             replaced_volume,
         };
         if let Some(index) = &storage.index {
-            // A process that died between a tombstone and the file's removal
-            // left the file: finish the delete.
+            // A process that died between a tombstone and the file's move
+            // to the trash left the file: finish the delete.
             for path in index.tombstones()? {
                 if let Located::File { .. } = storage.backend.locate(&path).await {
-                    tracing::warn!(%path, "removing a deleted file left by an interrupted delete");
-                    storage.discard(&path).await.map_err(|e| match e {
+                    tracing::warn!(%path, "trashing a deleted file left by an interrupted delete");
+                    let now = chrono::Utc::now().timestamp();
+                    let trashed = match storage.backend.trash(&path, now).await {
+                        Ok(()) => storage.remove_variants(&path).await,
+                        Err(e) => Err(e),
+                    };
+                    trashed.map_err(|e| match e {
                         StorageError::Io(e) | StorageError::DiskFull(e) => OpenError::Io(e),
                         other => OpenError::Io(io::Error::other(other.to_string())),
                     })?;
@@ -532,27 +555,125 @@ impl Storage {
     }
 
     /// Deletes a stored file here: first the tombstone, durably, so that
-    /// nothing brings the name back, then the file and its variants.
-    /// Deleting a name that is not here succeeds.
+    /// nothing brings the name back, then the file goes to the trash and
+    /// its variants are removed. Deleting a name that is not here succeeds
+    /// and leaves the tombstone.
     pub async fn delete(&self, path: &StoredPath) -> Result<(), StorageError> {
+        let now = chrono::Utc::now().timestamp();
         if let Some(index) = &self.index {
-            index
-                .tombstone(path.clone(), chrono::Utc::now().timestamp())
-                .await?;
+            index.tombstone(path.clone(), now).await?;
         }
-        self.discard(path).await
+        self.backend.trash(path, now).await?;
+        self.remove_variants(path).await
     }
 
-    /// Removes a stored file whose link was never handed out (no
-    /// tombstone: the name was never announced).
-    pub async fn discard(&self, path: &StoredPath) -> Result<(), StorageError> {
-        self.backend.remove(path).await?;
+    /// Whether this server holds `path`, held it (a tombstone) or has it
+    /// in the trash: whether a delete of it here leaves anything to keep.
+    pub async fn held(&self, path: &StoredPath) -> Result<bool, StorageError> {
+        if let Some(index) = &self.index {
+            let (index, key) = (index.clone(), path.clone());
+            let known = tokio::task::spawn_blocking(move || {
+                Ok::<_, IndexError>(index.get(&key)?.is_some() || index.is_deleted(&key)?)
+            })
+            .await
+            .map_err(io::Error::other)??;
+            if known {
+                return Ok(true);
+            }
+        }
+        match self.locate(path).await {
+            // A bucket is shared by every front-end and keeps no record of
+            // what it held: a delete always goes to it.
+            Located::File { .. } | Located::Object(_) => Ok(true),
+            Located::Missing => self.backend.trashed(path).await,
+        }
+    }
+
+    /// Deletes `path` here if this server holds or held it ([`held`]);
+    /// a name never seen here leaves no state. Whether it was held.
+    ///
+    /// [`held`]: Self::held
+    pub async fn delete_if_held(&self, path: &StoredPath) -> Result<bool, StorageError> {
+        let held = self.held(path).await?;
+        if held {
+            self.delete(path).await?;
+        }
+        Ok(held)
+    }
+
+    /// Whether the trash holds a file of `path`.
+    pub async fn in_trash(&self, path: &StoredPath) -> Result<bool, StorageError> {
+        self.backend.trashed(path).await
+    }
+
+    /// Takes `path` back into service: first its tombstone goes (a
+    /// `restored` mark keeps a peer's stale tombstone from deleting it
+    /// again), then the newest trashed file comes back under its name and
+    /// is indexed. Whether the trash had a file of it; without one, a
+    /// deleted name is still no longer deleted here, and repair brings its
+    /// file from a peer that restored it.
+    pub async fn restore(&self, path: &StoredPath) -> Result<bool, StorageError> {
+        let trashed = self.backend.trashed(path).await?;
+        if let Some(index) = &self.index {
+            let (read, key) = (index.clone(), path.clone());
+            let deleted = tokio::task::spawn_blocking(move || read.is_deleted(&key))
+                .await
+                .map_err(io::Error::other)??;
+            if trashed || deleted {
+                index
+                    .untombstone(path.clone(), chrono::Utc::now().timestamp())
+                    .await?;
+            }
+        }
+        if !trashed || !self.backend.untrash(path).await? {
+            return Ok(false);
+        }
+        if let Some(file) = self.find_file(path).await {
+            let (size, sha256) = tokio::task::spawn_blocking(move || {
+                Ok::<_, io::Error>((std::fs::metadata(&file)?.len(), hash_file(&file)?))
+            })
+            .await
+            .map_err(io::Error::other)??;
+            self.record(&StoredFile {
+                path: path.clone(),
+                size,
+                sha256,
+            });
+        }
+        Ok(true)
+    }
+
+    /// Drops the tombstones of `paths`: every server has them and none
+    /// needs them any more.
+    pub async fn forget(&self, paths: Vec<StoredPath>) -> Result<(), StorageError> {
+        if let Some(index) = &self.index {
+            index.forget(paths, Vec::new()).await?;
+        }
+        Ok(())
+    }
+
+    /// Removes what was put in the trash more than `keep` ago; how many
+    /// files went.
+    pub async fn purge_trash(&self, keep: std::time::Duration) -> Result<usize, StorageError> {
+        let before =
+            chrono::Utc::now().timestamp() - i64::try_from(keep.as_secs()).unwrap_or(i64::MAX);
+        self.backend.purge_trash(before).await
+    }
+
+    async fn remove_variants(&self, path: &StoredPath) -> Result<(), StorageError> {
         let variants = self.variants_dir.clone();
         let path = path.clone();
         tokio::task::spawn_blocking(move || remove_variants(&variants, &path))
             .await
             .map_err(io::Error::other)??;
         Ok(())
+    }
+
+    /// Removes a stored file whose link was never handed out (no
+    /// tombstone: the name was never announced).
+    pub async fn discard(&self, path: &StoredPath) -> Result<(), StorageError> {
+        self.backend.remove(path).await?;
+        self.remove_variants(path).await
     }
 
     /// Moves the file of `path` aside to `.quarantine/` in its data folder,

@@ -164,6 +164,56 @@ impl Backend for Volumes {
         .boxed()
     }
 
+    /// Each volume has its own trash: a delete stays a rename.
+    fn trash<'a>(
+        &'a self,
+        path: &'a StoredPath,
+        deleted: i64,
+    ) -> BoxFuture<'a, Result<(), StorageError>> {
+        async move {
+            for volume in &self.volumes {
+                volume.trash(path, deleted).await?;
+            }
+            Ok(())
+        }
+        .boxed()
+    }
+
+    fn trashed<'a>(&'a self, path: &'a StoredPath) -> BoxFuture<'a, Result<bool, StorageError>> {
+        async move {
+            for volume in &self.volumes {
+                if volume.trashed(path).await? {
+                    return Ok(true);
+                }
+            }
+            Ok(false)
+        }
+        .boxed()
+    }
+
+    fn untrash<'a>(&'a self, path: &'a StoredPath) -> BoxFuture<'a, Result<bool, StorageError>> {
+        async move {
+            for volume in &self.volumes {
+                if volume.untrash(path).await? {
+                    return Ok(true);
+                }
+            }
+            Ok(false)
+        }
+        .boxed()
+    }
+
+    fn purge_trash(&self, before: i64) -> BoxFuture<'_, Result<usize, StorageError>> {
+        async move {
+            let mut purged = 0;
+            for volume in &self.volumes {
+                purged += volume.purge_trash(before).await?;
+            }
+            Ok(purged)
+        }
+        .boxed()
+    }
+
     fn quarantine<'a>(&'a self, path: &'a StoredPath) -> BoxFuture<'a, io::Result<PathBuf>> {
         async move {
             match self.find(path).await {

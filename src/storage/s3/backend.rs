@@ -77,6 +77,28 @@ impl Backend for S3Backend {
         async move { Ok(self.store.delete(path).await?) }.boxed()
     }
 
+    /// A bucket has no trash here (its own versioning can keep deleted
+    /// objects): the object is removed.
+    fn trash<'a>(
+        &'a self,
+        path: &'a StoredPath,
+        _deleted: i64,
+    ) -> BoxFuture<'a, Result<(), StorageError>> {
+        self.remove(path)
+    }
+
+    fn trashed<'a>(&'a self, _path: &'a StoredPath) -> BoxFuture<'a, Result<bool, StorageError>> {
+        async move { Ok(false) }.boxed()
+    }
+
+    fn untrash<'a>(&'a self, _path: &'a StoredPath) -> BoxFuture<'a, Result<bool, StorageError>> {
+        async move { Ok(false) }.boxed()
+    }
+
+    fn purge_trash(&self, _before: i64) -> BoxFuture<'_, Result<usize, StorageError>> {
+        async move { Ok(0) }.boxed()
+    }
+
     fn quarantine<'a>(&'a self, _path: &'a StoredPath) -> BoxFuture<'a, io::Result<PathBuf>> {
         async move {
             Err(io::Error::new(
