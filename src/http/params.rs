@@ -93,7 +93,7 @@ mod tests {
     #[test]
     fn reads_every_parameter_and_ignores_others() {
         let p = Params::parse(Some(
-            "Prefix=2014%2F4&DAY=2014-04-15&Path=a.jpg&action=digest&format=xml&x=1",
+            "Prefix=2014%2F4&DAY=2014-04-15&Path=a.jpg&action=digest&format=xml&x=1&AFTER=15%2Fa",
         ));
         assert_eq!(
             p,
@@ -104,6 +104,7 @@ mod tests {
                 path: Some("a.jpg".into()),
                 prefix: Some("2014/4".into()),
                 day: Some("2014-04-15".into()),
+                after: Some("15/a".into()),
             }
         );
         assert_eq!(Params::parse(None), Params::default());
