@@ -12,8 +12,8 @@
 #
 # Results go to mutants.out/ (caught.txt, missed.txt, timeout.txt,
 # unviable.txt, one log per mutant under log/; README "Two commands" says how
-# to read them); the exit status is 0 only when no mutant was missed or
-# timed out.
+# to read them); the exit status is 2 when a mutant was missed, 3 when
+# none was but some timed out (a walk made to loop forever).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
