@@ -10,6 +10,11 @@
 //! half-way is run again to finish it. Files are copied several at once;
 //! each copy is `S3Store::put_file`, the same path an upload takes.
 //!
+//! Only regular files are copied: a symbolic link, FIFO, socket or device
+//! named like a stored file is skipped and named in the output, never
+//! followed or opened (a link would upload what it points at; opening a
+//! FIFO would wait for a writer forever).
+//!
 //! The walk runs on a blocking thread and hands files over a short queue,
 //! so a folder of millions of files is never listed whole in memory.
 
@@ -23,7 +28,7 @@ use tokio_stream::wrappers::ReceiverStream;
 
 use crate::config::Config;
 use crate::storage::s3::S3Store;
-use crate::storage::{StoredPath, hash_file};
+use crate::storage::{StoredPath, hash_file, not_regular};
 
 /// What a migration did.
 #[derive(Debug, Default)]
@@ -40,6 +45,10 @@ struct Summary {
 enum Found {
     File {
         path: StoredPath,
+        file: PathBuf,
+    },
+    /// Something named like a stored file that is not a regular file.
+    NotRegular {
         file: PathBuf,
     },
     /// A folder that could not be read: its files are not copied.
@@ -99,6 +108,10 @@ async fn copy(store: &S3Store, found: Found, summary: &Summary) {
         Found::Ignored => {
             summary.ignored.fetch_add(1, Ordering::Relaxed);
         }
+        Found::NotRegular { file } => {
+            eprintln!("{}", not_regular(&file));
+            summary.ignored.fetch_add(1, Ordering::Relaxed);
+        }
         Found::Unreadable { folder, error } => {
             eprintln!("cannot read {}: {error}", folder.display());
             summary.failed.fetch_add(1, Ordering::Relaxed);
@@ -125,10 +138,13 @@ enum Copied {
 }
 
 async fn copy_file(store: &S3Store, path: &StoredPath, file: &Path) -> anyhow::Result<Copied> {
-    let size = tokio::fs::metadata(file)
+    let meta = tokio::fs::symlink_metadata(file)
         .await
-        .context("cannot read the file")?
-        .len();
+        .context("cannot read the file")?;
+    if !meta.is_file() {
+        return Err(not_regular(file).into());
+    }
+    let size = meta.len();
     let object = store.head(path).await?;
     // Hashed only when needed: for a copy, or to compare with the object.
     let hash = || {
@@ -197,7 +213,9 @@ fn walk(root: &Path, found: &mpsc::Sender<Found>) {
             } else {
                 format!("{relative}/{name}")
             };
-            let is_dir = entry.file_type().is_ok_and(|t| t.is_dir());
+            // The entry's own type: a link is not followed.
+            let kind = entry.file_type().ok();
+            let is_dir = kind.is_some_and(|t| t.is_dir());
             let sent = if is_dir {
                 // `.tmp`, `.variants`, `.quarantine`, and anything deeper
                 // than a day folder, are never stored files.
@@ -208,10 +226,13 @@ fn walk(root: &Path, found: &mpsc::Sender<Found>) {
                 }
             } else {
                 let item = match StoredPath::parse(&path) {
-                    Some(stored) if depth == 3 => Found::File {
-                        path: stored,
-                        file: entry.path(),
-                    },
+                    Some(stored) if depth == 3 && kind.is_some_and(|t| t.is_file()) => {
+                        Found::File {
+                            path: stored,
+                            file: entry.path(),
+                        }
+                    }
+                    Some(_) if depth == 3 => Found::NotRegular { file: entry.path() },
                     _ => Found::Ignored,
                 };
                 found.blocking_send(item).is_ok()
@@ -264,6 +285,7 @@ mod tests {
             match found {
                 Found::File { path, .. } => files.push(path.to_string()),
                 Found::Ignored => ignored += 1,
+                Found::NotRegular { file } => panic!("{}: not regular", file.display()),
                 Found::Unreadable { folder, error } => panic!("{}: {error}", folder.display()),
             }
         }

@@ -382,3 +382,164 @@ async fn a_12_megapixel_phone_photo_is_stored_without_gps_and_gets_a_portrait_th
     );
     assert!(!tags(&thumb).keys().any(|k| k.starts_with("GPS")));
 }
+
+/// Exif (little-endian TIFF) whose IFD0 points at a GPS IFD holding a
+/// latitude, 48° 51′ 30″ N: what exiftool reads as `GPSLatitude`.
+fn gps_tiff() -> Vec<u8> {
+    let mut tiff = b"II\x2a\x00\x08\x00\x00\x00\x01\x00".to_vec();
+    tiff.extend_from_slice(b"\x25\x88\x04\x00\x01\x00\x00\x00\x1a\x00\x00\x00\x00\x00\x00\x00");
+    tiff.extend_from_slice(b"\x02\x00");
+    tiff.extend_from_slice(b"\x01\x00\x02\x00\x02\x00\x00\x00N\x00\x00\x00");
+    tiff.extend_from_slice(b"\x02\x00\x05\x00\x03\x00\x00\x00\x38\x00\x00\x00\x00\x00\x00\x00");
+    for n in [48u32, 51, 30] {
+        tiff.extend_from_slice(&n.to_le_bytes());
+        tiff.extend_from_slice(&1u32.to_le_bytes());
+    }
+    tiff
+}
+
+fn riff_chunk(kind: &[u8], data: &[u8]) -> Vec<u8> {
+    let mut chunk = kind.to_vec();
+    chunk.extend_from_slice(&u32::try_from(data.len()).expect("len").to_le_bytes());
+    chunk.extend_from_slice(data);
+    if data.len() % 2 == 1 {
+        chunk.push(0);
+    }
+    chunk
+}
+
+/// A simple (VP8L) WebP of 3×2 pixels as the `image` crate writes it, with
+/// `chunks` after its image chunk inside the RIFF, and `after` beyond it.
+fn webp(chunks: &[Vec<u8>], after: &[u8]) -> Vec<u8> {
+    let mut encoded = std::io::Cursor::new(Vec::new());
+    image::DynamicImage::ImageRgb8(image::RgbImage::from_pixel(3, 2, image::Rgb([9, 99, 199])))
+        .write_to(&mut encoded, image::ImageFormat::WebP)
+        .expect("encode");
+    let encoded = encoded.into_inner();
+    let mut body = encoded[8..].to_vec();
+    chunks.iter().for_each(|c| body.extend(c));
+    let mut file = b"RIFF".to_vec();
+    file.extend_from_slice(&u32::try_from(body.len()).expect("len").to_le_bytes());
+    file.extend(body);
+    file.extend_from_slice(after);
+    file
+}
+
+/// Finding of issue 19: GPS survived in a PNG `exIf` chunk (and other
+/// spellings of `eXIf`), in chunks after IEND, and in a simple WebP with
+/// EXIF or XMP chunks; a WebP with a chunk after the RIFF end was stored
+/// undecodable. Each is stored decodable and without its location now.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn location_metadata_leaves_every_png_and_webp_shape_and_the_file_still_decodes() {
+    let cluster = Cluster::single(QUIET);
+    let gps = gps_tiff();
+    let exif = [b"Exif\0\0".as_slice(), &gps].concat();
+    let xmp = riff_chunk(
+        b"XMP ",
+        b"<x:xmpmeta xmlns:x='adobe:ns:meta/'><rdf:RDF xmlns:rdf='http://www.w3.org/1999/02/22-rdf-syntax-ns#'>\
+<rdf:Description xmlns:exif='http://ns.adobe.com/exif/1.0/' exif:GPSLatitude='48,51.5N'/></rdf:RDF></x:xmpmeta>",
+    );
+    let cases: Vec<(&str, Vec<u8>)> = vec![
+        ("exIf.png", png(1, 1, &[png_chunk(b"exIf", &gps)])),
+        ("eXIF.png", png(1, 1, &[png_chunk(b"eXIF", &gps)])),
+        (
+            "after-iend.png",
+            [
+                png(1, 1, &[]),
+                png_chunk(b"eXIf", &gps),
+                png_chunk(b"tEXt", b"GPS\0N 48.8584"),
+            ]
+            .concat(),
+        ),
+        ("simple-exif.webp", webp(&[riff_chunk(b"EXIF", &exif)], b"")),
+        ("simple-xmp.webp", webp(std::slice::from_ref(&xmp), b"")),
+        ("after-riff.webp", webp(&[], &riff_chunk(b"EXIF", &exif))),
+    ];
+    for (name, bytes) in &cases {
+        let (status, answer) = upload(&cluster.nodes[0], &[(name, bytes)]).await;
+        assert_eq!(status, 200, "{name}: {answer}");
+        let file = &answer["resp"]["files"][0];
+        let kept = stored(&cluster, 0, file);
+        assert_eq!(file["sha256"], sha256(&kept), "{name}");
+        image::load_from_memory(&kept)
+            .unwrap_or_else(|e| panic!("{name}: the stored file does not decode: {e}"));
+        let after = tags(&kept);
+        let left: Vec<_> = after
+            .keys()
+            .filter(|k| k.starts_with("GPS") || k.starts_with("XMP"))
+            .collect();
+        assert!(left.is_empty(), "{name}: {left:?} in {after:?}");
+        assert!(
+            !kept.windows(gps.len()).any(|w| w == gps.as_slice()),
+            "{name}: the GPS block is still in the stored file"
+        );
+    }
+}
+
+/// Finding of issue 19: a WebP whose RIFF size ends inside a chunk answered
+/// 500 (extended) or was stored as it was (simple), a PNG whose chunk runs past the end was stored; neither parses, so
+/// both are refused like any file that is not a valid image, keeping
+/// nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_png_or_webp_whose_chunks_do_not_parse_is_refused_with_415() {
+    let cluster = Cluster::single(QUIET);
+    let gps = gps_tiff();
+    let mut short_riff = webp(
+        &[riff_chunk(
+            b"EXIF",
+            &[b"Exif\0\0".as_slice(), &gps].concat(),
+        )],
+        b"",
+    );
+    let size = u32::from_le_bytes(short_riff[4..8].try_into().expect("4")) - 10;
+    short_riff[4..8].copy_from_slice(&size.to_le_bytes());
+    // The same as an extended WebP (VP8X first, its Exif flag set).
+    let mut extended = webp(&[], b"");
+    let vp8x = riff_chunk(b"VP8X", b"\x08\0\0\0\x02\0\0\x01\0\0");
+    extended.splice(12..12, vp8x.iter().copied());
+    extended.extend(riff_chunk(
+        b"EXIF",
+        &[b"Exif\0\0".as_slice(), &gps].concat(),
+    ));
+    // Smaller than the chunks to remove: the old code's size arithmetic
+    // failed there (500).
+    extended[4..8].copy_from_slice(&30u32.to_le_bytes());
+    let mut long_chunk = png(1, 1, &[png_chunk(b"tEXt", b"GPS\0N 48.8584")]);
+    long_chunk.truncate(long_chunk.len() - 20);
+    for (name, bytes) in [
+        ("short-riff-vp8x.webp", extended),
+        ("short-riff.webp", short_riff),
+        ("cut.png", long_chunk),
+    ] {
+        let (status, answer) = upload(&cluster.nodes[0], &[(name, &bytes)]).await;
+        assert_eq!(status, 415, "{name}: {answer}");
+        assert_eq!(answer["resp"]["success"], 0, "{name}");
+    }
+    assert!(
+        cluster.nodes[0].stored().is_empty(),
+        "a refused file was kept"
+    );
+    assert!(cluster.nodes[0].temp_files().is_empty());
+}
+
+/// Issue 19, the same class in JPEG: a multi-picture file's preview after
+/// EOI keeps its own Exif (with the GPS position), and anything appended
+/// after EOI was stored. Both go; the picture itself is kept byte for byte.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_jpeg_loses_what_follows_its_end() {
+    let cluster = Cluster::single(QUIET);
+    let gps = gps_tiff();
+    let picture = plain_jpeg(&icc_segment());
+    let mut app1 = vec![0xFF, 0xE1];
+    app1.extend_from_slice(&u16::try_from(gps.len() + 8).expect("len").to_be_bytes());
+    app1.extend_from_slice(b"Exif\0\0");
+    app1.extend_from_slice(&gps);
+    let preview = [b"\xFF\xD8".as_slice(), &app1, b"\xFF\xD9"].concat();
+    let with_preview = [picture.as_slice(), &preview].concat();
+    let (status, answer) = upload(&cluster.nodes[0], &[("mpf.jpg", &with_preview)]).await;
+    assert_eq!(status, 200, "{answer}");
+    let file = &answer["resp"]["files"][0];
+    let kept = stored(&cluster, 0, file);
+    assert_eq!(file["sha256"], sha256(&kept));
+    assert!(kept == picture, "the bytes after EOI were stored");
+}

@@ -781,3 +781,67 @@ fn migrate_copies_1000_files_byte_exact_and_resumes_after_a_kill() {
         FILES
     );
 }
+
+/// Issue 19: `migrate` uploaded what a link in the data folder pointed at
+/// (a text file outside, stored as a JPEG) and hung for ever on a FIFO named
+/// like a stored file. Both are skipped and named; the run ends, copies the
+/// regular files and nothing else.
+#[cfg(unix)]
+#[test]
+fn migrate_skips_links_and_fifos_named_like_stored_files() {
+    let garage = Garage::start(3);
+    let mut cluster = Cluster::new(&["m1"], FAST);
+    cluster.nodes[0].use_s3(&garage, 1, &[]);
+    let node = &cluster.nodes[0];
+    let work = tempfile::tempdir().expect("tempdir");
+    let from: PathBuf = work.path().join("data");
+    let files = data_folder(&from, 3);
+    let outside = work.path().join("notes.txt");
+    std::fs::write(&outside, b"a text file outside the data folder").expect("write");
+    let day = from.join("2024/1/1");
+    std::os::unix::fs::symlink(
+        &outside,
+        day.join("5310bcaf-0f8a-45c5-9a61-9bf45b5e0001.jpg"),
+    )
+    .expect("symlink");
+    std::os::unix::fs::symlink(&day, day.join("5310bcaf-0f8a-45c5-9a61-9bf45b5e0002.jpg"))
+        .expect("symlink to a folder");
+    let fifo = day.join("5310bcaf-0f8a-45c5-9a61-9bf45b5e0003.png");
+    let made = Command::new("mkfifo").arg(&fifo).status().expect("mkfifo");
+    assert!(made.success());
+
+    let log = work.path().join("migrate.log");
+    let out = std::fs::File::create(&log).expect("log");
+    let mut child = migrate_command(node, &from)
+        .stdout(out.try_clone().expect("clone"))
+        .stderr(out)
+        .spawn()
+        .expect("spawn migrate");
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "migrate did not end in 2 minutes (blocked on the FIFO?):\n{}",
+                std::fs::read_to_string(&log).unwrap_or_default()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let output = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(status.success(), "migrate: {status}\n{output}");
+    let expected: BTreeMap<String, u64> = files
+        .iter()
+        .map(|(path, bytes)| (path.clone(), bytes.len() as u64))
+        .collect();
+    assert_eq!(garage.list(1), expected, "only the regular files\n{output}");
+    assert_eq!(
+        output.matches("is not a regular file").count(),
+        3,
+        "each skipped entry is named:\n{output}"
+    );
+}

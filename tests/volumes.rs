@@ -251,6 +251,7 @@ async fn two_replicas_of_one_name_at_once_keep_one_file_on_one_volume() {
         let response = client
             .get(format!("{}/{path}", s1.base()))
             .header("X-Multiserver-Repair", "1")
+            .header("X-Security-Key", &s1.key)
             .send()
             .await
             .expect("get");
@@ -282,27 +283,33 @@ async fn two_replicas_of_one_name_at_once_keep_one_file_on_one_volume() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_delete_racing_a_replica_leaves_nothing_served() {
-    let cluster = Cluster::single(VOLUMES);
-    let s1 = &cluster.nodes[0];
-    delete_racing_replicas(s1, &(1..=3).map(|n| volume(s1, n)).collect::<Vec<_>>()).await;
+    let mut cluster = Cluster::new(&["s1", "s2"], VOLUMES);
+    cluster.start_all();
+    let (s1, s2) = (&cluster.nodes[0], &cluster.nodes[1]);
+    delete_racing_replicas(s1, s2, &(1..=3).map(|n| volume(s1, n)).collect::<Vec<_>>()).await;
 }
 
 /// The single-folder backend keeps the same order.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_delete_racing_a_replica_on_one_folder_leaves_nothing_served() {
-    let cluster = Cluster::single("fsync = false\n");
-    let s1 = &cluster.nodes[0];
-    delete_racing_replicas(s1, &[s1.data_dir()]).await;
+    let mut cluster = Cluster::new(&["s1", "s2"], "fsync = false\n");
+    cluster.start_all();
+    let (s1, s2) = (&cluster.nodes[0], &cluster.nodes[1]);
+    delete_racing_replicas(s1, s2, &[s1.data_dir()]).await;
 }
 
-/// Sends 300 replicas each with a delete of its name at once: whoever
-/// wins, the name ends deleted and on no folder.
-async fn delete_racing_replicas(s1: &Node, folders: &[PathBuf]) {
+/// Puts 300 names on `s2` only, then sends `s1` a replica of each with a
+/// delete of it at once, as when a delete overtakes the copy of a new
+/// upload: whoever wins, the name ends deleted on `s1` and on none of its
+/// folders. (The name is held by `s2`, so the delete leaves a tombstone: a
+/// name no server held would leave none.)
+async fn delete_racing_replicas(s1: &Node, s2: &Node, folders: &[PathBuf]) {
     let client = client();
     let mut served = Vec::new();
     for i in 0..300u64 {
         let path = format!("2026/1/4/{}.jpg", uuid::Uuid::new_v4());
         let bytes = jpeg(2_000, 10_000 + i);
+        assert_eq!(replica(&client, s2, &path, &bytes).await, 200, "{path}");
         let delete = async {
             client
                 .post(s1.keyed(&format!("action=delete&format=json&path={path}")))

@@ -63,7 +63,10 @@ pub async fn handle(state: &AppState, variant: &VariantPath, request: Request) -
     if let Err(refusal) = files::locate(state, original, for_peer).await {
         return refusal;
     }
-    if let Ok(meta) = tokio::fs::metadata(&file).await {
+    // A variant this server made: a link or FIFO under its name is not one.
+    if let Ok(meta) = tokio::fs::symlink_metadata(&file).await
+        && meta.is_file()
+    {
         return files::serve(&file, &meta, request, mime, Caching::Immutable).await;
     }
     if tokio::fs::try_exists(&record).await.unwrap_or(false) {
@@ -91,7 +94,9 @@ pub async fn handle(state: &AppState, variant: &VariantPath, request: Request) -
     };
     match state.variants.make(job).await {
         Ok(Outcome::Made) => {
-            if let Ok(meta) = tokio::fs::metadata(&file).await {
+            if let Ok(meta) = tokio::fs::symlink_metadata(&file).await
+                && meta.is_file()
+            {
                 return files::serve(&file, &meta, request, mime, Caching::Immutable).await;
             }
             to_original(original)
@@ -121,7 +126,9 @@ async fn head(
     if let Some(Ok(true)) = deleted {
         return StatusCode::GONE.into_response();
     }
-    if let Ok(meta) = tokio::fs::metadata(file).await {
+    if let Ok(meta) = tokio::fs::symlink_metadata(file).await
+        && meta.is_file()
+    {
         return files::serve(file, &meta, request, mime, Caching::Immutable).await;
     }
     if tokio::fs::try_exists(record).await.unwrap_or(false) {

@@ -2,15 +2,35 @@
 //! PNG and WebP files before they are hashed, stored and replicated; the
 //! pixels are never decoded or re-encoded.
 //!
-//! - JPEG: APP1 (Exif, XMP), APP13 (IPTC, Photoshop) and COM segments go;
-//!   APP2 (the ICC profile) and every other segment stay.
-//! - PNG: `eXIf`, `tEXt`, `zTXt` and `iTXt` chunks go; `iCCP` stays.
-//! - WebP: `EXIF` and `XMP ` chunks go, and the VP8X flags and the RIFF size
-//!   are fixed to match; `ICCP` stays.
+//! - JPEG: APP1 (Exif, XMP), APP13 (IPTC, Photoshop) and COM segments go,
+//!   before the first scan and between scans; APP2 (the ICC profile) and
+//!   every other segment stay. Bytes after EOI go (a multi-picture file's
+//!   previews, each with its own Exif and GPS, or anything appended).
+//! - PNG: only chunks known to hold no personal data stay (the image data,
+//!   the colour chunks and `iCCP`, `pHYs`, `bKGD`, `sPLT`, `hIST`, the APNG
+//!   animation chunks, a minimal `eXIf`). Every other ancillary chunk goes:
+//!   `tEXt`, `zTXt`, `iTXt`, `tIME`, `eXIf` spelled in any other case,
+//!   private chunks. Bytes after `IEND` go.
+//! - WebP (extended, `VP8X`): `EXIF`, `XMP ` and unknown chunks go, and the
+//!   VP8X flags and the RIFF size are fixed to match; `ICCP`, the animation
+//!   and alpha chunks stay. A simple WebP (`VP8 ` or `VP8L` first) may hold
+//!   nothing but its image chunk: whatever follows it goes. Bytes after the
+//!   RIFF end go.
+//!
+//! Keeping a list of what stays, rather than of what goes, is what makes
+//! this hold for chunks no list of metadata names: a reader such as
+//! exiftool finds Exif in `exIf` or `zxIf` too.
+//!
+//! A PNG or WebP whose chunks do not tile the file (a chunk that runs past
+//! the end, a RIFF size that ends inside a chunk or past the file, a PNG
+//! chunk type that is not four letters, an unknown critical PNG chunk) is
+//! not a file a decoder can read: [`strip`] refuses it as
+//! [`StripError::Malformed`] rather than store something half walked.
 //!
 //! An EXIF orientation other than 1 is kept: the removed Exif block is
 //! replaced, where it was, by a minimal one that holds only the Orientation
-//! tag. That minimal block is itself kept as it is, so stripping is
+//! tag. The first such minimal block is itself kept as it is (any later
+//! Exif block goes, so a file keeps at most one), so stripping is
 //! idempotent: a stripped file has nothing left to strip, and a file with
 //! no such metadata at all is left byte for byte.
 //!
@@ -21,8 +41,9 @@
 //! held, to find its orientation. [`strip`] returns a [`Plan`], a list of
 //! byte ranges to replace; [`Plan::apply`] copies the file with them
 //! replaced, in bounded chunks, and the caller decides where the copy goes.
-//! A segment or chunk structure that does not parse ends the walk: what
-//! follows is copied as it is.
+//! A JPEG's entropy-coded data is read (not held) to find the marker after
+//! it. The walk ends at bytes that are not a marker where one must be, or
+//! at the end of a file without EOI: what follows is copied as it is.
 
 use std::io::{self, BufRead, Read, Seek, SeekFrom, Write};
 
@@ -32,6 +53,35 @@ use std::io::{self, BufRead, Read, Seek, SeekFrom, Write};
 const META_READ: u64 = 64 * 1024;
 /// The Exif tag of the orientation.
 const ORIENTATION: u16 = 0x0112;
+
+/// The PNG chunks that stay (besides a minimal `eXIf`): the critical ones,
+/// colour and physical-size information, palettes and histograms, and the
+/// APNG animation chunks. None of them holds text, a time or a place.
+const PNG_KEPT: [&[u8; 4]; 18] = [
+    b"IHDR", b"PLTE", b"IDAT", b"IEND", b"tRNS", b"cHRM", b"gAMA", b"iCCP", b"sBIT", b"sRGB",
+    b"cICP", b"mDCV", b"cLLI", b"bKGD", b"hIST", b"pHYs", b"sPLT", b"acTL",
+];
+/// An empty IEND chunk with its CRC.
+const PNG_IEND: &[u8; 12] = b"\0\0\0\0IEND\xAE\x42\x60\x82";
+/// The APNG frame chunks, kept too.
+const PNG_FRAMES: [&[u8; 4]; 2] = [b"fcTL", b"fdAT"];
+/// The chunks of an extended WebP that stay (besides a minimal `EXIF`).
+const WEBP_KEPT: [&[u8; 4]; 7] = [
+    b"VP8X", b"ICCP", b"ANIM", b"ANMF", b"ALPH", b"VP8 ", b"VP8L",
+];
+/// VP8X flags: the file has an Exif chunk, an XMP chunk.
+const VP8X_EXIF: u8 = 0x08;
+const VP8X_XMP: u8 = 0x04;
+
+/// Why a file's metadata could not be removed.
+#[derive(Debug, thiserror::Error)]
+pub enum StripError {
+    /// The file's chunks do not parse: it is refused, not stored.
+    #[error("the file's structure does not parse: {0}")]
+    Malformed(&'static str),
+    #[error(transparent)]
+    Io(#[from] io::Error),
+}
 
 /// The edits that remove a file's metadata, in file order.
 #[derive(Debug, PartialEq, Eq)]
@@ -49,14 +99,14 @@ struct Edit {
 
 /// What must change in the file at the start of `reader` to remove its
 /// metadata; `None` when nothing must (the file is stored as it is).
-pub fn strip<R: BufRead + Seek>(mut reader: R) -> io::Result<Option<Plan>> {
+pub fn strip<R: BufRead + Seek>(mut reader: R) -> Result<Option<Plan>, StripError> {
     reader.seek(SeekFrom::Start(0))?;
     let head = reader.fill_buf()?;
     let edits = if head.starts_with(b"\xFF\xD8") {
         jpeg(&mut reader)?
     } else if head.starts_with(b"\x89PNG\r\n\x1a\n") {
         png(&mut reader)?
-    } else if head.starts_with(b"RIFF") && head.get(8..16) == Some(b"WEBPVP8X") {
+    } else if head.starts_with(b"RIFF") && head.get(8..12) == Some(b"WEBP") {
         webp(&mut reader)?
     } else {
         Vec::new()
@@ -96,7 +146,15 @@ struct Walk<'a, R> {
     orientation: Option<u16>,
 }
 
-impl<R: Read + Seek> Walk<'_, R> {
+impl<'a, R: Read + Seek> Walk<'a, R> {
+    fn new(reader: &'a mut R) -> Self {
+        Self {
+            reader,
+            edits: Vec::new(),
+            orientation: None,
+        }
+    }
+
     fn position(&mut self) -> io::Result<u64> {
         self.reader.stream_position()
     }
@@ -140,33 +198,75 @@ impl<R: Read + Seek> Walk<'_, R> {
             insert,
         });
     }
+
+    /// An Exif block (or, `tiff` being `None`, another APP1 block) of `len`
+    /// bytes at `at`: the first minimal block is kept as it is, anything
+    /// else removed (see [`Walk::remove`]), so a file keeps at most one.
+    /// Whether an Exif block stays in its place.
+    fn exif(
+        &mut self,
+        at: u64,
+        len: u64,
+        tiff: Option<&[u8]>,
+        minimal: fn(u16) -> Vec<u8>,
+    ) -> bool {
+        if self.orientation.is_none()
+            && let Some(tiff) = tiff.filter(|t| is_minimal(t))
+        {
+            self.orientation = orientation(tiff);
+            return true;
+        }
+        self.remove(at, len, tiff, minimal);
+        self.edits.last().is_some_and(|e| !e.insert.is_empty())
+    }
+
+    /// Removes everything from `at` to `end` (bytes after the image's end).
+    fn remove_rest(&mut self, at: u64, end: u64) {
+        if end > at {
+            self.edits.push(Edit {
+                at,
+                remove: end - at,
+                insert: Vec::new(),
+            });
+        }
+    }
 }
 
 fn jpeg<R: BufRead + Seek>(reader: &mut R) -> io::Result<Vec<Edit>> {
-    let mut walk = Walk {
-        reader,
-        edits: Vec::new(),
-        orientation: None,
-    };
+    let end = reader.seek(SeekFrom::End(0))?;
+    let mut walk = Walk::new(reader);
     walk.reader.seek(SeekFrom::Start(2))?;
+    // The marker that ended a scan's entropy-coded data, and where it is.
+    let mut after_scan = None;
     loop {
-        let at = walk.position()?;
-        let Ok([0xFF, mut marker]) = read_array(walk.reader) else {
-            break;
+        let (at, marker) = match after_scan.take() {
+            Some(found) => found,
+            None => {
+                let at = walk.position()?;
+                let Ok([0xFF, mut marker]) = read_array(walk.reader) else {
+                    break;
+                };
+                let mut at = at;
+                while marker == 0xFF {
+                    at += 1;
+                    let Ok([next]) = read_array(walk.reader) else {
+                        return Ok(walk.edits);
+                    };
+                    marker = next;
+                }
+                (at, marker)
+            }
         };
-        let mut at = at;
-        while marker == 0xFF {
-            at += 1;
-            let Ok([next]) = read_array(walk.reader) else {
-                return Ok(walk.edits);
-            };
-            marker = next;
-        }
         match marker {
             // Standalone markers.
             0x01 | 0xD0..=0xD8 => continue,
-            // Image data or the end: metadata comes before.
-            0x00 | 0xD9 | 0xDA => break,
+            // The end of the image: what follows (a multi-picture file's
+            // previews, with their own Exif, or anything appended) goes.
+            0xD9 => {
+                walk.remove_rest(at + 2, end);
+                break;
+            }
+            0x00 => break,
             _ => {}
         }
         let Ok(len) = read_array(walk.reader).map(u16::from_be_bytes) else {
@@ -179,15 +279,20 @@ fn jpeg<R: BufRead + Seek>(reader: &mut R) -> io::Result<Vec<Edit>> {
         match marker {
             0xE1 => {
                 let block = walk.read_block(payload)?;
-                let tiff = block.strip_prefix(b"Exif\0\0");
-                if tiff.is_some_and(is_minimal) {
-                    continue;
-                }
-                walk.remove(at, segment, tiff, jpeg_exif);
+                walk.exif(at, segment, block.strip_prefix(b"Exif\0\0"), jpeg_exif);
             }
             0xED | 0xFE => {
                 walk.skip(payload)?;
                 walk.remove(at, segment, None, jpeg_exif);
+            }
+            // A scan header: its entropy-coded data runs to the next marker
+            // (more tables, the next scan, or the end).
+            0xDA => {
+                walk.skip(payload)?;
+                match next_marker(walk.reader)? {
+                    Some(found) => after_scan = Some(found),
+                    None => break,
+                }
             }
             _ => walk.skip(payload)?,
         }
@@ -195,96 +300,185 @@ fn jpeg<R: BufRead + Seek>(reader: &mut R) -> io::Result<Vec<Edit>> {
     Ok(walk.edits)
 }
 
-fn png<R: BufRead + Seek>(reader: &mut R) -> io::Result<Vec<Edit>> {
-    let mut walk = Walk {
-        reader,
-        edits: Vec::new(),
-        orientation: None,
-    };
-    walk.reader.seek(SeekFrom::Start(8))?;
-    while let Ok(head) = read_array::<_, 8>(walk.reader) {
-        let at = walk.position()? - 8;
-        let len = u64::from(u32::from_be_bytes([head[0], head[1], head[2], head[3]]));
-        let chunk = len + 12;
-        match &head[4..] {
-            b"eXIf" => {
-                let block = walk.read_block(len)?;
-                walk.skip(4)?;
-                if is_minimal(&block) {
-                    continue;
+/// Reads entropy-coded data up to the next marker: where its `FF` is and
+/// its code; `None` at the end of the file. In that data an `FF` is
+/// followed by `00` (a stuffed byte), a restart marker or more `FF` fill
+/// bytes; any other code is a marker.
+fn next_marker<R: BufRead + Seek>(reader: &mut R) -> io::Result<Option<(u64, u8)>> {
+    let mut start = reader.stream_position()?;
+    let mut after_ff = false;
+    loop {
+        let buf = reader.fill_buf()?;
+        if buf.is_empty() {
+            return Ok(None);
+        }
+        for (i, &b) in buf.iter().enumerate() {
+            if after_ff {
+                match b {
+                    0x00 | 0xD0..=0xD7 => after_ff = false,
+                    0xFF => {}
+                    code => {
+                        reader.consume(i + 1);
+                        return Ok(Some((start + i as u64 - 1, code)));
+                    }
                 }
-                walk.remove(at, chunk, Some(&block), png_exif);
+            } else {
+                after_ff = b == 0xFF;
             }
-            b"tEXt" | b"zTXt" | b"iTXt" => {
-                walk.skip(len + 4)?;
+        }
+        let n = buf.len();
+        reader.consume(n);
+        start += n as u64;
+    }
+}
+
+fn png<R: BufRead + Seek>(reader: &mut R) -> Result<Vec<Edit>, StripError> {
+    let end = reader.seek(SeekFrom::End(0))?;
+    let mut walk = Walk::new(reader);
+    let mut at = walk.reader.seek(SeekFrom::Start(8))?;
+    // A file that ends where a chunk ends, before IEND, has nothing more to
+    // walk (decoders judge whether its image data is whole).
+    while at < end {
+        if end - at < 12 {
+            return Err(StripError::Malformed("a PNG chunk runs past the end"));
+        }
+        let head: [u8; 8] = read_array(walk.reader)?;
+        let len = u32::from_be_bytes([head[0], head[1], head[2], head[3]]);
+        let kind: [u8; 4] = [head[4], head[5], head[6], head[7]];
+        if len > 0x7FFF_FFFF || !kind.iter().all(u8::is_ascii_alphabetic) {
+            return Err(StripError::Malformed("a PNG chunk header is not valid"));
+        }
+        let chunk = u64::from(len) + 12;
+        if chunk > end - at {
+            return Err(StripError::Malformed("a PNG chunk runs past the end"));
+        }
+        match &kind {
+            b"IEND" => {
+                walk.remove_rest(at + chunk, end);
+                return Ok(walk.edits);
+            }
+            b"eXIf" => {
+                let block = walk.read_block(len.into())?;
+                walk.skip(4)?;
+                walk.exif(at, chunk, Some(&block), png_exif);
+            }
+            k if PNG_KEPT.contains(&k) || PNG_FRAMES.contains(&k) => walk.skip(chunk - 8)?,
+            // A decoder must refuse a critical chunk it does not know.
+            k if k[0].is_ascii_uppercase() => {
+                return Err(StripError::Malformed("a PNG has an unknown critical chunk"));
+            }
+            _ => {
+                walk.skip(chunk - 8)?;
                 walk.remove(at, chunk, None, png_exif);
             }
-            b"IEND" => break,
-            _ => walk.skip(len + 4)?,
         }
+        at += chunk;
+    }
+    // No IEND: a decoder may still read the file if a chunk follows the
+    // image data, and the one that did may have been removed; a stripped
+    // copy ends with IEND, so it reads at least as well as the original.
+    if !walk.edits.is_empty() {
+        walk.edits.push(Edit {
+            at: end,
+            remove: 0,
+            insert: PNG_IEND.to_vec(),
+        });
     }
     Ok(walk.edits)
 }
 
-fn webp<R: BufRead + Seek>(reader: &mut R) -> io::Result<Vec<Edit>> {
-    let mut walk = Walk {
-        reader,
-        edits: Vec::new(),
-        orientation: None,
-    };
-    let header: [u8; 21] = read_array(walk.reader)?;
+fn webp<R: BufRead + Seek>(reader: &mut R) -> Result<Vec<Edit>, StripError> {
+    let end = reader.seek(SeekFrom::End(0))?;
+    reader.seek(SeekFrom::Start(0))?;
+    let mut walk = Walk::new(reader);
+    let header: [u8; 12] = read_array(walk.reader)
+        .map_err(|_| StripError::Malformed("a WebP ends inside its RIFF header"))?;
     let riff_size = u32::from_le_bytes([header[4], header[5], header[6], header[7]]);
-    let flags = header[20];
-    walk.reader.seek(SeekFrom::Start(12))?;
+    let riff_end = u64::from(riff_size) + 8;
+    if riff_end > end {
+        return Err(StripError::Malformed("a WebP's RIFF size is past its end"));
+    }
+    // Whether the file is extended (VP8X), and its flags.
+    let mut vp8x = None;
     let mut exif_kept = false;
-    while let Ok(head) = read_array::<_, 8>(walk.reader) {
-        let at = walk.position()? - 8;
+    let mut at = 12;
+    while at < riff_end {
+        if riff_end - at < 8 {
+            return Err(StripError::Malformed("a WebP chunk runs past the RIFF end"));
+        }
+        let head: [u8; 8] = read_array(walk.reader)?;
         let len = u64::from(u32::from_le_bytes([head[4], head[5], head[6], head[7]]));
         let padded = len + (len & 1);
-        match &head[..4] {
+        if padded + 8 > riff_end - at {
+            return Err(StripError::Malformed("a WebP chunk runs past the RIFF end"));
+        }
+        let kind: [u8; 4] = [head[0], head[1], head[2], head[3]];
+        let first = at == 12;
+        match &kind {
+            b"VP8X" if first => {
+                let block = walk.read_block(padded)?;
+                vp8x = Some(
+                    *block
+                        .first()
+                        .ok_or(StripError::Malformed("a WebP's VP8X chunk is empty"))?,
+                );
+            }
+            b"VP8 " | b"VP8L" if first => walk.skip(padded)?,
+            _ if first => {
+                return Err(StripError::Malformed("a WebP starts with no image chunk"));
+            }
+            // A simple WebP is its image chunk and nothing else: anything
+            // after it is unreadable to decoders and seen by metadata tools.
+            _ if vp8x.is_none() => {
+                walk.skip(padded)?;
+                walk.remove(at, padded + 8, None, webp_exif);
+            }
             b"EXIF" => {
                 let block = walk.read_block(len)?;
                 walk.skip(padded - len)?;
                 let tiff = block.strip_prefix(b"Exif\0\0").unwrap_or(&block);
-                if is_minimal(tiff) {
-                    exif_kept = true;
-                    continue;
-                }
-                walk.remove(at, padded + 8, Some(tiff), webp_exif);
-                exif_kept |= walk.edits.last().is_some_and(|e| !e.insert.is_empty());
+                exif_kept |= walk.exif(at, padded + 8, Some(tiff), webp_exif);
             }
-            b"XMP " => {
+            k if WEBP_KEPT.contains(&k) => walk.skip(padded)?,
+            _ => {
                 walk.skip(padded)?;
                 walk.remove(at, padded + 8, None, webp_exif);
             }
-            _ => walk.skip(padded)?,
         }
+        at += padded + 8;
     }
-    if walk.edits.is_empty() {
-        return Ok(walk.edits);
+    if at == 12 {
+        return Err(StripError::Malformed("a WebP has no chunk"));
     }
     let removed: u64 = walk.edits.iter().map(|e| e.remove).sum();
     let inserted: u64 = walk.edits.iter().map(|e| e.insert.len() as u64).sum();
-    let size = (u64::from(riff_size) + inserted)
-        .checked_sub(removed)
-        .and_then(|s| u32::try_from(s).ok())
-        .ok_or_else(|| io::Error::other("RIFF size smaller than its chunks"))?;
-    // VP8X flags: 0x08 Exif, 0x04 XMP.
-    let mut new_flags = flags & !0x04;
-    if !exif_kept {
-        new_flags &= !0x08;
+    walk.remove_rest(riff_end, end);
+    if walk.edits.is_empty() {
+        return Ok(walk.edits);
     }
-    let mut edits = vec![Edit {
-        at: 4,
-        remove: 4,
-        insert: size.to_le_bytes().to_vec(),
-    }];
-    if new_flags != flags {
+    let mut edits = Vec::new();
+    if removed != inserted {
+        // The kept chunks are within the old size, so this fits in 32 bits.
+        let size = u32::try_from(u64::from(riff_size) + inserted - removed)
+            .map_err(|_| StripError::Malformed("a WebP's RIFF size does not fit"))?;
         edits.push(Edit {
-            at: 20,
-            remove: 1,
-            insert: vec![new_flags],
+            at: 4,
+            remove: 4,
+            insert: size.to_le_bytes().to_vec(),
         });
+    }
+    if let Some(flags) = vp8x {
+        let mut new_flags = flags & !VP8X_XMP;
+        if !exif_kept {
+            new_flags &= !VP8X_EXIF;
+        }
+        if new_flags != flags {
+            edits.push(Edit {
+                at: 20,
+                remove: 1,
+                insert: vec![new_flags],
+            });
+        }
     }
     edits.append(&mut walk.edits);
     Ok(edits)
@@ -541,5 +735,159 @@ mod tests {
         assert_eq!(rotated, webp(0x28, &[image.clone(), webp_exif(6)]));
         assert_eq!(stripped(&rotated), None);
         assert_eq!(stripped(&webp(0x20, &[iccp, image])), None);
+    }
+
+    // The tests below use literal bytes only: nothing expected is made by
+    // the code under test. Chunk CRCs are zero: the walk does not read them.
+
+    const SIG: &[u8] = b"\x89PNG\r\n\x1a\n";
+    const IHDR: &[u8] = b"\0\0\0\x0dIHDR\0\0\0\x01\0\0\0\x01\x08\x02\0\0\0\0\0\0\0";
+    const IDAT: &[u8] = b"\0\0\0\x02IDATxx\0\0\0\0";
+    const IEND: &[u8] = b"\0\0\0\0IEND\0\0\0\0";
+
+    fn strip_bytes(bytes: &[u8]) -> Result<Option<Vec<u8>>, StripError> {
+        let Some(plan) = strip(Cursor::new(bytes))? else {
+            return Ok(None);
+        };
+        let mut out = Vec::new();
+        plan.apply(Cursor::new(bytes), &mut out)?;
+        Ok(Some(out))
+    }
+
+    fn refused(bytes: &[u8]) -> bool {
+        matches!(strip(Cursor::new(bytes)), Err(StripError::Malformed(_)))
+    }
+
+    #[test]
+    fn a_png_loses_exif_in_any_case_unknown_chunks_and_bytes_after_iend() {
+        let input = [
+            SIG,
+            IHDR,
+            b"\0\0\0\x03exIfGPS\0\0\0\0",
+            b"\0\0\0\x03eXIFGPS\0\0\0\0",
+            b"\0\0\0\x01prVtx\0\0\0\0",
+            b"\0\0\0\x01tIMEx\0\0\0\0",
+            b"\0\0\0\x04pHYsxxxx\0\0\0\0",
+            IDAT,
+            IEND,
+            b"\0\0\0\x04tEXtGPS!\0\0\0\0",
+        ]
+        .concat();
+        let want = [SIG, IHDR, b"\0\0\0\x04pHYsxxxx\0\0\0\0", IDAT, IEND].concat();
+        assert_eq!(strip_bytes(&input).expect("parses"), Some(want));
+        let clean = [SIG, IHDR, IDAT, IEND].concat();
+        assert_eq!(strip_bytes(&clean).expect("parses"), None);
+        // Ending where a chunk ends, before IEND: nothing more to walk.
+        assert_eq!(strip_bytes(&[SIG, IHDR].concat()).expect("parses"), None);
+    }
+
+    #[test]
+    fn a_png_whose_chunks_do_not_parse_is_refused() {
+        // A chunk longer than the file, a cut chunk header, a critical chunk
+        // no decoder knows, a type that is not four letters.
+        assert!(refused(&[SIG, IHDR, b"\0\0\0\x09IDATxx\0\0\0\0"].concat()));
+        assert!(refused(&[SIG, IHDR, b"\0\0\0"].concat()));
+        assert!(refused(
+            &[SIG, IHDR, b"\0\0\0\x01GPSxx\0\0\0\0", IEND].concat()
+        ));
+        assert!(refused(
+            &[SIG, IHDR, b"\0\0\0\x01tE-tx\0\0\0\0", IEND].concat()
+        ));
+        assert!(refused(
+            &[SIG, IHDR, b"\x80\0\0\0tEXt\0\0\0\0", IEND].concat()
+        ));
+    }
+
+    /// A simple lossless WebP: RIFF size 18, one VP8L chunk of 5 bytes and
+    /// its padding.
+    const SIMPLE: &[u8] = b"RIFF\x12\0\0\0WEBPVP8L\x05\0\0\0\x2fabcd\0";
+
+    #[test]
+    fn a_simple_webp_keeps_only_its_image_chunk_and_nothing_after_the_riff_end() {
+        let input = [
+            b"RIFF\x2a\0\0\0WEBPVP8L\x05\0\0\0\x2fabcd\0".as_slice(),
+            b"EXIF\x04\0\0\0GPS!",
+            b"XMP \x03\0\0\0GPS\0",
+        ]
+        .concat();
+        assert_eq!(strip_bytes(&input).expect("parses"), Some(SIMPLE.to_vec()));
+        let trailing = [SIMPLE, b"EXIF\x04\0\0\0GPS!"].concat();
+        assert_eq!(
+            strip_bytes(&trailing).expect("parses"),
+            Some(SIMPLE.to_vec())
+        );
+        assert_eq!(strip_bytes(SIMPLE).expect("parses"), None);
+    }
+
+    #[test]
+    fn an_extended_webp_loses_unknown_chunks_and_its_riff_size_follows() {
+        let vp8x = b"VP8X\x0a\0\0\0\x08\0\0\0\0\0\0\0\0\0".as_slice();
+        let input = [
+            b"RIFF\x3c\0\0\0WEBP".as_slice(),
+            vp8x,
+            b"VP8L\x05\0\0\0\x2fabcd\0",
+            b"GPSx\x04\0\0\0GPS!",
+            b"EXIF\x04\0\0\0II*\0",
+        ]
+        .concat();
+        // The Exif flag goes with the Exif chunk (it held no orientation).
+        let want = [
+            b"RIFF\x24\0\0\0WEBP".as_slice(),
+            b"VP8X\x0a\0\0\0\0\0\0\0\0\0\0\0\0\0",
+            b"VP8L\x05\0\0\0\x2fabcd\0",
+        ]
+        .concat();
+        assert_eq!(strip_bytes(&input).expect("parses"), Some(want));
+    }
+
+    #[test]
+    fn a_webp_whose_riff_size_does_not_match_its_chunks_is_refused() {
+        // Ends inside the image chunk; ends past the file; no image chunk
+        // first; no chunk at all.
+        assert!(refused(b"RIFF\x0e\0\0\0WEBPVP8L\x05\0\0\0\x2fabcd\0"));
+        assert!(refused(b"RIFF\x40\0\0\0WEBPVP8L\x05\0\0\0\x2fabcd\0"));
+        assert!(refused(b"RIFF\x12\0\0\0WEBPEXIF\x05\0\0\0\x2fabcd\0"));
+        assert!(refused(b"RIFF\x04\0\0\0WEBP"));
+    }
+
+    #[test]
+    fn a_png_keeps_one_minimal_exif_and_loses_a_second_exif() {
+        // Orientation 6, big-endian, one IFD: the minimal block itself.
+        let minimal = b"\0\0\0\x1aeXIfMM\0\x2a\0\0\0\x08\0\x01\x01\x12\0\x03\0\0\0\x01\0\x06\0\0\0\0\0\0\0\0\0\0";
+        // Little-endian, orientation 3: not minimal, and not a second
+        // orientation either.
+        let gps = b"\0\0\0\x1aeXIfII\x2a\0\x08\0\0\0\x01\0\x12\x01\x03\0\x01\0\0\0\x03\0\0\0\0\0\0\0\0\0\0\0";
+        let input = [SIG, IHDR, minimal, gps, IDAT, IEND].concat();
+        let want = [SIG, IHDR, minimal, IDAT, IEND].concat();
+        assert_eq!(strip_bytes(&input).expect("parses"), Some(want));
+    }
+
+    #[test]
+    fn a_jpeg_loses_comments_between_scans_and_bytes_after_eoi() {
+        // SOI, a scan header, entropy-coded data with a stuffed byte, a
+        // restart marker and fill bytes, a comment between scans, a second
+        // scan, EOI, then a preview JPEG with its own Exif.
+        let head = b"\xFF\xD8\xFF\xDA\x00\x03\x01a\xFF\x00b\xFF\xD3c\xFF\xFF".as_slice();
+        let comment = b"\xFF\xFE\x00\x05GPS".as_slice();
+        let tail = b"\xFF\xDA\x00\x03\x01d\xFF\xD9".as_slice();
+        let preview = b"\xFF\xD8\xFF\xE1\x00\x0aExif\0\0GPS\xFF\xD9".as_slice();
+        let input = [head, comment, tail, preview].concat();
+        assert_eq!(
+            strip_bytes(&input).expect("parses"),
+            Some([head, tail].concat())
+        );
+        // Without EOI (a cut file) nothing after the scan is touched.
+        let cut = b"\xFF\xD8\xFF\xDA\x00\x03\x01a\xFF\x00b".as_slice();
+        assert_eq!(strip_bytes(cut).expect("parses"), None);
+    }
+
+    #[test]
+    fn a_png_without_iend_that_loses_a_chunk_gets_one() {
+        // As the fuzzer found it: IEND misspelt `nEND` is an unknown chunk
+        // after the image data; without it the decoder met the end of the
+        // file where it wanted a chunk.
+        let input = [SIG, IHDR, IDAT, b"\0\0\0\0nEND\0\0\0\0"].concat();
+        let want = [SIG, IHDR, IDAT, b"\0\0\0\0IEND\xAE\x42\x60\x82"].concat();
+        assert_eq!(strip_bytes(&input).expect("parses"), Some(want));
     }
 }

@@ -467,6 +467,11 @@ fn reconcile(db: &Database, data_dir: &Path, since: Option<i64>) -> Result<(), I
             if known(&key(&path))? {
                 continue;
             }
+            // Not followed, not opened: a FIFO would block the start.
+            if !entry.file_type().is_ok_and(|t| t.is_file()) {
+                tracing::warn!(file = %entry.path().display(), "not a regular file: not indexed");
+                continue;
+            }
             let meta = entry.metadata()?;
             let added_at = meta
                 .modified()

@@ -46,7 +46,7 @@ use tokio_util::io::ReaderStream;
 
 use crate::config::{Config, Peer};
 use crate::journal::{Journal, JournalEntry, Operation};
-use crate::storage::{Storage, StoredFile, StoredPath};
+use crate::storage::{Storage, StoredFile, StoredPath, open_regular};
 
 pub(crate) use answer::{
     SERVER_HEADER, envelope, error_text, escape_controls, is_success, read_limited,
@@ -332,8 +332,12 @@ impl Replicator {
         let body = match source {
             Source::Memory(content) => reqwest::Body::from(content.clone()),
             Source::Disk(path) => {
-                let body = tokio::fs::File::open(path)
+                let opened = path.to_path_buf();
+                let body = tokio::task::spawn_blocking(move || open_regular(&opened))
                     .await
+                    .map_err(std::io::Error::other)
+                    .and_then(|opened| opened)
+                    .map(|(file, _)| tokio::fs::File::from_std(file))
                     .map_err(ReplicationError::Source)?;
                 // A file that is not the size recorded is this server's
                 // problem (scrub's to find), not the peer's: it must not

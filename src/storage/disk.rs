@@ -110,11 +110,17 @@ impl Disk {
         )
     }
 
-    /// The stored file `path` here, with its metadata, if it is here.
+    /// The stored file `path` here, with its metadata, if it is here as a
+    /// regular file: a link or FIFO under that name is not followed and
+    /// not served (`regular.rs`).
     pub async fn find(&self, path: &StoredPath) -> Option<(PathBuf, std::fs::Metadata)> {
         let file = self.file(path);
-        let meta = tokio::fs::metadata(&file).await.ok()?;
-        meta.is_file().then_some((file, meta))
+        let meta = tokio::fs::symlink_metadata(&file).await.ok()?;
+        if !meta.is_file() {
+            tracing::warn!(file = %file.display(), "not a regular file: ignored");
+            return None;
+        }
+        Some((file, meta))
     }
 }
 

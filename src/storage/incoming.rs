@@ -32,6 +32,7 @@ use sha2::{Digest, Sha256};
 use tokio::task::JoinHandle;
 
 use super::{DiskTasks, ImageRules, ImageType, SNIFF_LEN, Slot, StorageError, Writing};
+use crate::images::strip::StripError;
 use crate::images::{self, Dimensions, Limits};
 
 /// Bytes gathered before a batch goes to a write task (one vectored write).
@@ -103,7 +104,13 @@ fn inspect<R: io::BufRead + Seek>(
         return Err(over.into());
     }
     let plan = if end.rules.strip_metadata {
-        images::strip::strip(&mut *reader)?
+        images::strip::strip(&mut *reader).map_err(|e| match e {
+            // Chunks that do not tile the file: no decoder reads it either.
+            StripError::Malformed(_) => StorageError::Malformed {
+                kind: end.image_type.extension(),
+            },
+            StripError::Io(e) => e.into(),
+        })?
     } else {
         None
     };

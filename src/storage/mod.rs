@@ -25,13 +25,13 @@ mod dir_sync;
 mod disk;
 mod incoming;
 mod path;
+mod regular;
 pub mod s3;
 mod sniff;
 mod trash;
 mod variant_path;
 mod volumes;
 
-use std::fs::File;
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -52,6 +52,7 @@ use volumes::Volumes;
 use crate::images::{Limits, OverLimit};
 use crate::index::{FileEntry, Index, IndexError};
 pub use path::StoredPath;
+pub use regular::{not_regular, open_regular};
 pub use sniff::{ImageType, SNIFF_LEN};
 pub use trash::TRASH_DIR;
 pub use variant_path::{VARIANTS_DIR, VariantKind, VariantPath};
@@ -714,9 +715,10 @@ impl std::ops::Deref for LocalCopy {
         &self.file
     }
 }
-/// SHA-256 of a file on disk, lowercase hex.
+/// SHA-256 of a stored file on disk, lowercase hex; an `InvalidInput`
+/// error for anything but a regular file (`regular.rs`).
 pub fn hash_file(path: &Path) -> io::Result<String> {
-    let mut file = File::open(path)?;
+    let (mut file, _) = open_regular(path)?;
     let mut hasher = Sha256::new();
     let mut buf = vec![0u8; 256 * 1024];
     loop {

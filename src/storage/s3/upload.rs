@@ -132,9 +132,9 @@ impl S3Store {
 async fn open(file: &Path, size: u64) -> Result<File, S3Error> {
     let file = file.to_path_buf();
     let (file, actual) = tokio::task::spawn_blocking(move || {
-        let file = File::open(file)?;
-        let len = file.metadata()?.len();
-        Ok::<_, std::io::Error>((file, len))
+        // A stored file, never what a link in the data folder points at.
+        let (file, meta) = crate::storage::open_regular(&file)?;
+        Ok::<_, std::io::Error>((file, meta.len()))
     })
     .await
     .map_err(std::io::Error::other)??;
