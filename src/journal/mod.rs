@@ -601,6 +601,32 @@ mod tests {
     }
 
     #[test]
+    fn counts_at_open_tell_refused_entries_and_unreadable_lines_apart() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let refused = JournalEntry {
+            needs_operator: true,
+            ..entry("s2")
+        };
+        let text = [
+            serde_json::to_string(&entry("s2")).expect("json"),
+            serde_json::to_string(&refused).expect("json"),
+            "{torn".to_owned(),
+            serde_json::to_string(&refused).expect("json"),
+        ]
+        .join("\n");
+        std::fs::write(dir.path().join(JOURNAL), text).expect("write");
+        let journal = Journal::open(dir.path(), false).expect("open");
+        assert_eq!(
+            journal.counts(),
+            Counts {
+                entries: 3,
+                needs_operator: 2,
+                unreadable: 1,
+            }
+        );
+    }
+
+    #[test]
     fn a_journal_that_cannot_be_read_is_an_error_not_an_empty_one() {
         let dir = tempfile::tempdir().expect("tempdir");
         std::fs::create_dir(dir.path().join(JOURNAL)).expect("mkdir");
