@@ -966,6 +966,21 @@ mod tests {
     }
 
     #[test]
+    fn a_comment_after_a_scan_of_several_bytes_goes() {
+        let input = b"\xFF\xD8\xFF\xDA\x00\x03\x01abc\xFF\xFE\x00\x05GPS\xFF\xD9";
+        let want = b"\xFF\xD8\xFF\xDA\x00\x03\x01abc\xFF\xD9".to_vec();
+        assert_eq!(strip_bytes(input).expect("parses"), Some(want));
+    }
+
+    #[test]
+    fn a_jpeg_walk_ends_where_no_marker_is() {
+        // `FF 00` where a segment must start: what follows is not walked,
+        // even if it reads as a comment.
+        let input = b"\xFF\xD8\xFF\x00\x00\x05GPS\xFF\xFE\x00\x05GPS\xFF\xD9";
+        assert_eq!(strip_bytes(input).expect("parses"), None);
+    }
+
+    #[test]
     fn an_even_exif_chunk_goes_and_the_chunk_after_it_stays() {
         let image = b"VP8L\x05\0\0\0\x2fabcd\0".as_slice();
         let iccp = b"ICCP\x03\0\0\0abc\0".as_slice();
