@@ -969,7 +969,14 @@ mod tests {
     fn a_comment_after_a_scan_of_several_bytes_goes() {
         let input = b"\xFF\xD8\xFF\xDA\x00\x03\x01abc\xFF\xFE\x00\x05GPS\xFF\xD9";
         let want = b"\xFF\xD8\xFF\xDA\x00\x03\x01abc\xFF\xD9".to_vec();
-        assert_eq!(strip_bytes(input).expect("parses"), Some(want));
+        assert_eq!(strip_bytes(input).expect("parses"), Some(want.clone()));
+        // The same, read through a buffer smaller than the scan's data.
+        let plan = strip(io::BufReader::with_capacity(4, Cursor::new(input)))
+            .expect("walk")
+            .expect("something to strip");
+        let mut out = Vec::new();
+        plan.apply(Cursor::new(input), &mut out).expect("apply");
+        assert_eq!(out, want);
     }
 
     #[test]
