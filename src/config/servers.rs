@@ -169,11 +169,40 @@ mod tests {
             e.contains("Server/@Uri") && e.contains("this server (s1)"),
             "{e}"
         );
+        let own_later = check_uris(path, &own, "s2")
+            .expect_err("own Uri")
+            .to_string();
+        assert!(
+            own_later.contains(
+                "`http://a/do.ashx` of peer s1 is the Uri of this server (s2): its copies \
+                 would come back here and never reach s1"
+            ),
+            "{own_later}"
+        );
         let twice = entries(["http://a/do.ashx", "http://b/do.ashx", "http://b/do.ashx"]);
         let e = check_uris(path, &twice, "s1")
             .expect_err("twice")
             .to_string();
         assert!(e.contains("both s2 and s3"), "{e}");
+    }
+
+    #[test]
+    fn reads_the_file_and_names_it_when_it_cannot() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("servers.xml.config");
+        std::fs::write(&path, ORIGINAL).expect("write");
+        let names: Vec<_> = read(&path)
+            .expect("reads")
+            .into_iter()
+            .map(|s| s.name)
+            .collect();
+        assert_eq!(names, ["s1", "s2"]);
+        let missing = dir.path().join("absent.config");
+        let e = read(&missing).expect_err("missing").to_string();
+        assert!(
+            e.contains("absent.config") && e.contains("cannot read"),
+            "{e}"
+        );
     }
 
     #[test]

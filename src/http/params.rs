@@ -91,6 +91,26 @@ mod tests {
     }
 
     #[test]
+    fn reads_every_parameter_and_ignores_others() {
+        let p = Params::parse(Some(
+            "Prefix=2014%2F4&DAY=2014-04-15&Path=a.jpg&action=digest&format=xml&x=1&AFTER=15%2Fa",
+        ));
+        assert_eq!(
+            p,
+            Params {
+                action: Some("digest".into()),
+                format: Some("xml".into()),
+                security_key: None,
+                path: Some("a.jpg".into()),
+                prefix: Some("2014/4".into()),
+                day: Some("2014-04-15".into()),
+                after: Some("15/a".into()),
+            }
+        );
+        assert_eq!(Params::parse(None), Params::default());
+    }
+
+    #[test]
     fn decodes_values() {
         let p = Params::parse(Some(
             "action=sync&path=2014%2F4%2F15%2Fa.jpg&securitykey=a%2Bb+c",

@@ -321,6 +321,93 @@ pub(super) mod tests {
         assert_eq!(count(&webp), 3 * 400);
     }
 
+    #[test]
+    fn counting_stops_at_the_first_frame_past_the_limit() {
+        let gif = gif_frames(1000, true);
+        assert_eq!(pixels(Cursor::new(&gif), SIDE, 5_000).expect("walk"), 5_100);
+        assert_eq!(pixels(Cursor::new(&gif), SIDE, 5_100).expect("walk"), 5_200);
+    }
+
+    /// A 10 × 10 screen holding a 10 × 10 frame, a 20 × 30 frame and a 5 × 5
+    /// frame, the last two with local colour tables of 8 entries.
+    #[test]
+    fn a_gif_frame_larger_than_its_screen_counts_its_own_area() {
+        let mut gif = b"GIF89a\x0a\x00\x0a\x00\x80\x00\x00\0\0\0\xff\xff\xff".to_vec();
+        gif.extend_from_slice(b"\x2c\0\0\0\0\x0a\x00\x0a\x00\x00\x02\x02\x4c\x01\x00");
+        for size in [b"\x14\x00\x1e\x00", b"\x05\x00\x05\x00"] {
+            gif.extend_from_slice(b"\x2c\0\0\0\0");
+            gif.extend_from_slice(size);
+            gif.push(0x82);
+            gif.extend_from_slice(&[0; 24]);
+            gif.extend_from_slice(b"\x02\x02\x4c\x01\x00");
+        }
+        gif.push(0x3b);
+        assert_eq!(count(&gif), 100 + 600 + 100);
+    }
+
+    #[test]
+    fn an_actl_after_the_image_data_is_not_read() {
+        let mut png =
+            b"\x89PNG\r\n\x1a\n\x00\x00\x00\x0dIHDR\0\0\0\x0a\0\0\0\x0a\x08\x02\0\0\0\0\0\0\0"
+                .to_vec();
+        png.extend_from_slice(b"\x00\x00\x00\x02IDAT\x78\x9c\0\0\0\0");
+        png.extend_from_slice(b"\x00\x00\x00\x08acTL\x00\x00\x00\x07\x00\x00\x00\x00\0\0\0\0");
+        assert_eq!(count(&png), 100);
+    }
+
+    /// After an odd-length chunk and its pad byte: a frame of 512 × 65537
+    /// (sizes stored minus one, 24-bit little-endian), then a frame header
+    /// of 20 × 20 with no frame data.
+    #[test]
+    fn animated_webp_sizes_are_read_in_full_after_padded_chunks() {
+        let mut webp = b"RIFF\0\0\0\0WEBPVP8X\x0a\0\0\0\x02\0\0\0\x09\0\0\x09\0\0".to_vec();
+        webp.extend_from_slice(b"ICCP\x03\0\0\0abc\0");
+        webp.extend_from_slice(b"ANIM\x06\0\0\0\0\0\0\0\0\0");
+        webp.extend_from_slice(b"ANMF\x10\0\0\0\0\0\0\0\0\0\xff\x01\x00\x00\x00\x01\0\0\0\0");
+        webp.extend_from_slice(b"ANMF\x0c\0\0\0\0\0\0\0\0\0\x13\0\0\x13\0\0");
+        assert_eq!(count(&webp), 512 * 65_537 + 400);
+    }
+
+    /// A reader that fails, as a disk does, once `good` bytes are read.
+    struct FailingAfter {
+        inner: Cursor<Vec<u8>>,
+        good: u64,
+    }
+
+    impl Read for FailingAfter {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            let left = self.good.saturating_sub(self.inner.position());
+            if left == 0 {
+                return Err(io::Error::other("read error"));
+            }
+            let n = buf.len().min(usize::try_from(left).expect("small"));
+            self.inner.read(&mut buf[..n])
+        }
+    }
+
+    impl Seek for FailingAfter {
+        fn seek(&mut self, to: SeekFrom) -> io::Result<u64> {
+            self.inner.seek(to)
+        }
+    }
+
+    #[test]
+    fn a_read_error_is_an_error_not_the_end_of_the_file() {
+        let failing = |bytes: Vec<u8>| {
+            io::BufReader::new(FailingAfter {
+                inner: Cursor::new(bytes),
+                good: 40,
+            })
+        };
+        let walked = pixels(failing(gif_frames(10, true)), SIDE, u64::MAX);
+        assert_eq!(walked.expect_err("read error").kind(), io::ErrorKind::Other);
+        let scanned = jpeg_scans(&mut failing(many_scans(16, 16, 10)), u32::MAX);
+        assert_eq!(
+            scanned.expect_err("read error").kind(),
+            io::ErrorKind::Other
+        );
+    }
+
     /// A progressive grayscale JPEG of `width` × `height` with `scans`
     /// scans holding no data: Huffman tables whose one code is `0`, so the
     /// zeros a decoder pads a scan with read as "nothing here".
@@ -368,6 +455,13 @@ pub(super) mod tests {
         baseline.extend_from_slice(b"\x12\xFF\x00\x34\xFF\xD0\x56\xFF\xFF\xD9");
         baseline.extend_from_slice(&many_scans(16, 16, 50));
         assert_eq!(scans(&baseline), 1);
+        // A standalone marker, fill bytes before a marker; after EOI, bytes
+        // that would read as a segment and a scan count nothing.
+        let mut marked = b"\xFF\xD8\xFF\x01\xFF\xFF\xFF\xFE\x00\x04ab".to_vec();
+        marked.extend_from_slice(b"\xFF\xDA\x00\x08\x01\x01\x00\x00\x00\x00\x12\x34");
+        marked.extend_from_slice(b"\xFF\xDA\x00\x08\x01\x01\x00\x01\x3f\x00\xFF\xD9");
+        marked.extend_from_slice(b"\x00\x02\xFF\xDA\x00\x08\x01\x01\x00\x01\x3f\x00\xFF\xD9");
+        assert_eq!(scans(&marked), 2);
         // A truncated file counts what it holds; counting stops past the limit.
         let long = many_scans(16, 16, 1000);
         assert!((490..500).contains(&scans(&long[..long.len() / 2])));

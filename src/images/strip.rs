@@ -890,4 +890,120 @@ mod tests {
         let want = [SIG, IHDR, IDAT, b"\0\0\0\0IEND\xAE\x42\x60\x82"].concat();
         assert_eq!(strip_bytes(&input).expect("parses"), Some(want));
     }
+
+    // Camera metadata, literal: nothing expected below is made by the code
+    // under test.
+
+    /// TIFF data as cameras write it: ImageWidth (a SHORT too) and Make
+    /// before the Orientation, 8; little-endian.
+    const CAMERA_TIFF: &[u8] = b"II\x2a\0\x08\0\0\0\x03\0\
+        \x00\x01\x03\0\x01\0\0\0\x80\x02\0\0\
+        \x0f\x01\x02\0\x04\0\0\0Cam\0\
+        \x12\x01\x03\0\x01\0\0\0\x08\0\0\0\
+        \0\0\0\0";
+
+    /// What replaces an Exif block of orientation 8: big-endian TIFF data,
+    /// one IFD, one entry.
+    const MINIMAL_8: &[u8] = b"MM\0\x2a\0\0\0\x08\0\x01\x01\x12\0\x03\0\0\0\x01\0\x08\0\0\0\0\0\0";
+
+    #[test]
+    fn the_orientation_is_found_after_other_entries_of_ifd0() {
+        assert_eq!(orientation(CAMERA_TIFF), Some(8));
+        assert_eq!(orientation(MINIMAL_8), Some(8));
+        // The Orientation tag with another type than SHORT is not one.
+        let mut long = CAMERA_TIFF.to_vec();
+        long[36] = 4;
+        assert_eq!(orientation(&long), None);
+    }
+
+    #[test]
+    fn a_camera_orientation_stays_in_each_format_as_a_minimal_block() {
+        let scan = b"\xFF\xDA\x00\x03\x01a\xFF\xD9".as_slice();
+        let jpeg = [
+            b"\xFF\xD8\xFF\xE1\x00\x3aExif\0\0".as_slice(),
+            CAMERA_TIFF,
+            scan,
+        ]
+        .concat();
+        let want = [
+            b"\xFF\xD8\xFF\xE1\x00\x22Exif\0\0".as_slice(),
+            MINIMAL_8,
+            scan,
+        ]
+        .concat();
+        assert_eq!(strip_bytes(&jpeg).expect("parses"), Some(want));
+
+        let exif = [b"\0\0\0\x32eXIf".as_slice(), CAMERA_TIFF, b"\0\0\0\0"].concat();
+        let png = [SIG, IHDR, &exif, IDAT, IEND].concat();
+        // The CRC over `eXIf` and the data, as zlib computes it.
+        let minimal = [b"\0\0\0\x1aeXIf".as_slice(), MINIMAL_8, b"\x86\x58\x30\x34"].concat();
+        let want = [SIG, IHDR, &minimal, IDAT, IEND].concat();
+        assert_eq!(strip_bytes(&png).expect("parses"), Some(want));
+
+        let image = b"VP8L\x05\0\0\0\x2fabcd\0".as_slice();
+        let webp = [
+            b"RIFF\x5e\0\0\0WEBPVP8X\x0a\0\0\0\x08\0\0\0\0\0\0\0\0\0".as_slice(),
+            image,
+            b"EXIF\x32\0\0\0",
+            CAMERA_TIFF,
+        ]
+        .concat();
+        let want = [
+            b"RIFF\x46\0\0\0WEBPVP8X\x0a\0\0\0\x08\0\0\0\0\0\0\0\0\0".as_slice(),
+            image,
+            b"EXIF\x1a\0\0\0",
+            MINIMAL_8,
+        ]
+        .concat();
+        assert_eq!(strip_bytes(&webp).expect("parses"), Some(want));
+    }
+
+    #[test]
+    fn a_jpeg_comment_after_a_standalone_marker_and_fill_bytes_goes() {
+        let input = b"\xFF\xD8\xFF\x01\xFF\xFF\xFE\x00\x05GPS\xFF\xDA\x00\x03\x01a\xFF\xD9";
+        let want = b"\xFF\xD8\xFF\x01\xFF\xFF\xDA\x00\x03\x01a\xFF\xD9".to_vec();
+        assert_eq!(strip_bytes(input).expect("parses"), Some(want));
+    }
+
+    #[test]
+    fn a_comment_after_a_scan_of_several_bytes_goes() {
+        let input = b"\xFF\xD8\xFF\xDA\x00\x03\x01abc\xFF\xFE\x00\x05GPS\xFF\xD9";
+        let want = b"\xFF\xD8\xFF\xDA\x00\x03\x01abc\xFF\xD9".to_vec();
+        assert_eq!(strip_bytes(input).expect("parses"), Some(want.clone()));
+        // The same, read through a buffer smaller than the scan's data.
+        let plan = strip(io::BufReader::with_capacity(4, Cursor::new(input)))
+            .expect("walk")
+            .expect("something to strip");
+        let mut out = Vec::new();
+        plan.apply(Cursor::new(input), &mut out).expect("apply");
+        assert_eq!(out, want);
+    }
+
+    #[test]
+    fn a_jpeg_walk_ends_where_no_marker_is() {
+        // `FF 00` where a segment must start: what follows is not walked,
+        // even if it reads as a comment.
+        let input = b"\xFF\xD8\xFF\x00\x00\x05GPS\xFF\xFE\x00\x05GPS\xFF\xD9";
+        assert_eq!(strip_bytes(input).expect("parses"), None);
+    }
+
+    #[test]
+    fn an_even_exif_chunk_goes_and_the_chunk_after_it_stays() {
+        let image = b"VP8L\x05\0\0\0\x2fabcd\0".as_slice();
+        let iccp = b"ICCP\x03\0\0\0abc\0".as_slice();
+        let input = [
+            b"RIFF\x3c\0\0\0WEBPVP8X\x0a\0\0\0\x28\0\0\0\0\0\0\0\0\0".as_slice(),
+            image,
+            b"EXIF\x04\0\0\0II*\0",
+            iccp,
+        ]
+        .concat();
+        let want = [
+            b"RIFF\x30\0\0\0WEBPVP8X\x0a\0\0\0\x20\0\0\0\0\0\0\0\0\0".as_slice(),
+            image,
+            iccp,
+        ]
+        .concat();
+        assert_eq!(strip_bytes(&input).expect("parses"), Some(want));
+    }
 }

@@ -74,6 +74,31 @@ mod tests {
         assert_eq!(Digest::parse(&y.to_string()), Some(y));
     }
 
+    /// Two servers compare digests over the wire, so the hash of an entry
+    /// is a format: pinned here by `sha256sum` of the bytes it covers.
+    #[test]
+    fn an_entry_hashes_its_kind_name_and_content_hash() {
+        let sha = "0F".repeat(32);
+        // printf 'file\0a.jpg\0' + 32 × "0f" | sha256sum
+        assert_eq!(
+            Digest::of_file("a.jpg", &sha).to_string(),
+            "41ae83930350fe37e91312318afd9deb9c68ca387924444652107c748e32af30"
+        );
+        // printf 'tombstone\0a.jpg' | sha256sum
+        assert_eq!(
+            Digest::of_tombstone("a.jpg").to_string(),
+            "6fda6d3da2aa40dcdd0c5829b8cc33ea16a2c9a7fcaf3bd1bb1998186fc51986"
+        );
+    }
+
+    #[test]
+    fn toggling_is_a_bytewise_xor() {
+        let mut digest = Digest([0b0101; 32]);
+        digest.toggle(Digest([0b0011; 32]));
+        assert_eq!(digest, Digest([0b0110; 32]));
+        assert_eq!(digest.to_string(), "06".repeat(32));
+    }
+
     #[test]
     fn a_swapped_file_changes_the_digest() {
         assert_ne!(

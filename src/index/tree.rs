@@ -125,11 +125,20 @@ mod tests {
     }
 
     #[test]
+    fn the_root_has_years_a_year_months_a_month_no_child_prefix() {
+        assert_eq!(Prefix::Root.child(2026), Some(Prefix::Year(2026)));
+        assert_eq!(Prefix::Year(2026).child(12), Some(Prefix::Month(2026, 12)));
+        assert_eq!(Prefix::Month(2026, 12).child(1), None);
+    }
+
+    #[test]
     fn prefixes_parse_and_print() {
         assert_eq!(Prefix::parse(""), Some(Prefix::Root));
         assert_eq!(Prefix::parse("2026"), Some(Prefix::Year(2026)));
         assert_eq!(Prefix::parse("2026/01"), Some(Prefix::Month(2026, 1)));
         assert_eq!(Prefix::Month(2026, 1).to_string(), "2026/1");
+        assert_eq!(Prefix::Year(2026).to_string(), "2026");
+        assert_eq!(Prefix::Root.to_string(), "");
         for bad in ["2026/13", "2026/1/2", "x", "-1", "20261"] {
             assert_eq!(Prefix::parse(bad), None, "{bad}");
         }

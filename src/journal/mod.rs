@@ -583,6 +583,56 @@ mod tests {
         assert_eq!(text, "{\"id\":\"torn\n");
     }
 
+    #[tokio::test]
+    async fn appends_write_one_line_per_entry_and_nothing_else() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let journal = Journal::open(dir.path(), false).expect("open");
+        journal.append(vec![entry("s2")]).await.expect("append");
+        journal.append(vec![entry("s3")]).await.expect("append");
+        let text = std::fs::read_to_string(journal.path()).expect("read");
+        let peers: Vec<_> = text
+            .split_terminator('\n')
+            .map(|line| {
+                let e: JournalEntry = serde_json::from_str(line).expect("an entry per line");
+                e.peer
+            })
+            .collect();
+        assert_eq!(peers, ["s2", "s3"], "{text:?}");
+    }
+
+    #[test]
+    fn counts_at_open_tell_refused_entries_and_unreadable_lines_apart() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let refused = JournalEntry {
+            needs_operator: true,
+            ..entry("s2")
+        };
+        let text = [
+            serde_json::to_string(&entry("s2")).expect("json"),
+            serde_json::to_string(&refused).expect("json"),
+            "{torn".to_owned(),
+            serde_json::to_string(&refused).expect("json"),
+        ]
+        .join("\n");
+        std::fs::write(dir.path().join(JOURNAL), text).expect("write");
+        let journal = Journal::open(dir.path(), false).expect("open");
+        assert_eq!(
+            journal.counts(),
+            Counts {
+                entries: 3,
+                needs_operator: 2,
+                unreadable: 1,
+            }
+        );
+    }
+
+    #[test]
+    fn a_journal_that_cannot_be_read_is_an_error_not_an_empty_one() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::create_dir(dir.path().join(JOURNAL)).expect("mkdir");
+        assert!(Journal::open(dir.path(), false).is_err());
+    }
+
     #[test]
     fn a_replacement_abandoned_by_a_kill_is_removed_at_open() {
         let dir = tempfile::tempdir().expect("tempdir");

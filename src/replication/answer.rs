@@ -92,6 +92,31 @@ pub fn escape_controls(text: &str) -> String {
 mod tests {
     use super::*;
 
+    /// A response whose body arrives in `chunks`.
+    fn response(chunks: Vec<&'static [u8]>) -> reqwest::Response {
+        let chunks = chunks.into_iter().map(Ok::<_, std::io::Error>);
+        let body = reqwest::Body::wrap_stream(futures_util::stream::iter(chunks));
+        axum::http::Response::new(body).into()
+    }
+
+    /// Reads `chunks` with `limit`: the body kept and the chunks pulled.
+    async fn read(chunks: &[&'static [u8]], limit: usize) -> (Vec<u8>, usize) {
+        let mut pulled = 0;
+        let body = read_limited(response(chunks.to_vec()), limit, || pulled += 1)
+            .await
+            .expect("read");
+        (body, pulled)
+    }
+
+    #[tokio::test]
+    async fn at_most_limit_bytes_are_read_then_reading_stops() {
+        let chunks: [&[u8]; 4] = [b"abc", b"def", b"ghi", b"jkl"];
+        assert_eq!(read(&chunks, 5).await, (b"abcde".to_vec(), 2));
+        assert_eq!(read(&chunks, 6).await, (b"abcdef".to_vec(), 2));
+        assert_eq!(read(&chunks, 0).await, (Vec::new(), 0));
+        assert_eq!(read(&chunks, 100).await, (b"abcdefghijkl".to_vec(), 4));
+    }
+
     #[test]
     fn control_characters_are_escaped() {
         assert_eq!(

@@ -114,6 +114,11 @@ mod tests {
         assert_eq!(p.to_string(), GOOD);
         assert_eq!(p.image_type(), ImageType::Jpg);
         assert_eq!(
+            p.date(),
+            NaiveDate::from_ymd_opt(2014, 4, 15).expect("date")
+        );
+        assert_eq!(p.file_name(), &GOOD[10..]);
+        assert_eq!(
             p.to_relative_path(),
             PathBuf::from("2014").join("4").join("15").join(&GOOD[10..])
         );

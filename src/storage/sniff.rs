@@ -123,9 +123,80 @@ mod tests {
     }
 
     #[test]
+    fn both_gif_versions_are_gifs() {
+        assert_eq!(ImageType::sniff(b"GIF87a\x01\x00"), Some(ImageType::Gif));
+        assert_eq!(ImageType::sniff(b"GIF88a\x01\x00"), None);
+    }
+
+    /// Each input fails exactly one of the conditions: a WebP needs all three.
+    #[test]
+    fn a_webp_needs_riff_webp_and_vp8() {
+        assert_eq!(
+            ImageType::sniff(b"RIFF\x24\x00\x00\x00WEBPVP8L"),
+            Some(ImageType::Webp)
+        );
+        assert_eq!(
+            ImageType::sniff(b"RIFF\x24\x00\x00\x00WEBPVP8X"),
+            Some(ImageType::Webp)
+        );
+        for head in [
+            &b"RIFX\x24\x00\x00\x00WEBPVP8 "[..],
+            b"RIFF\x24\x00\x00\x00AVI VP8 ",
+            b"RIFF\x24\x00\x00\x00WEBPVP9 ",
+            b"RIFF\x24\x00\x00\x00WEBP",
+        ] {
+            assert_eq!(ImageType::sniff(head), None, "{head:?}");
+        }
+    }
+
+    /// Each input fails exactly one of the conditions: a BMP needs `BM`,
+    /// zero reserved bytes and a known info header size.
+    #[test]
+    fn a_bmp_needs_bm_zero_reserved_bytes_and_a_known_header_size() {
+        let bmp = |magic: &[u8; 2], reserved: [u8; 4], dib: u32| {
+            let mut head = magic.to_vec();
+            head.extend_from_slice(&[0x3a, 0, 0, 0]);
+            head.extend_from_slice(&reserved);
+            head.extend_from_slice(&[0x36, 0, 0, 0]);
+            head.extend_from_slice(&dib.to_le_bytes());
+            ImageType::sniff(&head)
+        };
+        for dib in [12, 16, 40, 52, 56, 64, 108, 124] {
+            assert_eq!(bmp(b"BM", [0; 4], dib), Some(ImageType::Bmp), "{dib}");
+        }
+        assert_eq!(bmp(b"BN", [0; 4], 40), None);
+        assert_eq!(bmp(b"BM", [0, 0, 1, 0], 40), None);
+        assert_eq!(bmp(b"BM", [0; 4], 41), None);
+        assert_eq!(
+            ImageType::sniff(b"BM\x3a\x00\x00\x00\x00\x00\x00\x00\x36\x00\x00\x00\x28\x00\x00"),
+            None
+        );
+    }
+
+    #[test]
+    fn each_type_has_its_extension_and_mime_type() {
+        let named: Vec<_> = ImageType::ALL
+            .iter()
+            .map(|t| (t.extension(), t.mime()))
+            .collect();
+        assert_eq!(
+            named,
+            [
+                ("jpg", "image/jpeg"),
+                ("png", "image/png"),
+                ("gif", "image/gif"),
+                ("webp", "image/webp"),
+                ("bmp", "image/bmp"),
+            ]
+        );
+    }
+
+    #[test]
     fn names_are_case_insensitive() {
         assert_eq!(ImageType::from_name("JPEG"), Some(ImageType::Jpg));
         assert_eq!(ImageType::from_name("Png"), Some(ImageType::Png));
+        assert_eq!(ImageType::from_name(" gif "), Some(ImageType::Gif));
+        assert_eq!(ImageType::from_name("webp"), Some(ImageType::Webp));
         assert_eq!(ImageType::from_name("svg"), None);
     }
 }

@@ -145,6 +145,13 @@ mod tests {
     }
 
     #[test]
+    fn a_variant_is_served_as_its_format() {
+        assert_eq!(VariantKind::Thumbnail.mime(), "image/jpeg");
+        assert_eq!(VariantKind::WidthJpeg(640).mime(), "image/jpeg");
+        assert_eq!(VariantKind::WidthPng(640).mime(), "image/png");
+    }
+
+    #[test]
     fn rejects_every_other_shape() {
         for suffix in [
             "",
