@@ -460,12 +460,26 @@ impl Repairer {
         url.query_pairs_mut()
             .extend_pairs(query)
             .append_pair("format", "json");
-        let idle = self.config.replication.idle_timeout;
+        // A list of a large day takes a while to send; the peer reads it
+        // from its index, not from the files.
+        let within = self.config.replication.idle_timeout * 4;
+        self.exchange(peer, self.fetcher.client().get(url), limit, within)
+            .await
+    }
+
+    /// Sends `request` to `peer` with its key and reads the body of its
+    /// success answer, at most `limit` bytes (one more is an error: an
+    /// answer is never read cut short), all within `within`. The answer
+    /// must come from that peer.
+    pub(super) async fn exchange(
+        &self,
+        peer: &Peer,
+        request: reqwest::RequestBuilder,
+        limit: usize,
+        within: Duration,
+    ) -> Result<Vec<u8>, RepairError> {
         let exchange = async {
-            let response = self
-                .fetcher
-                .client()
-                .get(url)
+            let response = request
                 .header("X-Security-Key", &peer.security_key)
                 .send()
                 .await
@@ -489,11 +503,9 @@ impl Repairer {
             }
             Ok(body)
         };
-        // A list of a large day takes a while to send; the peer reads it
-        // from its index, not from the files.
-        tokio::time::timeout(idle * 4, exchange)
+        tokio::time::timeout(within, exchange)
             .await
-            .map_err(|_| RepairError::Stalled(idle.as_secs() * 4))?
+            .map_err(|_| RepairError::Stalled(within.as_secs()))?
     }
 }
 
@@ -509,7 +521,7 @@ enum FetchOutcome {
 
 /// A peer's refusal: its answer's text goes to the log (it may quote links
 /// or credentials), the error says only the status.
-pub(super) fn answered(peer: &Peer, status: u16, body: &[u8]) -> RepairError {
+fn answered(peer: &Peer, status: u16, body: &[u8]) -> RepairError {
     tracing::warn!(target: "repair", peer = %peer.name, status, answer = %error_text(body, 512), "the peer refused a repair request");
     RepairError::Answered(status)
 }

@@ -21,13 +21,11 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 
 use futures_util::StreamExt;
 
-use super::pass::{RepairError, answered, blocking};
+use super::pass::{RepairError, blocking};
 use super::worker::Repairer;
 use crate::config::Peer;
 use crate::index::{Digest, Index, Prefix, day_number, level};
-use crate::replication::{
-    FROM_HEADER, SERVER_HEADER, envelope, error_text, is_success, read_limited,
-};
+use crate::replication::{FROM_HEADER, envelope, error_text, is_success};
 use crate::storage::StoredPath;
 
 /// Names looked at per round, at most.
@@ -235,41 +233,16 @@ impl Repairer {
             .append_pair("action", "forget")
             .append_pair("path", &path.to_string())
             .append_pair("format", "json");
-        let exchange = async {
-            let response = self
-                .fetcher
-                .client()
-                .post(url)
-                .header("X-Security-Key", &peer.security_key)
-                .header(FROM_HEADER, &self.config.server_name)
-                .send()
-                .await
-                .map_err(|e| RepairError::Unreachable(crate::replication::transport_cause(&e)))?;
-            let status = response.status();
-            let from_peer = response
-                .headers()
-                .get(SERVER_HEADER)
-                .is_some_and(|v| v.as_bytes() == peer.name.as_bytes());
-            let body = read_limited(response, 4096, || ())
-                .await
-                .map_err(|e| RepairError::Unreachable(crate::replication::transport_cause(&e)))?;
-            if !status.is_success() {
-                return Err(answered(peer, status.as_u16(), &body));
-            }
-            if !from_peer {
-                return Err(RepairError::NotThePeer);
-            }
-            envelope(&body)
-                .filter(is_success)
-                .map(|_| ())
-                .ok_or_else(|| {
-                    tracing::warn!(target: "repair", peer = %peer.name, answer = %error_text(&body, 512), "the peer did not confirm a forget");
-                    RepairError::BadAnswer("no success envelope to a forget".into())
-                })
-        };
-        let idle = self.config.replication.idle_timeout;
-        tokio::time::timeout(idle, exchange)
-            .await
-            .map_err(|_| RepairError::Stalled(idle.as_secs()))?
+        let request = self
+            .fetcher
+            .client()
+            .post(url)
+            .header(FROM_HEADER, &self.config.server_name);
+        let within = self.config.replication.idle_timeout;
+        let body = self.exchange(peer, request, 4096, within).await?;
+        envelope(&body).filter(is_success).map(|_| ()).ok_or_else(|| {
+            tracing::warn!(target: "repair", peer = %peer.name, answer = %error_text(&body, 512), "the peer did not confirm a forget");
+            RepairError::BadAnswer("no success envelope to a forget".into())
+        })
     }
 }
