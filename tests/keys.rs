@@ -181,7 +181,7 @@ async fn with_peer_keys_the_upload_key_is_no_peer_yet_peers_replicate_repair_and
     // The upload key (here s2's, which s1 would have sent it without peer
     // keys) can no longer list names, compare, write replicas, fetch as
     // repair, or pass a delete on.
-    let day = path.rsplitn(2, '/').nth(1).expect("day");
+    let (day, _) = path.rsplit_once('/').expect("day");
     for query in [format!("action=list&day={day}"), "action=digest".to_owned()] {
         assert_eq!(get(s2, &query, &s2.key).await, 403, "{query}");
         assert_eq!(
