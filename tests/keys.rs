@@ -112,6 +112,12 @@ async fn the_upload_key_cannot_delete_and_an_admin_key_deletes_on_every_server()
     // The admin key has the upload key's rights too.
     let (status, answer) = post(s1, "action=uploaderrors", &admin).await;
     assert_eq!(status, 200, "{answer}");
+    // Without peer keys, the start says what the upload key then allows.
+    assert!(
+        s1.output().contains("[auth] peer_keys is not set"),
+        "{}",
+        s1.output()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -252,6 +258,7 @@ async fn with_peer_keys_the_upload_key_is_no_peer_yet_peers_replicate_repair_and
     assert_eq!(status, 200, "{answer}");
     assert_eq!(answer["resp"]["replicas"][0]["ok"], 1, "{answer}");
     assert_eq!(cluster.nodes[1].stored().len(), 1, "the delete reached s2");
+    assert!(!cluster.nodes[0].output().contains("peer_keys is not set"));
 }
 
 /// Rewrites `node`'s `peer_keys` line.
