@@ -385,3 +385,41 @@ async fn a_cluster_rotates_its_peer_key_without_a_lost_copy_and_no_key_is_ever_s
         }
     }
 }
+
+#[test]
+fn a_key_in_two_roles_or_the_placeholder_as_an_extra_key_is_a_config_error() {
+    for (auth, names) in [
+        (
+            "[auth]\nadmin_keys = [\"same\"]\npeer_keys = [\"same\"]\n",
+            ["auth.peer_keys", "auth.admin_keys"],
+        ),
+        (
+            "[auth]\nsecurity_keys = [\"u2\"]\nadmin_keys = [\"u2\"]\n",
+            ["auth.admin_keys", "auth.security_keys"],
+        ),
+        (
+            "[auth]\npeer_keys = [\"change-me\"]\n",
+            ["auth.peer_keys", "placeholder"],
+        ),
+        (
+            "[auth]\nadmin_keys = [\"\"]\n",
+            ["auth.admin_keys", "empty"],
+        ),
+    ] {
+        let cluster = Cluster::new(&["s1"], &format!("{FAST}{auth}"));
+        let out = std::process::Command::new(common::BIN)
+            .args(["check-config", "--config"])
+            .arg(cluster.nodes[0].config())
+            .output()
+            .expect("check-config");
+        let text = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{auth}: {text}");
+        for name in names {
+            assert!(text.contains(name), "{auth}: {text}");
+        }
+        assert!(
+            !text.contains("\"same\"") && !text.contains("`u2`"),
+            "{text}"
+        );
+    }
+}
