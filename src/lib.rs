@@ -149,8 +149,8 @@ fn check_config(config: &Config) {
 
 /// Why a cluster wants `[auth] peer_keys`, said at every start without them.
 const NO_PEER_KEYS: &str = "[auth] peer_keys is not set: security_key is also what peers send, \
-     so whoever holds it can list every stored name (the names are a link's only secret), \
-     write replicas and pass deletes on as a peer; set the same \
+     so whoever holds it can list every stored name (the names are a link's only secret) \
+     and write replicas; set the same \
      `[auth] peer_keys = [\"…\"]` on every server to keep peer actions to peers";
 
 /// Opens storage and journal and builds the replication client and the

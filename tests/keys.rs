@@ -95,6 +95,22 @@ async fn the_upload_key_cannot_delete_and_an_admin_key_deletes_on_every_server()
             "{answer}"
         );
     }
+    // Nor by posing as a peer passing a delete on: without peer keys the
+    // upload key is what peers send for copies, but a passed-on delete
+    // leaves a tombstone that spreads, so it is never taken from that key.
+    for action in ["delete", "restore"] {
+        let (status, answer) = json(
+            client()
+                .post(s1.do_url(&format!("action={action}&path={path}&format=json")))
+                .header("X-Security-Key", &s1.key)
+                .header("X-Multiserver-From", "s2")
+                .send()
+                .await
+                .expect("request"),
+        )
+        .await;
+        assert_eq!(status, 403, "passed-on {action}: {answer}");
+    }
     assert_eq!(s1.stored().len(), 1);
     assert_eq!(s2.stored().len(), 1);
 

@@ -9,7 +9,7 @@
 
 mod keys;
 
-pub use keys::{Keys, key_for_peer};
+pub use keys::{Keys, key_for_notice, key_for_peer};
 
 /// Who a request is, by the key it presented.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -94,12 +94,20 @@ impl Credential {
         use Action as A;
         let allowed = match self {
             Self::Upload => matches!(action, A::Upload | A::Page | A::Replay),
+            // A passed-on delete from an admin key is no more than the
+            // admin may do anyway; it is how peers pass deletes on when
+            // there are no peer keys.
             Self::Admin => matches!(
                 action,
-                A::Upload | A::Page | A::Replay | A::Delete | A::Restore
+                A::Upload | A::Page | A::Replay | A::Delete | A::Restore | A::PeerNotice
             ),
             Self::Peer => action.is_peer(),
-            Self::Shared => Self::Upload.may(action, admin_configured).is_ok() || action.is_peer(),
+            // Not a passed-on delete: the shared key is the upload key too,
+            // and a delete taken as a peer's leaves a tombstone that spreads.
+            Self::Shared => {
+                Self::Upload.may(action, admin_configured).is_ok()
+                    || (action.is_peer() && action != A::PeerNotice)
+            }
         };
         if allowed {
             return Ok(());
@@ -146,7 +154,11 @@ mod tests {
             Action::RepairRead,
         ] {
             assert!(Credential::Peer.may(action, true).is_ok(), "{action:?}");
-            assert!(Credential::Shared.may(action, true).is_ok(), "{action:?}");
+            assert_eq!(
+                Credential::Shared.may(action, true).is_ok(),
+                action != Action::PeerNotice,
+                "{action:?}"
+            );
             assert!(
                 matches!(
                     Credential::Upload.may(action, true),
@@ -154,7 +166,11 @@ mod tests {
                 ),
                 "{action:?}"
             );
-            assert!(Credential::Admin.may(action, true).is_err(), "{action:?}");
+            assert_eq!(
+                Credential::Admin.may(action, true).is_ok(),
+                action == Action::PeerNotice,
+                "{action:?}"
+            );
         }
         assert!(Credential::Peer.may(Action::Delete, true).is_err());
     }

@@ -97,6 +97,9 @@ pub struct Peer {
     /// `[auth] peer_keys`, else the peer's SecurityKey in
     /// servers.xml.config (`crate::auth::key_for_peer` decides).
     pub key: String,
+    /// What a delete or restore passed on to it carries
+    /// (`crate::auth::key_for_notice`).
+    pub notice_key: String,
 }
 
 #[derive(Debug, Clone)]
@@ -314,6 +317,7 @@ impl Config {
                     .map_err(|e| ConfigError::new(&servers_file, "Server/@Uri", e.to_string()))?;
                 Ok(Peer {
                     key: crate::auth::key_for_peer(&auth, &s.security_key).to_owned(),
+                    notice_key: crate::auth::key_for_notice(&auth, &s.security_key).to_owned(),
                     name: s.name,
                     uri,
                 })
