@@ -31,7 +31,7 @@ use cli::{Cli, Command, MigrateArgs, ReplayArgs};
 use config::Config;
 use http::AppState;
 use journal::{Journal, Replayer};
-use repair::{Fetcher, RepairStatus, Repairer};
+use repair::{Fetcher, Repairer};
 use replication::Replicator;
 use storage::Storage;
 
@@ -156,14 +156,14 @@ pub async fn open(config: Arc<Config>) -> anyhow::Result<AppState> {
         config.server_name.clone(),
     ));
     let fetcher = Fetcher::new(&config, storage.clone()).context("cannot build the HTTP client")?;
+    let spent = auth::spent::Spent::open(&config.data_dir, config.auth.lifetime(), auth::now())?;
+    let tokens = auth::Tokens::new(
+        config.auth.token_secrets.clone(),
+        config.auth.lifetime(),
+        spent,
+    );
     Ok(AppState::new(
-        config,
-        storage,
-        replicator,
-        journal,
-        replayer,
-        fetcher,
-        Arc::new(RepairStatus::default()),
+        config, tokens, storage, replicator, journal, replayer, fetcher,
     ))
 }
 

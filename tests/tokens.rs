@@ -52,7 +52,8 @@ fn sign(secret: &str, claims: &Value) -> String {
 
 /// A token under `kid`/`secret` valid for ten minutes, with `extra` claims.
 fn token(kid: &str, secret: &str, extra: Value) -> String {
-    let mut claims = json!({ "kid": kid, "exp": now() + 600, "jti": uuid::Uuid::new_v4().to_string() });
+    let mut claims =
+        json!({ "kid": kid, "exp": now() + 600, "jti": uuid::Uuid::new_v4().to_string() });
     if let (Some(claims), Value::Object(extra)) = (claims.as_object_mut(), extra) {
         claims.extend(extra);
     }
@@ -88,9 +89,9 @@ async fn upload_with(
     if let Some(origin) = origin {
         request = request.header("Origin", origin);
     }
-    let form = files
-        .iter()
-        .fold(Form::new(), |f, (name, bytes)| f.part("file", file_part(name, bytes)));
+    let form = files.iter().fold(Form::new(), |f, (name, bytes)| {
+        f.part("file", file_part(name, bytes))
+    });
     common::json(request.multipart(form).send().await.expect("upload")).await
 }
 
@@ -105,7 +106,10 @@ fn assert_refused(answer: &(u16, Value), status: u16, reason: &str) {
 /// No secret, and no token signature, in anything the server wrote.
 fn assert_logs_keep_secrets(node: &Node, tokens: &[&str]) {
     let logs = node.output();
-    assert!(logs.contains("action=upload"), "the request lines are there");
+    assert!(
+        logs.contains("action=upload"),
+        "the request lines are there"
+    );
     for secret in [K1, K2, ADMIN] {
         assert!(!logs.contains(secret), "a token secret or key in the logs");
     }
@@ -400,6 +404,10 @@ async fn a_token_may_only_upload() {
     let image = jpeg(4000, 40);
     let path = common::upload_one(s1, &image).await;
     let token = token("k2", K2, json!({}));
+    // The token is a valid one: it uploads.
+    let (status, v) =
+        upload_with(s1, &token, Via::Bearer, None, &[("b.jpg", &jpeg(4000, 41))]).await;
+    assert_eq!(status, 200, "{v}");
     let client = reqwest::Client::new();
     for (method, query) in [
         ("POST", format!("action=delete&path={path}")),
@@ -434,7 +442,7 @@ async fn a_token_may_only_upload() {
         .await
         .expect("get");
     assert_eq!(response.status(), 403, "a repair fetch");
-    assert_eq!(s1.stored().len(), 1, "nothing deleted");
+    assert_eq!(s1.stored().len(), 2, "nothing deleted");
 }
 
 #[tokio::test]
@@ -464,14 +472,24 @@ async fn action_token_answers_in_xml_and_json_and_caps_the_ttl() {
             .unwrap_or_else(|| panic!("no {name} in {xml}"))
             .to_owned()
     };
-    assert!(xml.starts_with("<resp><success>1</success><token>"), "{xml}");
+    assert!(
+        xml.starts_with("<resp><success>1</success><token>"),
+        "{xml}"
+    );
     let exp: i64 = field("exp").parse().expect("exp");
     assert!(
         (before + 7200..=now() + 7200).contains(&exp),
         "ttl capped by max_token_secs"
     );
     let png_only = field("token");
-    let answer = upload_with(s1, &png_only, Via::Bearer, None, &[("a.jpg", &jpeg(3000, 50))]).await;
+    let answer = upload_with(
+        s1,
+        &png_only,
+        Via::Bearer,
+        None,
+        &[("a.jpg", &jpeg(3000, 50))],
+    )
+    .await;
     assert_refused(&answer, 415, "png");
 
     // JSON body, admin key, JSON answer.
@@ -490,9 +508,23 @@ async fn action_token_answers_in_xml_and_json_and_caps_the_ttl() {
     assert!((before + 60..=now() + 60).contains(&exp), "{v}");
     let one = v["resp"]["token"].as_str().expect("token").to_owned();
     let image = jpeg(3000, 51);
-    let (status, answer) = upload_with(s1, &one, Via::Bearer, Some("https://shop.example"), &[("a.jpg", &image)]).await;
+    let (status, answer) = upload_with(
+        s1,
+        &one,
+        Via::Bearer,
+        Some("https://shop.example"),
+        &[("a.jpg", &image)],
+    )
+    .await;
     assert_eq!(status, 200, "{answer}");
-    let again = upload_with(s1, &one, Via::Bearer, Some("https://shop.example"), &[("a.jpg", &image)]).await;
+    let again = upload_with(
+        s1,
+        &one,
+        Via::Bearer,
+        Some("https://shop.example"),
+        &[("a.jpg", &image)],
+    )
+    .await;
     assert_refused(&again, 403, "spent");
 
     // No key, a wrong key, or a request that could store nothing.
@@ -502,7 +534,12 @@ async fn action_token_answers_in_xml_and_json_and_caps_the_ttl() {
         .await
         .expect("mint");
     assert_eq!(no_key.status(), 403);
-    for bad in ["max_files=0", "types=svg", "origin=https%3A%2F%2Fshop.example%2F", "ttl_secs=soon"] {
+    for bad in [
+        "max_files=0",
+        "types=svg",
+        "origin=https%3A%2F%2Fshop.example%2F",
+        "ttl_secs=soon",
+    ] {
         let response = client
             .post(s1.do_url(&format!("action=token&format=json&{bad}")))
             .header("X-Security-Key", &s1.key)

@@ -42,6 +42,8 @@ pub(crate) struct FileConfig {
     #[serde(default)]
     pub images: ImagesFile,
     pub storage: Option<super::storage::StorageFile>,
+    #[serde(default)]
+    pub auth: super::auth::AuthFile,
 }
 
 #[derive(Debug, Default, Deserialize)]

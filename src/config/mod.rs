@@ -7,6 +7,7 @@
 //! are relative to the working directory. Every error names the file (or
 //! variable), the key and what is wrong; `main` turns it into exit code 2.
 
+mod auth;
 mod env;
 mod file;
 pub mod servers;
@@ -21,6 +22,8 @@ use std::time::Duration;
 use crate::cli::Overrides;
 use crate::storage::{BackendSettings, ImageType};
 use file::FileConfig;
+
+pub use auth::AuthSettings;
 
 /// The key the shipped files carry; the service refuses to listen beyond
 /// loopback while it is still in use.
@@ -115,6 +118,8 @@ pub struct Config {
     pub file: PathBuf,
     pub server_name: String,
     pub security_key: String,
+    /// Who may do what besides `security_key` (`[auth]`).
+    pub auth: AuthSettings,
     /// Base of returned links, e.g. `http://i-1.xx.com`, without a trailing slash.
     pub domain: Option<String>,
     pub listen: SocketAddr,
@@ -248,6 +253,7 @@ impl Config {
             .security_key
             .filter(|s| !s.is_empty())
             .ok_or_else(|| err("security_key", "is not set".into()))?;
+        let auth = c.auth.settings(file)?;
         let listen: SocketAddr = c
             .listen
             .as_deref()
@@ -420,6 +426,7 @@ impl Config {
             s3,
             server_name,
             security_key,
+            auth,
             domain,
             listen,
             data_dir,
@@ -552,6 +559,7 @@ impl FileConfig {
                 .or(self.max_connections_per_client),
             send_timeout_secs: upper.send_timeout_secs.or(self.send_timeout_secs),
             storage: upper.storage.or(self.storage),
+            auth: self.auth.overlay(upper.auth),
             replication: file::ReplicationFile {
                 connect_timeout_secs: u.connect_timeout_secs.or(r.connect_timeout_secs),
                 idle_timeout_secs: u.idle_timeout_secs.or(r.idle_timeout_secs),

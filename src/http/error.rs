@@ -9,6 +9,7 @@ use serde_json::{Map, Value};
 
 use super::body::BodyError;
 use super::respond::{Format, answer};
+use crate::auth::TokenError;
 use crate::storage::StorageError;
 
 /// What a busy server asks a client to wait before it tries again.
@@ -19,6 +20,10 @@ pub enum Error {
     /// 403: missing or wrong key.
     #[error("missing or wrong security key")]
     Forbidden,
+    /// 403: an upload token that is not valid here, or has no file left;
+    /// the message names the reason.
+    #[error(transparent)]
+    Token(crate::auth::token::Refusal),
     /// 400: malformed request, missing file, bad path or hash.
     #[error("{0}")]
     BadRequest(String),
@@ -74,7 +79,7 @@ pub enum Error {
 impl Error {
     pub fn status(&self) -> StatusCode {
         match self {
-            Self::Forbidden => StatusCode::FORBIDDEN,
+            Self::Forbidden | Self::Token(_) => StatusCode::FORBIDDEN,
             Self::BadRequest(_) | Self::UnknownAction => StatusCode::BAD_REQUEST,
             Self::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             Self::ClientTooSlow(_) => StatusCode::REQUEST_TIMEOUT,
@@ -136,6 +141,15 @@ impl From<BodyError> for Error {
                 Self::BadRequest(format!("the body could not be read: {read}"))
             }
             BodyError::HeadersTooLong(_) => Self::BadRequest(e.to_string()),
+        }
+    }
+}
+
+impl From<TokenError> for Error {
+    fn from(e: TokenError) -> Self {
+        match e {
+            TokenError::Refused(refusal) => Self::Token(refusal),
+            TokenError::Counts(counts) => Self::internal(counts),
         }
     }
 }

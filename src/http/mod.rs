@@ -18,6 +18,7 @@ mod repair;
 mod replay;
 mod respond;
 mod sync;
+mod token;
 mod upload;
 mod variants;
 
@@ -31,6 +32,7 @@ use axum::routing::{any, get};
 use serde_json::Map;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
+use crate::auth::Tokens;
 use crate::config::Config;
 use crate::images::cache::{CacheSettings, VariantCache};
 use crate::images::variant::DecodeLimits;
@@ -48,6 +50,8 @@ pub use params::redact;
 /// Everything a request may need, built once in `serve`.
 pub struct AppState {
     pub config: Arc<Config>,
+    /// Upload tokens: their secrets and the files each has stored here.
+    tokens: Tokens,
     /// Uploads and replicas being received; `max_uploads_in_flight` permits.
     receiving: Arc<Semaphore>,
     pub storage: Storage,
@@ -73,12 +77,12 @@ pub struct AppState {
 impl AppState {
     pub fn new(
         config: Arc<Config>,
+        tokens: Tokens,
         storage: Storage,
         replicator: Replicator,
         journal: Journal,
         replayer: Arc<Replayer>,
         fetcher: Fetcher,
-        repair: Arc<RepairStatus>,
     ) -> Self {
         let variants = VariantCache::new(
             storage.variants_dir(),
@@ -96,9 +100,10 @@ impl AppState {
             read_through: ReadThrough::new(fetcher.clone(), config.peers.clone(), storage.clone()),
             scrubber: Scrubber::new(storage.clone(), fetcher.clone(), config.peers.clone()),
             fetcher,
-            repair,
+            repair: Arc::new(RepairStatus::default()),
             receiving: Arc::new(Semaphore::new(config.max_uploads_in_flight)),
             config,
+            tokens,
             storage,
             replicator,
             journal,

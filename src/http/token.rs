@@ -66,11 +66,14 @@ async fn mint(
     let mut asked = from_query(query)?;
     if is_json(headers) {
         let bytes = axum::body::to_bytes(body, BODY_LIMIT).await.map_err(|_| {
-            Error::TooLarge(format!("a token request body is at most {BODY_LIMIT} bytes"))
+            Error::TooLarge(format!(
+                "a token request body is at most {BODY_LIMIT} bytes"
+            ))
         })?;
         if !bytes.is_empty() {
-            let from_body: Asked = serde_json::from_slice(&bytes)
-                .map_err(|e| Error::BadRequest(format!("the JSON body is not a token request: {e}")))?;
+            let from_body: Asked = serde_json::from_slice(&bytes).map_err(|e| {
+                Error::BadRequest(format!("the JSON body is not a token request: {e}"))
+            })?;
             asked = Asked {
                 ttl_secs: from_body.ttl_secs.or(asked.ttl_secs),
                 max_bytes: from_body.max_bytes.or(asked.max_bytes),
@@ -139,7 +142,9 @@ fn checked(asked: Asked, allowed: &[ImageType]) -> Result<Request, Error> {
         ("max_files", asked.max_files),
     ] {
         if value == Some(0) {
-            return Err(Error::BadRequest(format!("`{name}` must be greater than 0")));
+            return Err(Error::BadRequest(format!(
+                "`{name}` must be greater than 0"
+            )));
         }
     }
     let types = match asked.types {
