@@ -1,6 +1,11 @@
-//! The `[auth]` table of app.toml (SPEC §12): upload tokens' secrets and
-//! lifetimes. It only reads and validates; what a credential may do is
-//! `crate::auth`'s business.
+//! The `[auth]` table of app.toml (SPEC §12): which keys this server
+//! accepts, by role, and the secrets and lifetimes of upload tokens. It
+//! only reads and validates; what a role may do is `crate::auth`'s
+//! business.
+//!
+//! The lists are checked so that a key means one thing: an empty key, a
+//! key listed under two roles, or the shipped placeholder as an extra key
+//! is a configuration error, not a surprise at the first request.
 
 use std::fmt;
 use std::path::Path;
@@ -8,7 +13,7 @@ use std::path::Path;
 use serde::de::{MapAccess, Visitor};
 use serde::{Deserialize, Deserializer};
 
-use super::ConfigError;
+use super::{ConfigError, PLACEHOLDER_KEY};
 use crate::auth::token::{Lifetime, TokenSecrets};
 
 /// Shortest token secret accepted: a token and its claims are public, so a
@@ -20,11 +25,13 @@ const MIN_SECRET_LEN: usize = 16;
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct AuthFile {
+    pub security_keys: Option<Vec<String>>,
+    pub admin_keys: Option<Vec<String>>,
+    pub peer_keys: Option<Vec<String>>,
     pub token_secrets: Option<OrderedSecrets>,
     pub clock_skew_secs: Option<u64>,
     pub max_token_secs: Option<u64>,
 }
-
 /// `token_secrets = { k2 = "…", k1 = "…" }` in the order written: the
 /// first one mints.
 #[derive(Debug, Default)]
@@ -54,53 +61,115 @@ impl AuthFile {
     /// Every setting of `upper` that is set wins over this layer's.
     pub(crate) fn overlay(self, upper: AuthFile) -> AuthFile {
         AuthFile {
+            security_keys: upper.security_keys.or(self.security_keys),
+            admin_keys: upper.admin_keys.or(self.admin_keys),
+            peer_keys: upper.peer_keys.or(self.peer_keys),
             token_secrets: upper.token_secrets.or(self.token_secrets),
             clock_skew_secs: upper.clock_skew_secs.or(self.clock_skew_secs),
             max_token_secs: upper.max_token_secs.or(self.max_token_secs),
         }
     }
 
-    /// The settings, checked.
-    pub(crate) fn settings(self, file: &Path) -> Result<AuthSettings, ConfigError> {
-        let secrets = self.token_secrets.unwrap_or_default().0;
-        for (id, secret) in &secrets {
-            let problem = if id.is_empty() || id.chars().any(char::is_control) {
-                Some("an id is empty or has a control character".to_owned())
-            } else if secret.chars().count() < MIN_SECRET_LEN {
-                // The secret itself is never quoted: the message ends up
-                // in tickets and screenshots.
-                Some(format!(
-                    "the secret of `{id}` is shorter than {MIN_SECRET_LEN} characters; \
-                     use a long random one"
-                ))
-            } else {
-                None
-            };
-            if let Some(problem) = problem {
-                return Err(ConfigError::new(file, "auth.token_secrets", problem));
+    /// The settings, checked against each other and against
+    /// `security_key`.
+    pub(crate) fn settings(
+        self,
+        file: &Path,
+        security_key: &str,
+    ) -> Result<AuthSettings, ConfigError> {
+        let settings = AuthSettings {
+            security_keys: self.security_keys.unwrap_or_default(),
+            admin_keys: self.admin_keys.unwrap_or_default(),
+            peer_keys: self.peer_keys.unwrap_or_default(),
+            token_secrets: token_secrets(file, self.token_secrets.unwrap_or_default().0)?,
+            clock_skew_secs: self.clock_skew_secs.unwrap_or(60),
+            max_token_secs: match self.max_token_secs.unwrap_or(86_400) {
+                0 => {
+                    return Err(ConfigError::new(
+                        file,
+                        "auth.max_token_secs",
+                        "must be greater than 0",
+                    ));
+                }
+                n => n,
+            },
+        };
+        let lists = [
+            ("auth.security_keys", &settings.security_keys),
+            ("auth.admin_keys", &settings.admin_keys),
+            ("auth.peer_keys", &settings.peer_keys),
+        ];
+        for (name, keys) in lists {
+            if keys.iter().any(String::is_empty) {
+                return Err(ConfigError::new(file, name, "lists an empty key"));
             }
-        }
-        let max_token_secs = match self.max_token_secs.unwrap_or(86_400) {
-            0 => {
+            // The placeholder is public: as an extra key it would open the
+            // role to anyone who read the shipped file.
+            if keys.iter().any(|k| k == PLACEHOLDER_KEY) {
                 return Err(ConfigError::new(
                     file,
-                    "auth.max_token_secs",
-                    "must be greater than 0",
+                    name,
+                    format!("lists the shipped placeholder `{PLACEHOLDER_KEY}`; use a secret key"),
                 ));
             }
-            n => n,
-        };
-        Ok(AuthSettings {
-            token_secrets: TokenSecrets::new(secrets),
-            clock_skew_secs: self.clock_skew_secs.unwrap_or(60),
-            max_token_secs,
-        })
+        }
+        let owners = std::iter::once(("security_key", security_key))
+            .chain(
+                lists
+                    .iter()
+                    .flat_map(|(name, keys)| keys.iter().map(|k| (*name, k.as_str()))),
+            )
+            .collect::<Vec<_>>();
+        for (i, (name, key)) in owners.iter().enumerate() {
+            if let Some((other, _)) = owners[..i]
+                .iter()
+                .find(|(other, k)| k == key && other != name)
+            {
+                // The key itself is never quoted: the message ends up in
+                // tickets and screenshots.
+                return Err(ConfigError::new(
+                    file,
+                    *name,
+                    format!("a key here is also in `{other}`; a key has one role"),
+                ));
+            }
+        }
+        Ok(settings)
     }
 }
 
-/// Who may do what, as configured.
+/// The token secrets, checked: a usable id, a secret long enough.
+fn token_secrets(file: &Path, secrets: Vec<(String, String)>) -> Result<TokenSecrets, ConfigError> {
+    for (id, secret) in &secrets {
+        let problem = if id.is_empty() || id.chars().any(char::is_control) {
+            Some("an id is empty or has a control character".to_owned())
+        } else if secret.chars().count() < MIN_SECRET_LEN {
+            // The secret itself is never quoted, as keys are not.
+            Some(format!(
+                "the secret of `{id}` is shorter than {MIN_SECRET_LEN} characters; \
+                 use a long random one"
+            ))
+        } else {
+            None
+        };
+        if let Some(problem) = problem {
+            return Err(ConfigError::new(file, "auth.token_secrets", problem));
+        }
+    }
+    Ok(TokenSecrets::new(secrets))
+}
+
+/// The keys this server accepts besides `security_key`, by role.
 #[derive(Debug, Clone, Default)]
 pub struct AuthSettings {
+    /// More keys with `security_key`'s rights (upload, the page,
+    /// `uploaderrors`): a key can be rotated without downtime.
+    pub security_keys: Vec<String>,
+    /// Keys that may also delete and restore; none: nobody may.
+    pub admin_keys: Vec<String>,
+    /// The keys of peer actions, the same on every server: the first is
+    /// sent, any is accepted. None: the servers.xml.config keys, as before.
+    pub peer_keys: Vec<String>,
     /// Upload token secrets by id; the first mints, any verifies.
     pub token_secrets: TokenSecrets,
     /// How far the clocks of a minting back end and of this server may
@@ -124,6 +193,67 @@ impl AuthSettings {
 mod tests {
     use super::*;
 
+    fn check(file: AuthFile) -> Result<AuthSettings, String> {
+        file.settings(Path::new("app.toml"), "upload-key")
+            .map_err(|e| e.to_string())
+    }
+
+    fn keys(list: &[&str]) -> Option<Vec<String>> {
+        Some(list.iter().map(|k| (*k).to_owned()).collect())
+    }
+
+    #[test]
+    fn defaults_are_empty() {
+        let s = check(AuthFile::default()).expect("valid");
+        assert!(s.security_keys.is_empty() && s.admin_keys.is_empty() && s.peer_keys.is_empty());
+    }
+
+    #[test]
+    fn a_key_in_two_roles_names_both() {
+        let err = check(AuthFile {
+            admin_keys: keys(&["a1", "shared"]),
+            peer_keys: keys(&["shared"]),
+            ..AuthFile::default()
+        })
+        .expect_err("two roles");
+        assert!(
+            err.contains("auth.peer_keys") && err.contains("auth.admin_keys"),
+            "{err}"
+        );
+        assert!(!err.contains("shared"), "the key is not quoted: {err}");
+        let err = check(AuthFile {
+            admin_keys: keys(&["upload-key"]),
+            ..AuthFile::default()
+        })
+        .expect_err("security_key as admin key");
+        assert!(
+            err.contains("auth.admin_keys") && err.contains("`security_key`"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn empty_and_placeholder_keys_are_refused() {
+        let err = check(AuthFile {
+            peer_keys: keys(&[""]),
+            ..AuthFile::default()
+        })
+        .expect_err("empty");
+        assert!(
+            err.contains("auth.peer_keys") && err.contains("empty"),
+            "{err}"
+        );
+        let err = check(AuthFile {
+            admin_keys: keys(&[PLACEHOLDER_KEY]),
+            ..AuthFile::default()
+        })
+        .expect_err("placeholder");
+        assert!(
+            err.contains("auth.admin_keys") && err.contains("placeholder"),
+            "{err}"
+        );
+    }
+
     fn read(text: &str) -> Result<AuthSettings, String> {
         #[derive(Deserialize)]
         struct Doc {
@@ -131,12 +261,12 @@ mod tests {
         }
         let doc: Doc = toml::from_str(text).map_err(|e| e.to_string())?;
         doc.auth
-            .settings(Path::new("app.toml"))
+            .settings(Path::new("app.toml"), "upload-key")
             .map_err(|e| e.to_string())
     }
 
     #[test]
-    fn the_first_listed_secret_mints_whatever_its_name() {
+    fn the_first_listed_token_secret_mints_whatever_its_name() {
         let s = read(
             "[auth]\ntoken_secrets = { zz = \"0123456789abcdef-new\", aa = \"0123456789abcdef-old\" }\n",
         )
@@ -151,7 +281,7 @@ mod tests {
     }
 
     #[test]
-    fn a_short_secret_is_refused_without_being_shown() {
+    fn a_short_token_secret_is_refused_without_being_shown() {
         let err = read("[auth]\ntoken_secrets = { k1 = \"short-one\" }\n").expect_err("short");
         assert!(
             err.contains("auth.token_secrets") && err.contains("k1"),
@@ -161,5 +291,15 @@ mod tests {
         let err = read("[auth]\nmax_token_secs = 0\n").expect_err("zero");
         assert!(err.contains("auth.max_token_secs"), "{err}");
         assert!(read("[auth]\ntoken_secrets = { k1 = 5 }\n").is_err());
+    }
+
+    #[test]
+    fn the_same_key_twice_in_one_role_is_harmless() {
+        let s = check(AuthFile {
+            security_keys: keys(&["u2", "u2"]),
+            ..AuthFile::default()
+        })
+        .expect("valid");
+        assert_eq!(s.security_keys.len(), 2);
     }
 }

@@ -2,8 +2,8 @@
 //! (`MULTISERVER_UPLOAD_REPLICATION_<KEY>` for the `[replication]` table,
 //! `MULTISERVER_UPLOAD_REPAIR_<KEY>` for `[repair]`,
 //! `MULTISERVER_UPLOAD_IMAGES_<KEY>` for `[images]`,
-//! `MULTISERVER_UPLOAD_AUTH_<KEY>` for `[auth]`; `AUTH_TOKEN_SECRETS` as
-//! `id=secret,id=secret`), and
+//! `MULTISERVER_UPLOAD_AUTH_<KEY>` for `[auth]`, lists comma-separated,
+//! `AUTH_TOKEN_SECRETS` as `id=secret,id=secret`), and
 //! `HTTP_PLATFORM_PORT`, which IIS HttpPlatformHandler sets.
 
 use std::str::FromStr;
@@ -127,6 +127,9 @@ pub(crate) fn read() -> Result<FileConfig, ConfigError> {
         data_dirs: list("DATA_DIRS").map(|l| l.into_iter().map(Into::into).collect()),
         storage: None,
         auth: super::auth::AuthFile {
+            security_keys: list("AUTH_SECURITY_KEYS"),
+            admin_keys: list("AUTH_ADMIN_KEYS"),
+            peer_keys: list("AUTH_PEER_KEYS"),
             token_secrets: secrets("AUTH_TOKEN_SECRETS")?,
             clock_skew_secs: parsed("AUTH_CLOCK_SKEW_SECS")?,
             max_token_secs: parsed("AUTH_MAX_TOKEN_SECS")?,

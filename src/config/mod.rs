@@ -93,8 +93,10 @@ pub struct Peer {
     pub name: String,
     /// The peer's `do.ashx` URL.
     pub uri: reqwest::Url,
-    /// The peer's own key, sent in `X-Security-Key`.
-    pub security_key: String,
+    /// What this server sends it in `X-Security-Key`: the first of
+    /// `[auth] peer_keys`, else the peer's SecurityKey in
+    /// servers.xml.config (`crate::auth::key_for_peer` decides).
+    pub key: String,
 }
 
 #[derive(Debug, Clone)]
@@ -118,7 +120,7 @@ pub struct Config {
     pub file: PathBuf,
     pub server_name: String,
     pub security_key: String,
-    /// Who may do what besides `security_key` (`[auth]`).
+    /// Keys by role and upload tokens (`[auth]`).
     pub auth: AuthSettings,
     /// Base of returned links, e.g. `http://i-1.xx.com`, without a trailing slash.
     pub domain: Option<String>,
@@ -131,6 +133,10 @@ pub struct Config {
     pub storage: BackendSettings,
     pub servers_file: PathBuf,
     pub peers: Vec<Peer>,
+    /// Every SecurityKey of servers.xml.config (the peers' upload keys
+    /// among them, even when `[auth] peer_keys` is what goes to peers):
+    /// secrets for logs and answers to leave out.
+    pub servers_keys: Vec<String>,
     pub fsync: bool,
     pub max_file_bytes: u64,
     pub max_request_bytes: u64,
@@ -253,7 +259,7 @@ impl Config {
             .security_key
             .filter(|s| !s.is_empty())
             .ok_or_else(|| err("security_key", "is not set".into()))?;
-        let auth = c.auth.settings(file)?;
+        let auth = c.auth.settings(file, &security_key)?;
         let listen: SocketAddr = c
             .listen
             .as_deref()
@@ -299,6 +305,7 @@ impl Config {
                 format!("no <Server Name=\"{server_name}\"> for this server (server_name)"),
             ));
         }
+        let servers_keys = entries.iter().map(|s| s.security_key.clone()).collect();
         let peers = entries
             .into_iter()
             .filter(|s| s.name != server_name)
@@ -306,9 +313,9 @@ impl Config {
                 let uri = reqwest::Url::parse(&s.uri)
                     .map_err(|e| ConfigError::new(&servers_file, "Server/@Uri", e.to_string()))?;
                 Ok(Peer {
+                    key: crate::auth::key_for_peer(&auth, &s.security_key).to_owned(),
                     name: s.name,
                     uri,
-                    security_key: s.security_key,
                 })
             })
             .collect::<Result<Vec<_>, ConfigError>>()?;
@@ -433,6 +440,7 @@ impl Config {
             log_dir: c.log_dir.unwrap_or_else(|| folder.join("log")),
             servers_file,
             peers,
+            servers_keys,
             fsync: c.fsync.unwrap_or(true),
             max_file_bytes,
             // Room for the multipart framing of one full-size file by default.
@@ -514,6 +522,23 @@ impl Config {
                 ),
             },
         })
+    }
+}
+
+impl Config {
+    /// Every key of every role this server knows, its peers' included, and
+    /// the token secrets: what no log line, answer or summary may show.
+    pub fn secrets(&self) -> Vec<&str> {
+        let auth = &self.auth;
+        std::iter::once(&self.security_key)
+            .chain(&auth.security_keys)
+            .chain(&auth.admin_keys)
+            .chain(&auth.peer_keys)
+            .chain(&self.servers_keys)
+            .map(String::as_str)
+            .chain(auth.token_secrets.values())
+            .filter(|k| !k.is_empty())
+            .collect()
     }
 }
 

@@ -1,35 +1,105 @@
-//! The security key: from the `X-Security-Key` header (preferred: URLs end up
-//! in logs) or the `SecurityKey` query parameter (the original's way),
-//! compared in constant time. It is never logged or echoed.
+//! The HTTP side of "who is this request": the key from the
+//! `X-Security-Key` header (preferred: URLs end up in logs) or the
+//! `SecurityKey` query parameter (the original's way), or an upload token
+//! from `Authorization: Bearer …` or `X-Upload-Token`, turned into a
+//! [`Credential`] by `crate::auth`. What a credential may do is decided
+//! there, never here. A key or token is never logged or echoed.
 
-use axum::http::HeaderMap;
-use sha2::{Digest, Sha256};
-use subtle::ConstantTimeEq;
+use axum::http::{HeaderMap, header};
 
+use super::AppState;
 use super::error::Error;
 use super::params::Params;
+use crate::auth::token::Claims;
+use crate::auth::{Action, Credential};
 
 pub const KEY_HEADER: &str = "x-security-key";
+pub const TOKEN_HEADER: &str = "x-upload-token";
 
-/// Whether the request carries `expected`.
-pub fn check(expected: &str, params: &Params, headers: &HeaderMap) -> Result<(), Error> {
-    let given = headers
-        .get(KEY_HEADER)
-        .map(|v| v.as_bytes())
-        .or_else(|| params.security_key.as_deref().map(str::as_bytes));
-    match given {
-        Some(given) if same_secret(given, expected.as_bytes()) => Ok(()),
-        _ => Err(Error::Forbidden),
+/// Who a request says it is, by what its headers and query carry.
+pub enum Caller {
+    /// A key of this server.
+    Key(Credential),
+    /// A genuine upload token, valid now, from this request's origin.
+    Token(Claims),
+    /// Neither a key nor a token header.
+    Anonymous,
+}
+
+/// Who the request is: `Forbidden` for a key this server does not know, a
+/// 403 naming the reason for a token it refuses. A key wins over a token.
+pub fn caller(state: &AppState, params: &Params, headers: &HeaderMap) -> Result<Caller, Error> {
+    if let Some(key) = presented_key(params, headers) {
+        return state
+            .keys
+            .credential(key)
+            .map(Caller::Key)
+            .ok_or(Error::Forbidden);
+    }
+    match presented_token(headers) {
+        Some(token) => state
+            .tokens
+            .verify(token, origin(headers))
+            .map(Caller::Token)
+            .map_err(Error::Token),
+        None => Ok(Caller::Anonymous),
     }
 }
 
-/// Compares digests, not the keys: a byte-wise comparison, constant-time or
-/// not, returns at once when the lengths differ and so tells the key's
-/// length; digests are always 32 bytes.
-fn same_secret(given: &[u8], expected: &[u8]) -> bool {
-    Sha256::digest(given)
-        .ct_eq(&Sha256::digest(expected))
-        .into()
+/// The credential the request carries, or the 403 to give (none, or one
+/// this server does not accept).
+pub fn credential(
+    state: &AppState,
+    params: &Params,
+    headers: &HeaderMap,
+) -> Result<Credential, Error> {
+    match caller(state, params, headers)? {
+        Caller::Key(credential) => Ok(credential),
+        Caller::Token(_) => Ok(Credential::Token),
+        Caller::Anonymous => Err(Error::Forbidden),
+    }
+}
+
+/// The request's `Origin` header, which a token's `origin` must equal.
+pub fn origin(headers: &HeaderMap) -> Option<&[u8]> {
+    headers.get(header::ORIGIN).map(|v| v.as_bytes())
+}
+
+/// The token a request carries in a header: `Authorization: Bearer …`
+/// (the scheme in any case) or `X-Upload-Token`.
+fn presented_token(headers: &HeaderMap) -> Option<&str> {
+    let bearer = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, token)| token.trim());
+    bearer.or_else(|| {
+        headers
+            .get(TOKEN_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .map(str::trim)
+    })
+}
+
+/// The key the request presents: the header wins over the query.
+fn presented_key<'a>(params: &'a Params, headers: &'a HeaderMap) -> Option<&'a [u8]> {
+    headers
+        .get(KEY_HEADER)
+        .map(|v| v.as_bytes())
+        .or_else(|| params.security_key.as_deref().map(str::as_bytes))
+}
+
+/// The request's credential if it may do `action`; else the 403 to give.
+pub fn permit(
+    state: &AppState,
+    params: &Params,
+    headers: &HeaderMap,
+    action: Action,
+) -> Result<Credential, Error> {
+    let credential = credential(state, params, headers)?;
+    credential.may(action, state.keys.admin_configured())?;
+    Ok(credential)
 }
 
 #[cfg(test)]
@@ -45,12 +115,27 @@ mod tests {
             security_key: Some("k1".into()),
             ..Params::default()
         };
-        assert!(check("k1", &query, &headers).is_ok());
-        assert!(check("k2", &query, &headers).is_err());
-        assert!(check("k1", &Params::default(), &headers).is_err());
+        assert_eq!(presented_key(&query, &headers), Some(&b"k1"[..]));
+        assert_eq!(presented_key(&Params::default(), &headers), None);
         headers.insert(KEY_HEADER, HeaderValue::from_static("k2"));
-        assert!(check("k2", &Params::default(), &headers).is_ok());
-        assert!(check("k2x", &Params::default(), &headers).is_err());
-        assert!(check("", &Params::default(), &HeaderMap::new()).is_err());
+        assert_eq!(presented_key(&query, &headers), Some(&b"k2"[..]));
+    }
+
+    #[test]
+    fn a_token_as_bearer_or_in_its_header() {
+        let mut headers = HeaderMap::new();
+        assert_eq!(presented_token(&headers), None);
+        headers.insert(TOKEN_HEADER, HeaderValue::from_static("t1"));
+        assert_eq!(presented_token(&headers), Some("t1"));
+        headers.insert(
+            header::AUTHORIZATION,
+            HeaderValue::from_static("Basic dXNlcg=="),
+        );
+        assert_eq!(presented_token(&headers), Some("t1"), "not a bearer");
+        headers.insert(
+            header::AUTHORIZATION,
+            HeaderValue::from_static("bearer  t2"),
+        );
+        assert_eq!(presented_token(&headers), Some("t2"));
     }
 }

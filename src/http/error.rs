@@ -20,6 +20,10 @@ pub enum Error {
     /// 403: missing or wrong key.
     #[error("missing or wrong security key")]
     Forbidden,
+    /// 403: a valid credential that may not do this; the message says
+    /// which one would.
+    #[error(transparent)]
+    Refused(#[from] crate::auth::Refusal),
     /// 403: an upload token that is not valid here, or has no file left;
     /// the message names the reason.
     #[error(transparent)]
@@ -29,7 +33,7 @@ pub enum Error {
     BadRequest(String),
     /// 400: unknown or missing `action`.
     #[error(
-        "unknown or missing action; valid actions: upload, uploaderrors, sync, delete, restore, forget, digest, list"
+        "unknown or missing action; valid actions: upload, uploaderrors, token, sync, delete, restore, forget, digest, list"
     )]
     UnknownAction,
     /// 405: the action exists but not with this method.
@@ -79,7 +83,7 @@ pub enum Error {
 impl Error {
     pub fn status(&self) -> StatusCode {
         match self {
-            Self::Forbidden | Self::Token(_) => StatusCode::FORBIDDEN,
+            Self::Forbidden | Self::Refused(_) | Self::Token(_) => StatusCode::FORBIDDEN,
             Self::BadRequest(_) | Self::UnknownAction => StatusCode::BAD_REQUEST,
             Self::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             Self::ClientTooSlow(_) => StatusCode::REQUEST_TIMEOUT,

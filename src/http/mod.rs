@@ -1,6 +1,7 @@
 //! The HTTP interface (SPEC §2): the router, its shared state and the
-//! dispatch of `do.ashx` actions. Handlers are thin: they check the key, pick
-//! the answer format, call the domain step and answer.
+//! dispatch of `do.ashx` actions. Handlers are thin: the dispatch asks the
+//! request's credential whether it may do the action (`crate::auth`), then a
+//! handler picks the answer format, calls the domain step and answers.
 
 mod auth;
 mod body;
@@ -26,30 +27,34 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, Request, State};
-use axum::http::{HeaderName, HeaderValue, Method};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Method};
 use axum::response::Response;
 use axum::routing::{any, get};
 use serde_json::Map;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use crate::auth::Tokens;
+use crate::auth::{Action, Credential, Keys, Tokens};
 use crate::config::Config;
 use crate::images::cache::{CacheSettings, VariantCache};
 use crate::images::variant::DecodeLimits;
 use crate::journal::{Journal, Replayer};
 use crate::repair::{Fetcher, ReadThrough, RepairStatus, Scrubber};
-use crate::replication::{Replicator, SERVER_HEADER};
+use crate::replication::{FROM_HEADER, Replicator, SERVER_HEADER};
 use crate::storage::Storage;
+use auth::Caller;
 use error::Error;
 use origin::Origin;
 use params::Params;
 use respond::Format;
+use upload::Grant;
 
 pub use params::redact;
 
 /// Everything a request may need, built once in `serve`.
 pub struct AppState {
     pub config: Arc<Config>,
+    /// The keys this server accepts, by role.
+    keys: Keys,
     /// Upload tokens: their secrets and the files each has stored here.
     tokens: Tokens,
     /// Uploads and replicas being received; `max_uploads_in_flight` permits.
@@ -102,6 +107,7 @@ impl AppState {
             fetcher,
             repair: Arc::new(RepairStatus::default()),
             receiving: Arc::new(Semaphore::new(config.max_uploads_in_flight)),
+            keys: Keys::new(&config.security_key, &config.auth),
             config,
             tokens,
             storage,
@@ -129,12 +135,9 @@ impl AppState {
             .map_err(|_| Error::Busy)
     }
 
-    /// Every key this server knows (its own and its peers'), for logs to
-    /// leave out.
+    /// Every key this server knows, for logs to leave out.
     fn secrets(&self) -> Vec<&str> {
-        std::iter::once(self.config.security_key.as_str())
-            .chain(self.config.peers.iter().map(|p| p.security_key.as_str()))
-            .collect()
+        self.config.secrets()
     }
 
     /// How slow an uploading client may be.
@@ -180,13 +183,14 @@ async fn do_ashx(State(state): State<Arc<AppState>>, request: Request) -> Respon
 async fn action(state: Arc<AppState>, request: Request) -> Response {
     let params = Params::parse(request.uri().query());
     let format = Format::from_param(params.format.as_deref());
-    // The key is checked before anything else, and before any body byte is
-    // read: a client without it learns nothing and sends nothing.
-    if let Err(e) = auth::check(&state.config.security_key, &params, request.headers()) {
-        return e.answer(format, Map::new());
-    }
     let action = params.action.as_deref().unwrap_or("").to_ascii_lowercase();
+    // The credential is checked before anything else, and before any body
+    // byte is read: a client without one learns nothing and sends nothing.
     let method = request.method().clone();
+    let grant = match allowed(&state, &params, request.headers(), &action, &method) {
+        Ok(grant) => grant,
+        Err(e) => return e.answer(format, Map::new()),
+    };
     match action.as_str() {
         "upload" if method == Method::POST => {
             let _permit = match state.receive_permit() {
@@ -195,7 +199,7 @@ async fn action(state: Arc<AppState>, request: Request) -> Response {
             };
             let origin = Origin::of(&request, &state.config.trusted_proxies);
             let (parts, body) = request.into_parts();
-            upload::handle(state, format, origin, &parts.headers, body).await
+            upload::handle(state, format, origin, &parts.headers, body, grant).await
         }
         "upload" => not_allowed(format, "upload", "POST"),
         "uploaderrors" if method == Method::GET || method == Method::POST => {
@@ -231,8 +235,65 @@ async fn action(state: Arc<AppState>, request: Request) -> Response {
             repair::list(state, params.day.as_deref(), params.after.as_deref()).await
         }
         "list" => not_allowed(Format::Json, "list", "GET"),
+        "token" if method == Method::POST => {
+            let query = request.uri().query().map(str::to_owned);
+            let (parts, body) = request.into_parts();
+            token::handle(state, format, query.as_deref(), &parts.headers, body).await
+        }
+        "token" => not_allowed(format, "token", "POST"),
         _ => Error::UnknownAction.answer(format, Map::new()),
     }
+}
+
+/// Whether the request's credential may do `action`: a 403 without a
+/// known key, a 400 for an unknown action, a 403 naming the credential
+/// needed for one it may not do.
+///
+/// An upload's credential may also be a token in its first form field,
+/// when this server takes tokens: the body is then read up to that field,
+/// and the upload refuses a file before it.
+fn allowed(
+    state: &AppState,
+    params: &Params,
+    headers: &HeaderMap,
+    action: &str,
+    method: &Method,
+) -> Result<Grant, Error> {
+    let needed = needs(action, headers);
+    let (credential, grant) = match auth::caller(state, params, headers)? {
+        Caller::Key(credential) => (credential, Grant::Key),
+        Caller::Token(claims) => (Credential::Token, Grant::Token(claims)),
+        Caller::Anonymous
+            if needed == Some(Action::Upload)
+                && method == Method::POST
+                && state.tokens.enabled() =>
+        {
+            (Credential::Token, Grant::TokenInForm)
+        }
+        Caller::Anonymous => return Err(Error::Forbidden),
+    };
+    let needed = needed.ok_or(Error::UnknownAction)?;
+    credential.may(needed, state.keys.admin_configured())?;
+    Ok(grant)
+}
+
+/// What each `do.ashx` action asks of the credential; `None`: no such
+/// action. A delete or restore that names its sender in [`FROM_HEADER`] is
+/// a peer passing its own on.
+fn needs(action: &str, headers: &HeaderMap) -> Option<Action> {
+    let passed_on = headers.contains_key(FROM_HEADER);
+    Some(match action {
+        "upload" => Action::Upload,
+        "uploaderrors" => Action::Replay,
+        "sync" => Action::Sync,
+        "delete" | "restore" if passed_on => Action::PeerNotice,
+        "delete" => Action::Delete,
+        "restore" => Action::Restore,
+        "forget" => Action::Forget,
+        "digest" | "list" => Action::Compare,
+        "token" => Action::MintToken,
+        _ => return None,
+    })
 }
 
 fn not_allowed(format: Format, action: &'static str, allowed: &'static str) -> Response {

@@ -11,6 +11,7 @@ use axum::response::{IntoResponse, Response};
 use super::AppState;
 use super::auth;
 use super::params::Params;
+use crate::auth::Action;
 
 const PAGE: &str = include_str!("../../static/upload.html");
 const FORBIDDEN: &str = include_str!("../../static/forbidden.html");
@@ -31,8 +32,8 @@ const FORBIDDEN_POLICY: &str = "default-src 'none'; style-src 'unsafe-inline'; \
 pub async fn handle(State(state): State<Arc<AppState>>, request: Request) -> Response {
     let params = Params::parse(request.uri().query());
     let (status, body, policy) =
-        match auth::check(&state.config.security_key, &params, request.headers()) {
-            Ok(()) => (StatusCode::OK, PAGE, PAGE_POLICY),
+        match auth::permit(&state, &params, request.headers(), Action::Page) {
+            Ok(_) => (StatusCode::OK, PAGE, PAGE_POLICY),
             Err(_) => (StatusCode::FORBIDDEN, FORBIDDEN, FORBIDDEN_POLICY),
         };
     (

@@ -57,8 +57,7 @@ async fn mint(
     headers: &HeaderMap,
     body: Body,
 ) -> Result<token::Minted, Error> {
-    let auth = &state.config.auth;
-    if auth.token_secrets.is_empty() {
+    if !state.tokens.enabled() {
         return Err(Error::BadRequest(
             "upload tokens are not configured on this server ([auth] token_secrets)".into(),
         ));
@@ -84,13 +83,10 @@ async fn mint(
         }
     }
     let request = checked(asked, &state.config.allowed_types)?;
-    token::mint(
-        &auth.token_secrets,
-        auth.max_token_secs,
-        &request,
-        crate::auth::now(),
-    )
-    .ok_or_else(|| Error::internal("no token secret to mint with"))
+    state
+        .tokens
+        .mint(&request)
+        .ok_or_else(|| Error::internal("no token secret to mint with"))
 }
 
 fn is_json(headers: &HeaderMap) -> bool {
