@@ -225,8 +225,37 @@ async fn a_token_in_a_form_field_before_the_first_file_uploads() {
     )
     .await;
     assert_refused(&answer, 403, "bad signature");
+    // No credential at all: 403, whatever the body is.
+    let answer = send(Form::new().text("note", "no token here")).await;
+    assert_refused(&answer, 403, "");
+    let answer = common::json(
+        reqwest::Client::new()
+            .post(s1.do_url("action=upload&format=json"))
+            .body("not a form")
+            .send()
+            .await
+            .expect("upload"),
+    )
+    .await;
+    assert_refused(&answer, 403, "");
     assert_eq!(s1.stored().len(), 1);
     assert!(s1.temp_files().is_empty());
+}
+
+#[test]
+fn check_config_names_the_minting_secret_and_shows_no_secret() {
+    let cluster = Cluster::new(&["s1"], SETTINGS);
+    let out = Command::new(common::BIN)
+        .args(["check-config", "--config"])
+        .arg(cluster.nodes[0].config())
+        .output()
+        .expect("check-config");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("minted with `k2`, `k1` accepted"), "{text}");
+    for secret in [K1, K2, ADMIN] {
+        assert!(!text.contains(secret), "{text}");
+    }
 }
 
 #[tokio::test]

@@ -70,6 +70,7 @@ impl Spent {
     pub fn open(data_dir: &Path, lifetime: Lifetime, now: i64) -> Result<Self, SpentError> {
         let file = spent_file(data_dir);
         let open = || -> Result<Database, redb::Error> {
+            std::fs::create_dir_all(data_dir)?;
             let db = Database::builder()
                 .set_concurrency_mode(ConcurrencyMode::MultiWriter)
                 .create(&file)?;

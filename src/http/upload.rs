@@ -152,8 +152,12 @@ async fn receive(
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
-    let boundary = multer::parse_boundary(content_type).map_err(|_| {
-        Error::BadRequest("the body must be multipart/form-data with a boundary".into())
+    let boundary = multer::parse_boundary(content_type).map_err(|_| match grant {
+        // Without a credential there is nothing to say about the body.
+        Grant::TokenInForm => Error::Forbidden,
+        Grant::Key | Grant::Token(_) => {
+            Error::BadRequest("the body must be multipart/form-data with a boundary".into())
+        }
     })?;
     let constraints = multer::Constraints::new()
         .size_limit(multer::SizeLimit::new().whole_stream(config.max_request_bytes));
@@ -245,6 +249,9 @@ async fn receive(
             dimensions,
             delivery,
         });
+    }
+    if matches!(grant, Grant::TokenInForm) {
+        return Err(Error::Forbidden);
     }
     if count == 0 {
         return Err(Error::BadRequest(
