@@ -7,7 +7,9 @@
 //!
 //! An upload token limits the upload further: each file's size and type
 //! while it streams, and the files it may store here, counted before each
-//! file is read and given back if the file is not stored.
+//! file is read and given back if the file is refused. A complete file
+//! whose commit then fails keeps its place: the count errs on the side of
+//! fewer files, never more.
 
 use std::sync::Arc;
 
@@ -188,9 +190,12 @@ async fn receive(
             // An ordinary form field: read past it here, so its data is not
             // counted as header bytes by the search for the next part.
             while let Some(chunk) = field.next().await {
-                before_token += chunk.map_err(multipart_error)?.len();
-                if waiting && before_token > BEFORE_TOKEN_BYTES {
-                    return Err(Error::Forbidden);
+                let chunk = chunk.map_err(multipart_error)?;
+                if waiting {
+                    before_token += chunk.len();
+                    if before_token > BEFORE_TOKEN_BYTES {
+                        return Err(Error::Forbidden);
+                    }
                 }
             }
             continue;
