@@ -6,7 +6,7 @@
 //! `config` turns files, environment and flags into one `Config`; `server`
 //! and `shutdown` run the listener; `logging` sets up `tracing`.
 
-pub mod auth;
+mod auth;
 pub mod cli;
 pub mod config;
 pub mod http;
