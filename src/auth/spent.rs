@@ -14,14 +14,19 @@
 //! rebuilt from the files when damaged, these counts could not be.
 //!
 //! A file is counted when it starts (before its bytes are read), and given
-//! back if it is not stored. Entries of expired tokens are dropped, so the
-//! table holds at most the tokens of the last `max_token_secs`.
+//! back if it is not stored. One writer thread applies every count asked
+//! for while its last commit ran in one transaction, so one flush to the
+//! disk serves many uploads at once (each commit is a flush). Entries of
+//! expired tokens are dropped, so the table holds at most the tokens of the
+//! last `max_token_secs`.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::mpsc;
 
-use redb::{ConcurrencyMode, Database, ReadableDatabase, ReadableTable, TableDefinition};
+use redb::{
+    ConcurrencyMode, Database, ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction,
+};
+use tokio::sync::oneshot;
 
 use super::token::Lifetime;
 
@@ -29,8 +34,10 @@ use super::token::Lifetime;
 const SPENT: TableDefinition<&str, (i64, u64)> = TableDefinition::new("spent");
 /// How often expired entries are looked for, at most.
 const SWEEP_EVERY_SECS: i64 = 3600;
+/// Counts applied in one transaction at most.
+const BATCH: usize = 1024;
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum SpentError {
     #[error(
         "the spent-token counts {} cannot be used: {why}; if it is damaged, move it \
@@ -39,19 +46,36 @@ pub enum SpentError {
     Open { file: PathBuf, why: String },
     #[error("the spent-token counts: {0}")]
     Db(String),
+    #[error("the spent-token writer has stopped")]
+    WriterGone,
 }
 
 fn db_error(e: impl Into<redb::Error>) -> SpentError {
     SpentError::Db(e.into().to_string())
 }
 
-/// The counts. Cheap to clone; every clone shares one database.
+/// What the writer thread is asked to do.
+enum Op {
+    /// One more file of `jti`, if it has one left of `max_files`.
+    Take {
+        jti: String,
+        exp: i64,
+        max_files: u64,
+        now: i64,
+        done: oneshot::Sender<Result<bool, SpentError>>,
+    },
+    /// One file of `jti` less.
+    GiveBack {
+        jti: String,
+        done: oneshot::Sender<Result<(), SpentError>>,
+    },
+}
+
+/// The counts. Cheap to clone; every clone shares one database and writer.
 #[derive(Clone)]
 pub struct Spent {
-    db: Arc<Database>,
-    lifetime: Lifetime,
-    /// When expired entries were last dropped (Unix seconds).
-    swept: Arc<AtomicI64>,
+    db: std::sync::Arc<Database>,
+    writer: mpsc::Sender<Op>,
 }
 
 impl std::fmt::Debug for Spent {
@@ -66,7 +90,8 @@ pub fn spent_file(data_dir: &Path) -> PathBuf {
 }
 
 impl Spent {
-    /// Opens (or creates) the counts in `data_dir`, dropping expired ones.
+    /// Opens (or creates) the counts in `data_dir`, dropping expired ones,
+    /// and starts the writer.
     pub fn open(data_dir: &Path, lifetime: Lifetime, now: i64) -> Result<Self, SpentError> {
         let file = spent_file(data_dir);
         let open = || -> Result<Database, redb::Error> {
@@ -79,26 +104,38 @@ impl Spent {
             write.commit()?;
             Ok(db)
         };
-        let db = open().map_err(|e| SpentError::Open {
+        let db = std::sync::Arc::new(open().map_err(|e| SpentError::Open {
             file: file.clone(),
             why: e.to_string(),
-        })?;
-        let spent = Self {
-            db: Arc::new(db),
+        })?);
+        let mut sweeper = Sweeper {
             lifetime,
-            swept: Arc::new(AtomicI64::new(i64::MIN)),
+            swept: i64::MIN,
         };
-        let write = spent.db.begin_write().map_err(db_error)?;
-        spent.sweep(&write, now)?;
+        let write = db.begin_write().map_err(db_error)?;
+        sweeper.sweep(&write, now)?;
         write.commit().map_err(db_error)?;
-        Ok(spent)
+        let (writer, queue) = mpsc::channel();
+        {
+            let db = db.clone();
+            std::thread::Builder::new()
+                .name("spent-writer".into())
+                .spawn(move || write_loop(&db, sweeper, &queue))
+                .map_err(|e| SpentError::Open {
+                    file,
+                    why: format!("cannot start its writer: {e}"),
+                })?;
+        }
+        Ok(Self { db, writer })
     }
 
     /// Whether the token `jti` has no file left of its `max_files`.
     pub async fn is_spent(&self, jti: &str, max_files: u64) -> Result<bool, SpentError> {
-        let this = self.clone();
+        let db = self.db.clone();
         let jti = jti.to_owned();
-        blocking(move || Ok(this.used(&jti)? >= max_files)).await
+        tokio::task::spawn_blocking(move || Ok(used(&db, &jti)? >= max_files))
+            .await
+            .map_err(|e| SpentError::Db(format!("the counting task failed: {e}")))?
     }
 
     /// Counts one more file of the token `jti` (which expires at `exp`), if
@@ -111,73 +148,29 @@ impl Spent {
         max_files: u64,
         now: i64,
     ) -> Result<bool, SpentError> {
-        let this = self.clone();
-        let jti = jti.to_owned();
-        blocking(move || this.take_now(&jti, exp, max_files, now)).await
+        let (done, outcome) = oneshot::channel();
+        self.send(Op::Take {
+            jti: jti.to_owned(),
+            exp,
+            max_files,
+            now,
+            done,
+        })?;
+        outcome.await.map_err(|_| SpentError::WriterGone)?
     }
 
     /// Gives back a file counted by [`Spent::take`] that was not stored.
     pub async fn give_back(&self, jti: &str) -> Result<(), SpentError> {
-        let this = self.clone();
-        let jti = jti.to_owned();
-        blocking(move || this.give_back_now(&jti)).await
+        let (done, outcome) = oneshot::channel();
+        self.send(Op::GiveBack {
+            jti: jti.to_owned(),
+            done,
+        })?;
+        outcome.await.map_err(|_| SpentError::WriterGone)?
     }
 
-    fn used(&self, jti: &str) -> Result<u64, SpentError> {
-        let read = self.db.begin_read().map_err(db_error)?;
-        let table = read.open_table(SPENT).map_err(db_error)?;
-        Ok(table.get(jti).map_err(db_error)?.map_or(0, |v| v.value().1))
-    }
-
-    fn take_now(&self, jti: &str, exp: i64, max_files: u64, now: i64) -> Result<bool, SpentError> {
-        // One write transaction at a time, in this process and any other:
-        // the count read here cannot change before this commit.
-        let write = self.db.begin_write().map_err(db_error)?;
-        let taken = {
-            let mut table = write.open_table(SPENT).map_err(db_error)?;
-            let used = table.get(jti).map_err(db_error)?.map_or(0, |v| v.value().1);
-            if used >= max_files {
-                false
-            } else {
-                table.insert(jti, (exp, used + 1)).map_err(db_error)?;
-                true
-            }
-        };
-        if !taken {
-            return Ok(false);
-        }
-        self.sweep(&write, now)?;
-        write.commit().map_err(db_error)?;
-        Ok(true)
-    }
-
-    fn give_back_now(&self, jti: &str) -> Result<(), SpentError> {
-        let write = self.db.begin_write().map_err(db_error)?;
-        {
-            let mut table = write.open_table(SPENT).map_err(db_error)?;
-            let entry = table.get(jti).map_err(db_error)?.map(|v| v.value());
-            if let Some((exp, used)) = entry {
-                table
-                    .insert(jti, (exp, used.saturating_sub(1)))
-                    .map_err(db_error)?;
-            }
-        }
-        write.commit().map_err(db_error)
-    }
-
-    /// Drops the entries of tokens that can no longer be used, at most once
-    /// an hour (a scan of the table), within `write`.
-    fn sweep(&self, write: &redb::WriteTransaction, now: i64) -> Result<(), SpentError> {
-        let last = self.swept.load(Ordering::Relaxed);
-        if now.saturating_sub(last) < SWEEP_EVERY_SECS {
-            return Ok(());
-        }
-        self.swept.store(now, Ordering::Relaxed);
-        let mut table = write.open_table(SPENT).map_err(db_error)?;
-        let lifetime = self.lifetime;
-        table
-            .retain(|_, (exp, _)| !lifetime.expired(exp, now))
-            .map_err(db_error)
+    fn send(&self, op: Op) -> Result<(), SpentError> {
+        self.writer.send(op).map_err(|_| SpentError::WriterGone)
     }
 
     /// Entries kept, for tests.
@@ -189,13 +182,125 @@ impl Spent {
     }
 }
 
-/// Runs a step that waits for the disk on a blocking thread.
-async fn blocking<T: Send + 'static>(
-    step: impl FnOnce() -> Result<T, SpentError> + Send + 'static,
-) -> Result<T, SpentError> {
-    tokio::task::spawn_blocking(step)
-        .await
-        .map_err(|e| SpentError::Db(format!("the counting task failed: {e}")))?
+fn used(db: &Database, jti: &str) -> Result<u64, SpentError> {
+    let read = db.begin_read().map_err(db_error)?;
+    let table = read.open_table(SPENT).map_err(db_error)?;
+    Ok(table.get(jti).map_err(db_error)?.map_or(0, |v| v.value().1))
+}
+
+/// Takes what is queued (what came while the last commit ran, up to
+/// [`BATCH`]), applies it in order in one transaction, commits, and only
+/// then answers each: a count is never reported before it is on disk.
+fn write_loop(db: &Database, mut sweeper: Sweeper, queue: &mpsc::Receiver<Op>) {
+    while let Ok(first) = queue.recv() {
+        let mut ops = vec![first];
+        while ops.len() < BATCH {
+            match queue.try_recv() {
+                Ok(op) => ops.push(op),
+                Err(_) => break,
+            }
+        }
+        match apply(db, &mut sweeper, &ops) {
+            Ok(taken) => {
+                for (op, taken) in ops.into_iter().zip(taken) {
+                    match op {
+                        Op::Take { done, .. } => {
+                            let _ = done.send(Ok(taken));
+                        }
+                        Op::GiveBack { done, .. } => {
+                            let _ = done.send(Ok(()));
+                        }
+                    }
+                }
+            }
+            Err(e) => {
+                for op in ops {
+                    match op {
+                        Op::Take { done, .. } => {
+                            let _ = done.send(Err(e.clone()));
+                        }
+                        Op::GiveBack { done, .. } => {
+                            let _ = done.send(Err(e.clone()));
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Applies `ops` in one committed transaction; for each, whether a file
+/// was taken. One write transaction at a time, in this process and any
+/// other: a count read here cannot change before this commit.
+fn apply(db: &Database, sweeper: &mut Sweeper, ops: &[Op]) -> Result<Vec<bool>, SpentError> {
+    let write = db.begin_write().map_err(db_error)?;
+    let mut taken = Vec::with_capacity(ops.len());
+    let mut latest = i64::MIN;
+    {
+        let mut table = write.open_table(SPENT).map_err(db_error)?;
+        for op in ops {
+            let (jti, entry) = match op {
+                Op::Take { jti, .. } | Op::GiveBack { jti, .. } => (
+                    jti,
+                    table
+                        .get(jti.as_str())
+                        .map_err(db_error)?
+                        .map(|v| v.value()),
+                ),
+            };
+            let used = entry.map_or(0, |(_, used)| used);
+            match op {
+                Op::Take {
+                    exp,
+                    max_files,
+                    now,
+                    ..
+                } => {
+                    latest = latest.max(*now);
+                    let room = used < *max_files;
+                    if room {
+                        table
+                            .insert(jti.as_str(), (*exp, used + 1))
+                            .map_err(db_error)?;
+                    }
+                    taken.push(room);
+                }
+                Op::GiveBack { .. } => {
+                    if let Some((exp, used)) = entry {
+                        table
+                            .insert(jti.as_str(), (exp, used.saturating_sub(1)))
+                            .map_err(db_error)?;
+                    }
+                    taken.push(false);
+                }
+            }
+        }
+    }
+    sweeper.sweep(&write, latest)?;
+    write.commit().map_err(db_error)?;
+    Ok(taken)
+}
+
+/// Drops the entries of tokens that can no longer be used, at most once
+/// an hour (it scans the table).
+struct Sweeper {
+    lifetime: Lifetime,
+    /// When it last did (Unix seconds).
+    swept: i64,
+}
+
+impl Sweeper {
+    fn sweep(&mut self, write: &WriteTransaction, now: i64) -> Result<(), SpentError> {
+        if now.saturating_sub(self.swept) < SWEEP_EVERY_SECS {
+            return Ok(());
+        }
+        self.swept = now;
+        let mut table = write.open_table(SPENT).map_err(db_error)?;
+        let lifetime = self.lifetime;
+        table
+            .retain(|_, (exp, _)| !lifetime.expired(exp, now))
+            .map_err(db_error)
+    }
 }
 
 #[cfg(test)]
