@@ -5,9 +5,11 @@
 //! base64url(claims)))`, base64url without padding, the HMAC keyed with the
 //! secret's UTF-8 bytes over the ASCII of the first part. The format is
 //! public on purpose: any back end mints one with its language's standard
-//! library, so it is kept byte for byte, and nothing here is stricter than
-//! the SPEC says except where a loose reading would let a token outlive
-//! what the operator set (`max_token_secs`).
+//! library, so it is kept byte for byte. Where the SPEC leaves room, a
+//! token is refused rather than guessed at: an `exp` further away than
+//! `max_token_secs` (the operator's bound holds for tokens minted
+//! elsewhere too), `max_files` without a `jti` to count by, a type name
+//! the service does not know.
 //!
 //! Pure: no clock, no I/O. How many files a token has used is counted by
 //! [`super::spent`]; where a token travels in a request is the HTTP side's.
