@@ -256,6 +256,20 @@ fn check_config_names_the_minting_secret_and_shows_no_secret() {
     for secret in [K1, K2, ADMIN] {
         assert!(!text.contains(secret), "{text}");
     }
+    // The environment lists them in order too, and wins over app.toml.
+    let out = Command::new(common::BIN)
+        .args(["check-config", "--config"])
+        .arg(cluster.nodes[0].config())
+        .env(
+            "MULTISERVER_UPLOAD_AUTH_TOKEN_SECRETS",
+            "k3=a-third-token-secret, k2=token-secret-two",
+        )
+        .output()
+        .expect("check-config");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("minted with `k3`, `k2` accepted;"), "{text}");
+    assert!(!text.contains("a-third-token-secret"), "{text}");
 }
 
 #[tokio::test]
