@@ -3,6 +3,7 @@
 //!
 //! The data flow, one module per step: `http` (request, `auth`, multipart
 //! stream) → `storage` → `replication` → `journal` (failed copies, replay).
+//! `auth` says who may do what (keys by role; `http::auth` asks it).
 //! `config` turns files, environment and flags into one `Config`; `server`
 //! and `shutdown` run the listener; `logging` sets up `tracing`.
 
