@@ -32,6 +32,7 @@ pub(crate) struct AuthFile {
     pub clock_skew_secs: Option<u64>,
     pub max_token_secs: Option<u64>,
 }
+
 /// `token_secrets = { k2 = "…", k1 = "…" }` in the order written: the
 /// first one mints.
 #[derive(Debug, Default)]
@@ -159,7 +160,8 @@ fn token_secrets(file: &Path, secrets: Vec<(String, String)>) -> Result<TokenSec
     Ok(TokenSecrets::new(secrets))
 }
 
-/// The keys this server accepts besides `security_key`, by role.
+/// The keys this server accepts besides `security_key`, by role, and the
+/// upload tokens it takes.
 #[derive(Debug, Clone, Default)]
 pub struct AuthSettings {
     /// More keys with `security_key`'s rights (upload, the page,
