@@ -313,6 +313,28 @@ async fn max_files_counts_every_file_and_holds_across_a_restart() {
     assert_eq!(status, 200, "{v}");
 }
 
+#[tokio::test]
+async fn concurrent_uploads_with_one_token_store_at_most_max_files() {
+    let cluster = Cluster::single(SETTINGS);
+    let s1 = &cluster.nodes[0];
+    let three = token("k1", K1, json!({ "max_files": 3 }));
+    let uploads = (0..8u64).map(|i| {
+        let three = three.clone();
+        async move {
+            let image = jpeg(50_000, 60 + i);
+            upload_with(s1, &three, Via::Bearer, None, &[("a.jpg", &image)]).await
+        }
+    });
+    let answers = futures_util::future::join_all(uploads).await;
+    let stored = answers.iter().filter(|(status, _)| *status == 200).count();
+    let statuses: Vec<u16> = answers.iter().map(|(status, _)| *status).collect();
+    assert_eq!(stored, 3, "{statuses:?}");
+    for answer in answers.iter().filter(|(status, _)| *status != 200) {
+        assert_refused(answer, 403, "spent");
+    }
+    assert_eq!(s1.stored().len(), 3);
+}
+
 /// Runs a snippet's minting with `args` (kid secret ttl max_files
 /// max_bytes) and returns the token it printed.
 fn minted_by(command: &mut Command) -> String {
