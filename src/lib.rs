@@ -32,7 +32,7 @@ use cli::{Cli, Command, MigrateArgs, ReplayArgs};
 use config::Config;
 use http::AppState;
 use journal::{Journal, Replayer};
-use repair::{Fetcher, RepairStatus, Repairer};
+use repair::{Fetcher, Repairer};
 use replication::Replicator;
 use storage::Storage;
 
@@ -139,6 +139,20 @@ fn check_config(config: &Config) {
         auth.admin_keys.len(),
         auth.peer_keys.len()
     );
+    // Ids only: a token secret is never printed.
+    let ids: Vec<&str> = auth.token_secrets.ids().collect();
+    match ids.split_first() {
+        None => println!("  tokens        off (no [auth] token_secrets)"),
+        Some((minting, older)) => println!(
+            "  tokens        minted with `{minting}`{}; at most {} s, clock skew {} s",
+            older
+                .iter()
+                .map(|id| format!(", `{id}` accepted"))
+                .collect::<String>(),
+            auth.max_token_secs,
+            auth.clock_skew_secs
+        ),
+    }
     if config.security_key == config::PLACEHOLDER_KEY {
         println!("  warning: security_key is the shipped placeholder; change it before going live");
     }
@@ -174,14 +188,14 @@ pub async fn open(config: Arc<Config>) -> anyhow::Result<AppState> {
         config.server_name.clone(),
     ));
     let fetcher = Fetcher::new(&config, storage.clone()).context("cannot build the HTTP client")?;
+    let spent = auth::spent::Spent::open(&config.data_dir, config.auth.lifetime(), auth::now())?;
+    let tokens = auth::Tokens::new(
+        config.auth.token_secrets.clone(),
+        config.auth.lifetime(),
+        spent,
+    );
     Ok(AppState::new(
-        config,
-        storage,
-        replicator,
-        journal,
-        replayer,
-        fetcher,
-        Arc::new(RepairStatus::default()),
+        config, tokens, storage, replicator, journal, replayer, fetcher,
     ))
 }
 

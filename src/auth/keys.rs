@@ -105,6 +105,7 @@ mod tests {
             security_keys: owned(security),
             admin_keys: owned(admin),
             peer_keys: owned(peer),
+            ..AuthSettings::default()
         }
     }
 

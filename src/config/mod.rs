@@ -123,7 +123,7 @@ pub struct Config {
     pub file: PathBuf,
     pub server_name: String,
     pub security_key: String,
-    /// More keys by role (`[auth]`).
+    /// Keys by role and upload tokens (`[auth]`).
     pub auth: AuthSettings,
     /// Base of returned links, e.g. `http://i-1.xx.com`, without a trailing slash.
     pub domain: Option<String>,
@@ -530,8 +530,8 @@ impl Config {
 }
 
 impl Config {
-    /// Every key of every role this server knows, its peers' included:
-    /// what no log line, answer or summary may show.
+    /// Every key of every role this server knows, its peers' included, and
+    /// the token secrets: what no log line, answer or summary may show.
     pub fn secrets(&self) -> Vec<&str> {
         let auth = &self.auth;
         std::iter::once(&self.security_key)
@@ -540,6 +540,7 @@ impl Config {
             .chain(&auth.peer_keys)
             .chain(&self.servers_keys)
             .map(String::as_str)
+            .chain(auth.token_secrets.values())
             .filter(|k| !k.is_empty())
             .collect()
     }
