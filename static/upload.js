@@ -4,6 +4,13 @@
  * request (POST /do.ashx?action=upload&format=json, key in the X-Security-Key
  * header), at most MAX_PARALLEL at a time, so each one has its own progress
  * bar and cancel button.
+ *
+ * Files larger than the server's threshold (the page's
+ * data-tus-threshold, from `[resumable] page_threshold_bytes`) go through
+ * tus instead (tus-js-client, /.m/tus.min.js): in chunks that the server
+ * keeps as they arrive, so a dropped connection resumes by itself where it
+ * stopped, and a page reloaded mid-upload resumes when the same file is
+ * chosen again.
  */
 (function () {
   "use strict";
@@ -12,6 +19,17 @@
   var UPLOAD_URL = "/do.ashx?action=upload&format=json";
   var ALLOWED = "JPG, PNG, GIF, WebP, BMP";
   var ALLOWED_ZH = "JPG、PNG、GIF、WebP、BMP";
+
+  var TUS_ENDPOINT = "/files/";
+  /* A dropped connection costs at most the chunk in flight: 4 MiB is half a
+     minute on a slow phone link, and few enough requests (each one fsync'd
+     by the server) on a fast one. */
+  var TUS_CHUNK_BYTES = 4 * 1024 * 1024;
+  /* Retries after a network error or a busy server: quick at first, then
+     every minute for a while, so a tunnel or a change of network needs no
+     click. Progress made resets the count. */
+  var TUS_RETRY_DELAYS = [0, 1000, 3000, 5000, 10000, 20000, 30000, 60000, 60000, 60000, 60000, 60000];
+  var TUS_DEFAULT_THRESHOLD = 8 * 1024 * 1024;
 
   /* All visible text, in one place. {name} is replaced by a value. */
   var STRINGS = {
@@ -65,6 +83,10 @@
       errNotImage: "This is not an image file ({type}). Only " + ALLOWED + " images are accepted.",
       errEmpty: "This file is empty.",
       leaveWarning: "Uploads are still running. Leave the page anyway?",
+      resuming: "Resuming where it stopped…",
+      resumeIntro: "Interrupted uploads can go on where they stopped. Choose the same files again to resume them:",
+      resumeForget: "Forget them",
+      err404: "The server no longer has this partial upload (it expired). Retry sends the file again.",
       clusterServer: "Server {name}",
       clusterOwed: "{n} copies owed",
       peerInSync: "{name}: in sync",
@@ -124,6 +146,10 @@
       errNotImage: "这不是图片文件（{type}）。仅接受 " + ALLOWED_ZH + " 图片。",
       errEmpty: "这是一个空文件。",
       leaveWarning: "还有文件正在上传，确定要离开本页面吗？",
+      resuming: "从中断处继续上传…",
+      resumeIntro: "以下上传曾被中断，可以从中断处继续。重新选择相同的文件即可继续：",
+      resumeForget: "忽略这些",
+      err404: "服务器上已没有这次未完成的上传（已过期）。点击重试将重新发送文件。",
       clusterServer: "服务器 {name}",
       clusterOwed: "待复制 {n} 份",
       peerInSync: "{name}：已同步",
@@ -351,6 +377,10 @@
   }
 
   function start(task) {
+    if (resumable(task.file)) {
+      startTus(task);
+      return;
+    }
     var xhr = new XMLHttpRequest();
     task.xhr = xhr;
     active++;
@@ -437,7 +467,12 @@
     }
 
     var info = Array.isArray(resp.files) && resp.files.length ? resp.files[0] : null;
-    var link = (info && info.link) || resp.link || "";
+    showStored(task, (info && info.link) || resp.link || "", info);
+  }
+
+  /* A stored file's row: its link, thumbnail, hash and replicas. `info` is
+     the file's entry of the answer (or null). */
+  function showStored(task, link, info) {
     task.link = String(link);
     task.thumbLink = task.link ? task.link + "-t.jpg" : "";
     task.ui.link.textContent = task.link;
@@ -506,7 +541,9 @@
   }
 
   function cancel(task) {
-    if (task.state === "uploading" && task.xhr) {
+    if (task.state === "uploading" && task.stopTus) {
+      task.stopTus();
+    } else if (task.state === "uploading" && task.xhr) {
       task.xhr.abort(); // onabort sets the state
     } else if (task.state === "queued") {
       var i = waiting.indexOf(task);
@@ -536,6 +573,155 @@
     var target = next && next.querySelector("button:not([hidden])");
     (target || els.drop).focus();
     updateSummary();
+  }
+
+  /* ---------- resumable uploads (tus) ---------- */
+
+  var tusThreshold = TUS_DEFAULT_THRESHOLD;
+
+  function resumable(file) {
+    return !!window.tus && tus.isSupported && file.size > tusThreshold;
+  }
+
+  function credentialHeaders() {
+    return { "X-Security-Key": key };
+  }
+
+  /* Network errors and a server that is busy or restarting are worth
+     waiting for; an answer about the file itself (too large, not an image,
+     refused credential) is not. */
+  function tusShouldRetry(err) {
+    var status = err.originalResponse ? err.originalResponse.getStatus() : 0;
+    var transient = status === 0 || status === 409 || status === 423 || status === 429 ||
+      status === 500 || status === 502 || status === 503 || status === 504;
+    return transient && navigator.onLine !== false;
+  }
+
+  function startTus(task) {
+    active++;
+    setState(task, "uploading");
+    setProgress(task, 0, 1);
+    task.networkError = false;
+
+    var finished = false;
+    function finish() {
+      if (finished) return false;
+      finished = true;
+      active--;
+      task.stopTus = null;
+      setTimeout(pump, 0);
+      return true;
+    }
+
+    var metadata = { filename: task.file.name };
+    if (task.file.type) metadata.filetype = task.file.type;
+    var upload = new tus.Upload(task.file, {
+      endpoint: TUS_ENDPOINT,
+      chunkSize: TUS_CHUNK_BYTES,
+      retryDelays: TUS_RETRY_DELAYS,
+      onShouldRetry: tusShouldRetry,
+      headers: credentialHeaders(),
+      metadata: metadata,
+      // A stored file is not offered for resuming after a reload.
+      removeFingerprintOnSuccess: true,
+      onUploadUrlAvailable: showInterrupted,
+      onProgress: function (sent, total) {
+        setProgress(task, sent, total);
+        task.ui.status.textContent = t(sent === total ? "processing" : "uploading");
+      },
+      onSuccess: function (payload) {
+        if (!finish()) return;
+        tusStored(task, payload.lastResponse);
+        showInterrupted();
+      },
+      onError: function (err) {
+        if (!finish()) return;
+        tusFailed(task, err);
+      }
+    });
+    task.tusUpload = upload;
+    // Cancel also ends the upload on the server, so its staged bytes go now.
+    task.stopTus = function () {
+      if (!finish()) return;
+      upload.abort(true).then(showInterrupted, showInterrupted);
+      setState(task, "cancelled");
+    };
+    // The same file (name, type, size, date) interrupted earlier, on this
+    // page or before a reload: go on from the server's offset.
+    upload.findPreviousUploads().then(function (previous) {
+      if (finished) return;
+      if (previous.length) {
+        previous.sort(function (a, b) {
+          return String(b.creationTime).localeCompare(String(a.creationTime));
+        });
+        upload.resumeFromPreviousUpload(previous[0]);
+        task.ui.status.textContent = t("resuming");
+      }
+      upload.start();
+    });
+  }
+
+  /* The last answer (the final PATCH, or the HEAD of an upload finished
+     before a reload) carries the link and the file's entry as JSON. */
+  function tusStored(task, res) {
+    var info = parseJson(res.getHeader("X-Upload-Result") || "");
+    var link = res.getHeader("X-Upload-Link") || (info && info.link) || "";
+    if (!link) {
+      fail(task, t("errBadAnswer", { status: res.getStatus() }), true);
+      return;
+    }
+    showStored(task, link, info && typeof info === "object" ? info : null);
+  }
+
+  function tusFailed(task, err) {
+    var res = err && err.originalResponse;
+    var status = res ? res.getStatus() : 0;
+    var msg = status === 404 ? t("err404") : statusMessage(status);
+    var body = res ? res.getBody() : "";
+    var answer = parseJson(body || "");
+    var serverError = answer && answer.resp && answer.resp.error ? answer.resp.error
+      : answer && answer.error ? answer.error
+      : body && body.length < 300 && !/</.test(body) ? body.trim() : "";
+    if (serverError) msg += "\n" + t("serverSaid", { error: String(serverError) });
+    task.networkError = status === 0;
+    var final = status === 400 || status === 413 || status === 415;
+    fail(task, msg, !final);
+    if (status === 404 || final) showInterrupted();
+  }
+
+  /* Uploads interrupted before this page was (re)loaded, as tus-js-client
+     remembers them in localStorage; those of this page's rows are shown
+     there. A file cannot be read again without the user choosing it, so
+     the page names them and waits. */
+  function interruptedUploads() {
+    return tus.defaultOptions.urlStorage.findAllUploads().then(function (all) {
+      var own = tasks.map(function (x) { return x.tusUpload && x.tusUpload.url; });
+      return all.filter(function (entry) { return own.indexOf(entry.uploadUrl) < 0; });
+    });
+  }
+
+  function showInterrupted() {
+    if (!window.tus || !tus.canStoreURLs) return;
+    interruptedUploads().then(function (waiting) {
+      var list = document.getElementById("resume-list");
+      list.textContent = "";
+      waiting.forEach(function (entry) {
+        var li = document.createElement("li");
+        var name = entry.metadata && entry.metadata.filename ? String(entry.metadata.filename) : "?";
+        li.textContent = name + " (" + formatSize(Number(entry.size)) + ")";
+        li.setAttribute("data-name", name);
+        list.appendChild(li);
+      });
+      document.getElementById("resume-notice").hidden = !waiting.length;
+    });
+  }
+
+  function forgetInterrupted() {
+    interruptedUploads().then(function (waiting) {
+      return Promise.all(waiting.map(function (entry) {
+        return tus.defaultOptions.urlStorage.removeUpload(entry.urlStorageKey);
+      }));
+    }).then(showInterrupted);
   }
 
   /* ---------- summary and toolbar ---------- */
@@ -756,6 +942,19 @@
         ev.returnValue = t("leaveWarning");
         return ev.returnValue;
       }
+    });
+
+    var threshold = parseInt(document.documentElement.getAttribute("data-tus-threshold"), 10);
+    if (threshold >= 0) tusThreshold = threshold;
+    if (window.tus && tus.canStoreURLs) {
+      document.getElementById("resume-forget").addEventListener("click", forgetInterrupted);
+      showInterrupted();
+    }
+    // Back online: failed resumable uploads go on without a click.
+    window.addEventListener("online", function () {
+      tasks.forEach(function (x) {
+        if (x.state === "error" && x.networkError) retry(x);
+      });
     });
 
     updateSummary();

@@ -17,6 +17,10 @@ const PAGE: &str = include_str!("../../static/upload.html");
 const FORBIDDEN: &str = include_str!("../../static/forbidden.html");
 const SCRIPT: &str = include_str!("../../static/upload.js");
 const STYLE: &str = include_str!("../../static/upload.css");
+/// tus-js-client's browser bundle, vendored unchanged (SPEC §13: the page
+/// sends large files through tus), and the licences it must travel with.
+const TUS_CLIENT: &str = include_str!("../../static/vendor/tus.min.js");
+const TUS_CLIENT_LICENSE: &str = include_str!("../../static/vendor/tus.min.js.LICENSE.txt");
 
 const HTML: &str = "text/html; charset=utf-8";
 /// The page runs only its own script and style, talks only to this server,
@@ -51,11 +55,14 @@ pub async fn handle(State(state): State<Arc<AppState>>, request: Request) -> Res
         .into_response()
 }
 
-/// `/.m/upload.js` and `/.m/upload.css`; no key needed, nothing secret.
+/// `/.m/upload.js`, `/.m/upload.css`, `/.m/tus.min.js` and its licence
+/// text; no key needed, nothing secret.
 pub async fn asset(Path(name): Path<String>) -> Response {
     let (content_type, body) = match name.as_str() {
         "upload.js" => ("text/javascript; charset=utf-8", SCRIPT),
         "upload.css" => ("text/css; charset=utf-8", STYLE),
+        "tus.min.js" => ("text/javascript; charset=utf-8", TUS_CLIENT),
+        "tus.min.js.LICENSE.txt" => ("text/plain; charset=utf-8", TUS_CLIENT_LICENSE),
         _ => return StatusCode::NOT_FOUND.into_response(),
     };
     (
