@@ -2,7 +2,9 @@
 //! playwright-core from `tests/browser/e2e.mjs`), against two real servers:
 //! pick images, watch them upload, find their links on the page and the
 //! files on both servers; a refused file shows its error; no key gives the
-//! 403 page. Screenshots land in `target/browser-screenshots/`.
+//! 403 page. Files over `[resumable] page_threshold_bytes` go through tus
+//! and survive a cut connection and a reload (`resumable.mjs`). Screenshots
+//! land in `target/browser-screenshots/`.
 
 mod common;
 
@@ -55,4 +57,41 @@ fn the_upload_page_works_in_chromium() {
     assert!(a.len() >= 3, "{} files on s1", a.len());
     assert_eq!(a, b);
     assert!(shots.join("02-desktop.png").exists());
+}
+
+#[test]
+fn large_files_resume_through_tus_in_chromium() {
+    // Under the page's built-in 8 MiB, so that the script's 7.5 MiB files
+    // go through tus only if the page took the server's threshold.
+    let threshold = 3_000_000;
+    let mut cluster = Cluster::new(
+        &["s1", "s2"],
+        &format!("fsync = false\n[resumable]\npage_threshold_bytes = {threshold}\n"),
+    );
+    cluster.start_all();
+    let (s1, s2) = (&cluster.nodes[0], &cluster.nodes[1]);
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let work = tempfile::tempdir().expect("tempdir");
+    let out = Command::new("node")
+        .arg(root.join("tests/browser/resumable.mjs"))
+        .args(["--base", &s1.base(), "--key", &s1.key, "--peer-base", &s2.base()])
+        .args(["--threshold", &threshold.to_string()])
+        .arg("--work")
+        .arg(work.path())
+        .arg("--shots")
+        .arg(root.join("target/browser-screenshots"))
+        .output()
+        .expect("node not found: run scripts/install-test-tools.sh");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    println!("{stdout}");
+    assert!(
+        out.status.success(),
+        "browser test failed:\n{stdout}\n{stderr}\n{}",
+        s1.output()
+    );
+    // The small file and the two large ones, on both servers.
+    let (a, b) = (s1.stored(), s2.stored());
+    assert_eq!(a.len(), 3, "{} files on s1", a.len());
+    assert_eq!(a, b);
 }
