@@ -18,6 +18,7 @@ mod logging;
 mod migrate;
 pub mod repair;
 pub mod replication;
+pub mod resumable;
 mod server;
 mod shutdown;
 pub mod storage;
@@ -194,9 +195,10 @@ pub async fn open(config: Arc<Config>) -> anyhow::Result<AppState> {
         config.auth.lifetime(),
         spent,
     );
-    Ok(AppState::new(
+    AppState::new(
         config, tokens, storage, replicator, journal, replayer, fetcher,
-    ))
+    )
+    .context("cannot open the staging folders of resumable uploads")
 }
 
 async fn serve(config: Config) -> anyhow::Result<()> {
@@ -225,6 +227,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
             .run_background(config.replication.retry_interval),
     );
     let scrub = tokio::spawn(state.scrubber.clone().run(config.repair.scrub_interval));
+    let reaper = tokio::spawn(state.resumable.clone().run_reaper());
     let repairer = {
         let uploads = state.clone();
         // Repair waits while more than half of the upload places are taken.
@@ -252,6 +255,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     server::serve(listener, http::router(state), settings, shutdown::signal()).await;
     background.abort();
     scrub.abort();
+    reaper.abort();
     repair.abort();
     tracing::info!("stopped");
     Ok(())

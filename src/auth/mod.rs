@@ -222,6 +222,12 @@ impl Tokens {
         let (Some(jti), Some(_)) = (&claims.jti, claims.max_files) else {
             return;
         };
+        self.give_back_jti(jti).await;
+    }
+
+    /// Gives back a file counted for the token `jti` (one with
+    /// `max_files`), e.g. by a resumable upload that ended without a file.
+    pub async fn give_back_jti(&self, jti: &str) {
         if let Err(e) = self.spent.give_back(jti).await {
             tracing::error!(error = %e, "a refused file's place could not be given back to its token");
         }

@@ -44,6 +44,16 @@ pub(crate) struct FileConfig {
     pub storage: Option<super::storage::StorageFile>,
     #[serde(default)]
     pub auth: super::auth::AuthFile,
+    pub resumable: Option<ResumableFile>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ResumableFile {
+    pub expire_secs: Option<u64>,
+    pub max_bytes: Option<u64>,
+    pub max_bytes_per_client: Option<u64>,
+    pub page_threshold_bytes: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -170,6 +170,22 @@ pub struct Config {
     pub images: ImageSettings,
     /// `[storage.s3]`, when app.toml has it.
     pub s3: Option<crate::storage::s3::S3Settings>,
+    /// `[resumable]`: tus uploads (SPEC §13).
+    pub resumable: ResumableSettings,
+}
+
+/// SPEC §13: how long and how large partial uploads may be.
+#[derive(Debug, Clone)]
+pub struct ResumableSettings {
+    /// A partial upload untouched this long (and a finished one's answer)
+    /// is removed.
+    pub expire: Duration,
+    /// Staged bytes over all partial uploads, counting declared lengths.
+    pub max_bytes: u64,
+    /// Staged bytes of one client address.
+    pub max_bytes_per_client: u64,
+    /// The upload page sends larger files through tus.
+    pub page_threshold_bytes: u64,
 }
 
 /// SPEC §2.7: limits on pictures, metadata privacy, and sized variants.
@@ -408,6 +424,28 @@ impl Config {
             )?,
         };
         let data_dir = c.data_dir.unwrap_or_else(|| folder.join("data"));
+        let staging = c.resumable.unwrap_or_default();
+        // Eight full-size files staged at once, two of them from one client
+        // (one resuming while the next starts): room for a busy site's
+        // large uploads without letting staging fill the data disk.
+        let resumable = ResumableSettings {
+            expire: secs("resumable.expire_secs", staging.expire_secs, 86_400)?,
+            max_bytes: positive(
+                "resumable.max_bytes",
+                staging.max_bytes,
+                max_file_bytes.saturating_mul(8),
+            )?,
+            max_bytes_per_client: positive(
+                "resumable.max_bytes_per_client",
+                staging.max_bytes_per_client,
+                max_file_bytes.saturating_mul(2),
+            )?,
+            page_threshold_bytes: positive(
+                "resumable.page_threshold_bytes",
+                staging.page_threshold_bytes,
+                8 << 20,
+            )?,
+        };
         let storage_file = c.storage.unwrap_or_default();
         let min_free = storage_file.min_free_bytes.unwrap_or(256 << 20);
         let (s3, use_s3) = storage_file.s3_settings(file, folder)?;
@@ -435,6 +473,7 @@ impl Config {
             file: file.to_path_buf(),
             storage,
             s3,
+            resumable,
             server_name,
             security_key,
             auth,
@@ -588,6 +627,7 @@ impl FileConfig {
                 .or(self.max_connections_per_client),
             send_timeout_secs: upper.send_timeout_secs.or(self.send_timeout_secs),
             storage: upper.storage.or(self.storage),
+            resumable: upper.resumable.or(self.resumable),
             auth: self.auth.overlay(upper.auth),
             replication: file::ReplicationFile {
                 connect_timeout_secs: u.connect_timeout_secs.or(r.connect_timeout_secs),

@@ -67,7 +67,7 @@ pub fn origin(headers: &HeaderMap) -> Option<&[u8]> {
 
 /// The token a request carries in a header: `Authorization: Bearer …`
 /// (the scheme in any case) or `X-Upload-Token`.
-fn presented_token(headers: &HeaderMap) -> Option<&str> {
+pub(super) fn presented_token(headers: &HeaderMap) -> Option<&str> {
     let bearer = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -83,7 +83,7 @@ fn presented_token(headers: &HeaderMap) -> Option<&str> {
 }
 
 /// The key the request presents: the header wins over the query.
-fn presented_key<'a>(params: &'a Params, headers: &'a HeaderMap) -> Option<&'a [u8]> {
+pub(super) fn presented_key<'a>(params: &'a Params, headers: &'a HeaderMap) -> Option<&'a [u8]> {
     headers
         .get(KEY_HEADER)
         .map(|v| v.as_bytes())

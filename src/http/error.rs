@@ -61,6 +61,20 @@ pub enum Error {
     /// 415: the content is not an allowed image type.
     #[error("{0}")]
     UnsupportedType(String),
+    /// 412: a tus request of another protocol version than 1.0.0.
+    #[error("this server speaks tus 1.0.0 (Tus-Resumable: 1.0.0)")]
+    TusVersion,
+    /// 423: another request is writing this resumable upload and did not
+    /// give it up.
+    #[error("{0}")]
+    Locked(String),
+    /// 460: a tus chunk whose checksum does not match; it was discarded.
+    #[error("the chunk does not match its Upload-Checksum; it was discarded")]
+    ChecksumMismatch,
+    /// 507: staging for resumable uploads is full (in total or for this
+    /// client).
+    #[error("{0}")]
+    StagingFull(String),
     /// 503 with `Retry-After`: more uploads in flight than the configured
     /// maximum; nothing of this request was read.
     #[error("the server is busy with other uploads; try again in a few seconds")]
@@ -95,7 +109,10 @@ impl Error {
             Self::Busy | Self::VariantsBusy | Self::StoreUnavailable(_) => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
-            Self::DiskFull => StatusCode::INSUFFICIENT_STORAGE,
+            Self::DiskFull | Self::StagingFull(_) => StatusCode::INSUFFICIENT_STORAGE,
+            Self::TusVersion => StatusCode::PRECONDITION_FAILED,
+            Self::Locked(_) => StatusCode::LOCKED,
+            Self::ChecksumMismatch => StatusCode::from_u16(460).unwrap_or(StatusCode::BAD_REQUEST),
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -104,15 +121,21 @@ impl Error {
         Self::Internal(cause.to_string())
     }
 
-    /// The failure envelope; `extra` (e.g. files stored before the failing
-    /// part) follows `success` and `error`.
-    pub fn answer(self, format: Format, extra: Map<String, Value>) -> Response {
-        match &self {
+    /// Logs what the client is not told (an internal cause, a full disk or
+    /// store).
+    pub fn log(&self) {
+        match self {
             Self::Internal(cause) => tracing::error!(%cause, "internal error"),
             Self::DiskFull => tracing::error!("disk full while storing"),
             Self::StoreUnavailable(cause) => tracing::error!(%cause, "the object store failed"),
             _ => {}
         }
+    }
+
+    /// The failure envelope; `extra` (e.g. files stored before the failing
+    /// part) follows `success` and `error`.
+    pub fn answer(self, format: Format, extra: Map<String, Value>) -> Response {
+        self.log();
         let mut resp = Map::new();
         resp.insert("success".into(), 0.into());
         resp.insert("error".into(), self.to_string().into());

@@ -20,6 +20,7 @@ mod replay;
 mod respond;
 mod sync;
 mod token;
+mod tus;
 mod upload;
 mod variants;
 
@@ -38,9 +39,10 @@ use crate::config::Config;
 use crate::images::cache::{CacheSettings, VariantCache};
 use crate::images::variant::DecodeLimits;
 use crate::journal::{Journal, Replayer};
+use crate::resumable::Resumable;
 use crate::repair::{Fetcher, ReadThrough, RepairStatus, Scrubber};
 use crate::replication::{FROM_HEADER, Replicator, SERVER_HEADER};
-use crate::storage::Storage;
+use crate::storage::{BackendSettings, Storage};
 use auth::Caller;
 use error::Error;
 use origin::Origin;
@@ -77,6 +79,8 @@ pub struct AppState {
     metrics: metrics::Metrics,
     /// Thumbnails and widths made here.
     variants: VariantCache,
+    /// Partial uploads (tus).
+    pub resumable: Resumable,
 }
 
 impl AppState {
@@ -88,7 +92,19 @@ impl AppState {
         journal: Journal,
         replayer: Arc<Replayer>,
         fetcher: Fetcher,
-    ) -> Self {
+    ) -> std::io::Result<Self> {
+        // Partial uploads are staged on the data disks (each volume its own
+        // staging folder); with a bucket, where uploads are received.
+        let staging_dirs = match &config.storage {
+            BackendSettings::Disk { data_dirs, .. } => data_dirs.clone(),
+            BackendSettings::S3(_) => vec![config.data_dir.clone()],
+        };
+        let resumable = Resumable::open(
+            &staging_dirs,
+            config.resumable.clone(),
+            config.fsync,
+            tokens.clone(),
+        )?;
         let variants = VariantCache::new(
             storage.variants_dir(),
             CacheSettings {
@@ -101,7 +117,7 @@ impl AppState {
                 },
             },
         );
-        Self {
+        Ok(Self {
             read_through: ReadThrough::new(fetcher.clone(), config.peers.clone(), storage.clone()),
             scrubber: Scrubber::new(storage.clone(), fetcher.clone(), config.peers.clone()),
             fetcher,
@@ -117,7 +133,8 @@ impl AppState {
             health: health::Probes::default(),
             metrics: metrics::Metrics::default(),
             variants,
-        }
+            resumable,
+        })
     }
 
     /// Uploads and replicas being received now, and the most allowed at
@@ -157,6 +174,9 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/.m/{asset}", get(page::asset))
         .route("/healthz", get(health::handle))
         .route("/metrics", get(metrics::handle))
+        .route("/files", any(tus::collection))
+        .route("/files/", any(tus::collection))
+        .route("/files/{id}", any(tus::upload))
         .route("/{year}/{month}/{day}/{name}", get(files::handle))
         // Limits are enforced per file and per request while streaming.
         .layer(DefaultBodyLimit::disable())

@@ -27,6 +27,7 @@ use super::error::Error;
 use super::origin::Origin;
 use super::respond::{Format, answer};
 use crate::auth::token::{Claims, MAX_TOKEN_LEN, Refusal};
+use crate::config::Config;
 use crate::images::Dimensions;
 use crate::replication::{self, ReplicaOutcome, Streams};
 use crate::storage::{ImageRules, ImageType, StorageError, StoredFile, Written};
@@ -57,7 +58,7 @@ struct Pending {
 
 /// A stored file and what became of its copies; `Err` if a failed copy could
 /// not be journaled.
-type Delivered = (StoredFile, std::io::Result<Vec<ReplicaOutcome>>);
+pub(super) type Delivered = (StoredFile, std::io::Result<Vec<ReplicaOutcome>>);
 
 pub async fn handle(
     state: Arc<AppState>,
@@ -78,7 +79,7 @@ pub async fn handle(
         Grant::Key | Grant::TokenInForm => Ok(()),
     };
     let result = match result {
-        Ok(()) => receive(&state, headers, body, grant, &mut pending).await,
+        Ok(()) => receive_parts(&state, headers, body, grant, &mut pending).await,
         Err(e) => Err(e),
     };
     let base = state
@@ -91,25 +92,10 @@ pub async fn handle(
     let mut files = Vec::with_capacity(pending.len());
     let mut failure = result.err();
     for p in pending {
-        match p.delivery.await {
-            Ok(Ok((file, Ok(replicas)))) => {
-                files.push(file_entry(&base, &p.name, p.dimensions, &file, &replicas));
-            }
-            Ok(Ok((file, Err(e)))) => {
-                failure.get_or_insert(match e.kind() {
-                    std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded => {
-                        tracing::error!(error = %e, "journal append failed: log_dir is full");
-                        Error::DiskFull
-                    }
-                    _ => Error::internal(format!("journal append failed: {e}")),
-                });
-                discard(&state, &file).await;
-            }
-            Ok(Err(e)) => {
-                failure.get_or_insert(e.into());
-            }
+        match settle(&state, &base, &p.name, p.dimensions, p.delivery).await {
+            Ok(entry) => files.push(entry),
             Err(e) => {
-                failure.get_or_insert(Error::internal(format!("delivery task failed: {e}")));
+                failure.get_or_insert(e);
             }
         }
     }
@@ -131,8 +117,36 @@ pub async fn handle(
     }
 }
 
+/// Waits for a file's delivery: its per-file answer entry once it is
+/// stored here and every peer has it or owes it in the journal; the error
+/// to answer otherwise (a file whose failed copy could not be journaled is
+/// removed: its link is never handed out).
+pub(super) async fn settle(
+    state: &AppState,
+    base: &str,
+    name: &str,
+    dimensions: Dimensions,
+    delivery: JoinHandle<Result<Delivered, StorageError>>,
+) -> Result<Value, Error> {
+    match delivery.await {
+        Ok(Ok((file, Ok(replicas)))) => Ok(file_entry(base, name, dimensions, &file, &replicas)),
+        Ok(Ok((file, Err(e)))) => {
+            discard(state, &file).await;
+            Err(match e.kind() {
+                std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded => {
+                    tracing::error!(error = %e, "journal append failed: log_dir is full");
+                    Error::DiskFull
+                }
+                _ => Error::internal(format!("journal append failed: {e}")),
+            })
+        }
+        Ok(Err(e)) => Err(e.into()),
+        Err(e) => Err(Error::internal(format!("delivery task failed: {e}"))),
+    }
+}
+
 /// Reads the multipart body, storing each file and starting its delivery.
-async fn receive(
+async fn receive_parts(
     state: &Arc<AppState>,
     headers: &HeaderMap,
     body: Body,
@@ -220,35 +234,7 @@ async fn receive(
             Grant::TokenInForm => return Err(Error::Forbidden),
         };
         let dimensions = written.dimensions;
-        let delivery = {
-            let state = state.clone();
-            // A task of its own from the moment the file is complete: once it
-            // takes its public name, its delivery and journal entries happen
-            // even if the client goes away, so no file stays on this server
-            // alone unrecorded.
-            tokio::spawn(async move {
-                let rewritten = written.rewritten;
-                let content = written.content.clone();
-                let file = match streams.path() {
-                    Some(path) => state.storage.commit_named(written, path.clone()).await?,
-                    None => state.storage.commit_dated(written).await?,
-                };
-                super::variants::make_thumbnail_soon(&state, &file.path);
-                tracing::info!(path = %file.path, size = file.size, sha256 = %file.sha256, "stored");
-                let streamed = streams.finish(&file, rewritten).await;
-                let replicas = replication::deliver(
-                    &state.replicator,
-                    &state.storage,
-                    &state.journal,
-                    &state.config.server_name,
-                    &file,
-                    content.as_ref(),
-                    &streamed,
-                )
-                .await;
-                Ok((file, replicas))
-            })
-        };
+        let delivery = deliver(state, written, streams);
         pending.push(Pending {
             name,
             dimensions,
@@ -266,20 +252,22 @@ async fn receive(
     Ok(())
 }
 
-/// Receives one file part into a complete temporary file, within the
-/// server's limits and those of a token's `claims`, sending a large one to
-/// the peers as it arrives.
+/// Receives one file part within the server's limits and those of a
+/// token's `claims`.
 async fn receive_file(
     state: &AppState,
     field: &mut multer::Field<'_>,
     claims: Option<&Claims>,
     declared: Option<u64>,
 ) -> Result<(Written, Streams), Error> {
-    let config = &state.config;
-    let rules = ImageRules {
-        limits: config.images.limits(),
-        strip_metadata: config.images.strip_metadata,
-    };
+    let (limit, allowed) = file_limits(&state.config, claims);
+    let chunks = field.map(|chunk| chunk.map_err(multipart_error));
+    receive(state, chunks, limit, &allowed, declared).await
+}
+
+/// The largest file and the types a request may store: the server's, or
+/// narrower by a token's `claims`.
+pub(super) fn file_limits(config: &Config, claims: Option<&Claims>) -> (u64, Vec<ImageType>) {
     let limit = claims
         .and_then(|c| c.max_bytes)
         .map_or(config.max_file_bytes, |max| max.min(config.max_file_bytes));
@@ -292,16 +280,70 @@ async fn receive_file(
             .collect(),
         None => config.allowed_types.clone(),
     };
-    let mut incoming = state.storage.begin(limit, &allowed, rules)?;
-    // A large file also goes to the peers as it arrives; if this part
+    (limit, allowed)
+}
+
+/// Receives one file from `chunks` (a multipart part, or a finished
+/// resumable upload read back) into a complete temporary file of at most
+/// `limit` bytes of one of `allowed`, checked and stripped as every upload
+/// is, sending a large one to the peers as it arrives. `declared`: the
+/// size the request announced, which decides that streaming.
+pub(super) async fn receive(
+    state: &AppState,
+    mut chunks: impl futures_util::Stream<Item = Result<bytes::Bytes, Error>> + Unpin,
+    limit: u64,
+    allowed: &[ImageType],
+    declared: Option<u64>,
+) -> Result<(Written, Streams), Error> {
+    let config = &state.config;
+    let rules = ImageRules {
+        limits: config.images.limits(),
+        strip_metadata: config.images.strip_metadata,
+    };
+    let mut incoming = state.storage.begin(limit, allowed, rules)?;
+    // A large file also goes to the peers as it arrives; if this file
     // fails, dropping `streams` leaves nothing on any peer.
     let mut streams = Streams::new(&state.replicator, declared);
-    while let Some(chunk) = field.next().await {
-        let chunk = chunk.map_err(multipart_error)?;
+    while let Some(chunk) = chunks.next().await {
+        let chunk = chunk?;
         incoming.write(chunk.clone()).await?;
         streams.feed(&chunk, || incoming.sniffed()).await;
     }
     Ok((incoming.finish().await?, streams))
+}
+
+/// Gives a complete file its public name and delivers it to the peers, in
+/// a task of its own from the moment the file is complete: once it takes
+/// its public name, its delivery and journal entries happen even if the
+/// client goes away, so no file stays on this server alone unrecorded.
+pub(super) fn deliver(
+    state: &Arc<AppState>,
+    written: Written,
+    streams: Streams,
+) -> JoinHandle<Result<Delivered, StorageError>> {
+    let state = state.clone();
+    tokio::spawn(async move {
+        let rewritten = written.rewritten;
+        let content = written.content.clone();
+        let file = match streams.path() {
+            Some(path) => state.storage.commit_named(written, path.clone()).await?,
+            None => state.storage.commit_dated(written).await?,
+        };
+        super::variants::make_thumbnail_soon(&state, &file.path);
+        tracing::info!(path = %file.path, size = file.size, sha256 = %file.sha256, "stored");
+        let streamed = streams.finish(&file, rewritten).await;
+        let replicas = replication::deliver(
+            &state.replicator,
+            &state.storage,
+            &state.journal,
+            &state.config.server_name,
+            &file,
+            content.as_ref(),
+            &streamed,
+        )
+        .await;
+        Ok((file, replicas))
+    })
 }
 
 /// The value of a `token` form field, bounded.
@@ -416,7 +458,7 @@ fn filename_parameter(raw: &[u8]) -> Option<&[u8]> {
 }
 
 /// The client's filename, for the answer only: never part of any path.
-fn client_name(raw: &str) -> String {
+pub(super) fn client_name(raw: &str) -> String {
     let last = raw.rsplit(['/', '\\']).next().unwrap_or(raw);
     last.chars()
         .filter(|c| !c.is_control())
