@@ -74,7 +74,14 @@ fn large_files_resume_through_tus_in_chromium() {
     let work = tempfile::tempdir().expect("tempdir");
     let out = Command::new("node")
         .arg(root.join("tests/browser/resumable.mjs"))
-        .args(["--base", &s1.base(), "--key", &s1.key, "--peer-base", &s2.base()])
+        .args([
+            "--base",
+            &s1.base(),
+            "--key",
+            &s1.key,
+            "--peer-base",
+            &s2.base(),
+        ])
         .args(["--threshold", &threshold.to_string()])
         .arg("--work")
         .arg(work.path())

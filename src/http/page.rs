@@ -2,6 +2,7 @@
 //! in the URL (SPEC §2.4). The page and its assets are compiled into the
 //! binary from `static/`, so a deployment is one executable.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use axum::extract::{Path, Request, State};
@@ -23,6 +24,9 @@ const TUS_CLIENT: &str = include_str!("../../static/vendor/tus.min.js");
 const TUS_CLIENT_LICENSE: &str = include_str!("../../static/vendor/tus.min.js.LICENSE.txt");
 
 const HTML: &str = "text/html; charset=utf-8";
+/// The page as shipped says the default threshold; the served one says the
+/// configured `[resumable] page_threshold_bytes`.
+const THRESHOLD_ATTRIBUTE: &str = "data-tus-threshold=\"8388608\"";
 /// The page runs only its own script and style, talks only to this server,
 /// shows previews from `blob:` URLs, and is never framed (clickjacking a
 /// page that holds the key).
@@ -37,8 +41,16 @@ pub async fn handle(State(state): State<Arc<AppState>>, request: Request) -> Res
     let params = Params::parse(request.uri().query());
     let (status, body, policy) =
         match auth::permit(&state, &params, request.headers(), Action::Page) {
-            Ok(_) => (StatusCode::OK, PAGE, PAGE_POLICY),
-            Err(_) => (StatusCode::FORBIDDEN, FORBIDDEN, FORBIDDEN_POLICY),
+            Ok(_) => (
+                StatusCode::OK,
+                Cow::Owned(page(state.config.resumable.page_threshold_bytes)),
+                PAGE_POLICY,
+            ),
+            Err(_) => (
+                StatusCode::FORBIDDEN,
+                Cow::Borrowed(FORBIDDEN),
+                FORBIDDEN_POLICY,
+            ),
         };
     (
         status,
@@ -53,6 +65,16 @@ pub async fn handle(State(state): State<Arc<AppState>>, request: Request) -> Res
         body,
     )
         .into_response()
+}
+
+/// The upload page, telling its script above which size a file goes
+/// through tus.
+fn page(threshold: u64) -> String {
+    PAGE.replacen(
+        THRESHOLD_ATTRIBUTE,
+        &format!("data-tus-threshold=\"{threshold}\""),
+        1,
+    )
 }
 
 /// `/.m/upload.js`, `/.m/upload.css`, `/.m/tus.min.js` and its licence
@@ -74,4 +96,17 @@ pub async fn asset(Path(name): Path<String>) -> Response {
         body,
     )
         .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_page_carries_the_configured_threshold() {
+        assert!(PAGE.contains(THRESHOLD_ATTRIBUTE));
+        let served = page(3_000_000);
+        assert!(served.contains("<html lang=\"en\" data-tus-threshold=\"3000000\">"));
+        assert!(!served.contains(THRESHOLD_ATTRIBUTE));
+    }
 }
