@@ -117,6 +117,7 @@ pub async fn handle(State(state): State<Arc<AppState>>) -> Response {
         }
     }
     repair_figures(&mut now, &state);
+    resumable_figures(&mut now, &state);
     let mut text = String::new();
     let encoded = encode_registry(&mut text, &state.metrics.registry)
         .and_then(|()| encode_registry(&mut text, &now))
@@ -211,6 +212,38 @@ fn repair_figures(registry: &mut Registry, state: &AppState) {
         "repair_last_complete",
         "1 if the last pass went through",
         complete,
+    );
+}
+
+/// Resumable uploads: totals since start, and the bytes staged now.
+fn resumable_figures(registry: &mut Registry, state: &AppState) {
+    let counts = state.resumable.counts();
+    for (name, help, value) in [
+        (
+            "resumable_started",
+            "Resumable uploads created",
+            &counts.started,
+        ),
+        (
+            "resumable_completed",
+            "Resumable uploads stored as files",
+            &counts.completed,
+        ),
+        (
+            "resumable_expired",
+            "Partial resumable uploads removed by expiry",
+            &counts.expired,
+        ),
+    ] {
+        let counter = Counter::<u64>::default();
+        counter.inc_by(value.load(std::sync::atomic::Ordering::Relaxed));
+        registry.register(name, help, counter);
+    }
+    gauge(
+        registry,
+        "resumable_staged_bytes",
+        "Bytes of partial resumable uploads in staging",
+        state.resumable.staged_bytes(),
     );
 }
 
