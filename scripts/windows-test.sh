@@ -9,7 +9,9 @@
 # Selected: uploads, downloads (HEAD, Range, ETag), the shipped configuration,
 # replication between three servers with journal and replay, and every bad
 # replica refused; the index rebuilt after damage and shared by two
-# processes; one volume per name. Not selected: tests that need SIGTERM,
+# processes; one volume per name; a resumable (tus) upload by tus-js-client
+# replicated to a peer, and one resumed after the server was killed and
+# started again (its offset durable on disk). Not selected: tests that need SIGTERM,
 # /proc, mount, nginx, mono or a browser, or a file lock taken by a Linux
 # process, which mean nothing under Wine.
 #
@@ -71,6 +73,8 @@ SELECTION=(
     repair:healthz_shows_a_peers_state_never_its_answer
     stream_replica:a_large_upload_reaches_the_peer_while_it_still_arrives
     stream_replica:the_sync_form_publishes_only_a_replica_whose_hash_came_and_matched
+    tus:tus_js_client_uploads_a_large_jpeg_in_1_mib_chunks_to_every_server
+    tus:a_client_stopped_half_way_resumes_after_the_server_was_killed
 )
 
 if [ -z "$exe" ]; then
