@@ -11,9 +11,9 @@
 # replica refused; the index rebuilt after damage and shared by two
 # processes; one volume per name; a resumable (tus) upload by tus-js-client
 # replicated to a peer, and one resumed after the server was killed and
-# started again (its offset durable on disk). Not selected: tests that need SIGTERM,
-# /proc, mount, nginx, mono or a browser, or a file lock taken by a Linux
-# process, which mean nothing under Wine.
+# started again (its offset durable on disk). Not selected: tests that need
+# SIGTERM, /proc, mount, nginx, mono or a browser, or a file lock taken by a
+# Linux process, which mean nothing under Wine.
 #
 # Wine passing is not proof that the .exe starts on Windows 7 / Server 2008 R2
 # (Wine implements newer APIs too); the import check of windows-build.sh is.
