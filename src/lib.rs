@@ -129,6 +129,9 @@ fn check_config(config: &Config) {
             config::without_userinfo(peer.uri.as_str())
         );
     }
+    for origin in &config.cors.allowed_origins {
+        println!("  cors origin   {origin}");
+    }
     if config.security_key == config::PLACEHOLDER_KEY {
         println!("  warning: security_key is the shipped placeholder; change it before going live");
     }

@@ -102,6 +102,7 @@ pub(crate) fn read() -> Result<FileConfig, ConfigError> {
         },
         data_dirs: list("DATA_DIRS").map(|l| l.into_iter().map(Into::into).collect()),
         storage: None,
+        cors: None,
     })
 }
 

@@ -42,6 +42,7 @@ pub(crate) struct FileConfig {
     #[serde(default)]
     pub images: ImagesFile,
     pub storage: Option<super::storage::StorageFile>,
+    pub cors: Option<super::cors::CorsFile>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -7,6 +7,7 @@
 //! are relative to the working directory. Every error names the file (or
 //! variable), the key and what is wrong; `main` turns it into exit code 2.
 
+mod cors;
 mod env;
 mod file;
 pub mod servers;
@@ -21,6 +22,8 @@ use std::time::Duration;
 use crate::cli::Overrides;
 use crate::storage::{BackendSettings, ImageType};
 use file::FileConfig;
+
+pub use cors::CorsSettings;
 
 /// The key the shipped files carry; the service refuses to listen beyond
 /// loopback while it is still in use.
@@ -156,6 +159,8 @@ pub struct Config {
     pub images: ImageSettings,
     /// `[storage.s3]`, when app.toml has it.
     pub s3: Option<crate::storage::s3::S3Settings>,
+    /// Other sites whose pages may call this service (SPEC §12).
+    pub cors: CorsSettings,
 }
 
 /// SPEC §2.7: limits on pictures, metadata privacy, and sized variants.
@@ -407,6 +412,7 @@ impl Config {
                 min_free,
             },
         };
+        let cors = c.cors.unwrap_or_default().into_settings(file)?;
         let (data_dir, peers) = match &storage {
             BackendSettings::Disk { data_dirs, .. } => {
                 (data_dirs.first().cloned().unwrap_or(data_dir), peers)
@@ -418,6 +424,7 @@ impl Config {
             file: file.to_path_buf(),
             storage,
             s3,
+            cors,
             server_name,
             security_key,
             domain,
@@ -552,6 +559,7 @@ impl FileConfig {
                 .or(self.max_connections_per_client),
             send_timeout_secs: upper.send_timeout_secs.or(self.send_timeout_secs),
             storage: upper.storage.or(self.storage),
+            cors: upper.cors.or(self.cors),
             replication: file::ReplicationFile {
                 connect_timeout_secs: u.connect_timeout_secs.or(r.connect_timeout_secs),
                 idle_timeout_secs: u.idle_timeout_secs.or(r.idle_timeout_secs),
