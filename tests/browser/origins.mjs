@@ -102,11 +102,12 @@ async function settledRows(page, count, what) {
 }
 
 // Every stored row shows the server's thumbnail, loaded.
-async function thumbnailsShown(page, what) {
+async function thumbnailsShown(page, what, errors) {
   await page.waitForFunction(() => Array.from(document.querySelectorAll('.file-row[data-state="done"]')).every((r) => {
     const img = r.querySelector("img.thumb-img");
     return img && img.complete && img.naturalWidth > 0 && img.getAttribute("src") === r.dataset.thumb;
-  }), null, { timeout: 20_000 }).catch(() => fail(`${what}: a stored row does not show its server thumbnail`));
+  }), null, { timeout: 20_000 })
+    .catch(() => fail(`${what}: a stored row does not show its server thumbnail:\n    ${errors.join("\n    ")}`));
 }
 
 // A. The upload page with a configured domain, credential from the address.
@@ -129,7 +130,7 @@ async function uploadPage(browser, opts, files) {
     check(r.state === "done", `upload page: ${r.name} ended ${r.state}: ${r.error}`);
     check(r.link.startsWith(`${opts.domain}/`), `upload page: the link ${r.link} is not on the domain ${opts.domain}`);
   }
-  await thumbnailsShown(page, "upload page");
+  await thumbnailsShown(page, "upload page", errors);
   await page.screenshot({ path: path.join(opts.shots, "10-domain-thumbnails.png"), fullPage: true });
   assertClean(errors, "upload page with a configured domain");
   ok(`upload page: ${rows.length} images stored, thumbnails from ${opts.domain} shown, no CSP violation, no console error`);
