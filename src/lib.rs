@@ -6,6 +6,7 @@
 //! `config` turns files, environment and flags into one `Config`; `server`
 //! and `shutdown` run the listener; `logging` sets up `tracing`.
 
+mod auth;
 pub mod cli;
 pub mod config;
 pub mod http;
@@ -65,7 +66,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Mode::Serve => runtime().and_then(|rt| rt.block_on(serve(config))),
         Mode::Replay(url) => runtime().and_then(|rt| rt.block_on(replay(config, url))),
         Mode::Migrate(from, concurrency) => runtime().and_then(|rt| {
-            let _log = logging::init(None)?;
+            let _log = logging::init(None, &config.secrets())?;
             rt.block_on(migrate::run(&config, from, concurrency))
         }),
     };
@@ -132,10 +133,27 @@ fn check_config(config: &Config) {
     for origin in &config.cors.allowed_origins {
         println!("  cors origin   {origin}");
     }
+    let auth = &config.auth;
+    // Counts only: a key is never printed.
+    println!(
+        "  keys          {} upload, {} admin, {} peer",
+        1 + auth.security_keys.len(),
+        auth.admin_keys.len(),
+        auth.peer_keys.len()
+    );
     if config.security_key == config::PLACEHOLDER_KEY {
         println!("  warning: security_key is the shipped placeholder; change it before going live");
     }
+    if auth.peer_keys.is_empty() {
+        println!("  warning: {NO_PEER_KEYS}");
+    }
 }
+
+/// Why a cluster wants `[auth] peer_keys`, said at every start without them.
+const NO_PEER_KEYS: &str = "[auth] peer_keys is not set: security_key is also what peers send, \
+     so whoever holds it can list every stored name (the names are a link's only secret), \
+     write replicas and pass deletes on as a peer; set the same \
+     `[auth] peer_keys = [\"…\"]` on every server to keep peer actions to peers";
 
 /// Opens storage and journal and builds the replication client and the
 /// replayer for `config`: the state every mode (and the fuzz targets) run on.
@@ -171,7 +189,7 @@ pub async fn open(config: Arc<Config>) -> anyhow::Result<AppState> {
 
 async fn serve(config: Config) -> anyhow::Result<()> {
     let config = Arc::new(config);
-    let _log = logging::init(Some(&config.log_dir))?;
+    let _log = logging::init(Some(&config.log_dir), &config.secrets())?;
     let max_connections = server::fit_connections(config.max_connections);
     let state = Arc::new(open(config.clone()).await?);
     let listener = tokio::net::TcpListener::bind(config.listen)
@@ -184,6 +202,9 @@ async fn serve(config: Config) -> anyhow::Result<()> {
             "security_key is the shipped placeholder `{}`: anyone who can reach this port can upload; set a secret key",
             config::PLACEHOLDER_KEY
         );
+    }
+    if config.auth.peer_keys.is_empty() {
+        tracing::warn!("{NO_PEER_KEYS}");
     }
     let background = tokio::spawn(
         state
@@ -226,7 +247,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
 
 async fn replay(config: Config, url: Option<String>) -> anyhow::Result<()> {
     let config = Arc::new(config);
-    let _log = logging::init(None)?;
+    let _log = logging::init(None, &config.secrets())?;
     match url {
         Some(url) => replay_remote(&config, &url).await,
         None => {

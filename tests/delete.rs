@@ -23,7 +23,7 @@ const QUIET: &str = "fsync = false\n[replication]\nretry_interval_secs = 3600\n"
 async fn delete(node: &Node, path: &str) -> (u16, Value) {
     json(
         reqwest::Client::new()
-            .post(node.keyed(&format!("action=delete&format=json&path={path}")))
+            .post(node.admin(&format!("action=delete&format=json&path={path}")))
             .send()
             .await
             .expect("delete"),
@@ -191,7 +191,7 @@ async fn delete_checks_its_path_and_key_and_a_missing_name_is_a_success() {
     }
     let (status, _) = json(
         client
-            .post(s1.keyed("action=delete&format=json"))
+            .post(s1.admin("action=delete&format=json"))
             .send()
             .await
             .expect("delete"),
@@ -205,7 +205,7 @@ async fn delete_checks_its_path_and_key_and_a_missing_name_is_a_success() {
         .expect("delete");
     assert_eq!(wrong_key.status().as_u16(), 403);
     let by_get = client
-        .get(s1.keyed(&format!("action=delete&path={path}")))
+        .get(s1.admin(&format!("action=delete&path={path}")))
         .send()
         .await
         .expect("delete");
@@ -223,7 +223,7 @@ async fn delete_checks_its_path_and_key_and_a_missing_name_is_a_success() {
     // A name that was never stored: a success, in the original XML too.
     let missing = "2014/4/15/5310bcaf-0f8a-45c5-9a61-9bf45b5e09c1.jpg";
     let xml = client
-        .post(s1.keyed(&format!("action=delete&path={missing}")))
+        .post(s1.admin(&format!("action=delete&path={missing}")))
         .send()
         .await
         .expect("delete");
@@ -239,7 +239,7 @@ async fn delete_checks_its_path_and_key_and_a_missing_name_is_a_success() {
 async fn restore(node: &Node, path: &str) -> (u16, Value) {
     json(
         reqwest::Client::new()
-            .post(node.keyed(&format!("action=restore&format=json&path={path}")))
+            .post(node.admin(&format!("action=restore&format=json&path={path}")))
             .send()
             .await
             .expect("restore"),
@@ -372,7 +372,7 @@ async fn a_flood_of_deletes_of_names_never_stored_leaves_nothing_and_repair_keep
                 let node = &nodes[i % nodes.len()];
                 let path = format!("{day}/{}.jpg", uuid::Uuid::new_v4());
                 let response = client
-                    .post(node.keyed(&format!("action=delete&format=json&path={path}")))
+                    .post(node.admin(&format!("action=delete&format=json&path={path}")))
                     .send()
                     .await
                     .expect("delete");

@@ -191,7 +191,7 @@ async fn an_index_held_by_another_program_is_waited_for_not_rebuilt() {
     let s1 = &c.nodes[0];
     let (status, _) = common::json(
         client
-            .post(s1.keyed(&format!("action=delete&format=json&path={}", paths[0])))
+            .post(s1.admin(&format!("action=delete&format=json&path={}", paths[0])))
             .send()
             .await
             .expect("delete"),

@@ -230,7 +230,7 @@ async fn a_delete_reaches_a_server_that_was_down_and_nothing_resurrects_it() {
     let gone = paths[1].clone();
     let (status, answer) = json(
         client
-            .post(cluster.nodes[0].keyed(&format!("action=delete&format=json&path={gone}")))
+            .post(cluster.nodes[0].admin(&format!("action=delete&format=json&path={gone}")))
             .send()
             .await
             .expect("delete"),

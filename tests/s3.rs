@@ -244,7 +244,7 @@ async fn an_upload_through_one_front_end_is_read_through_two_others() {
     // A delete through one front-end removes the object for all.
     let s2 = &cluster.nodes[1];
     let deleted = client()
-        .post(s2.keyed(&format!("action=delete&format=json&path={path}")))
+        .post(s2.admin(&format!("action=delete&format=json&path={path}")))
         .send()
         .await
         .expect("delete");

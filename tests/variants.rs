@@ -401,7 +401,7 @@ async fn deleting_the_original_removes_its_variants() {
 
     let (status, answer) = json(
         reqwest::Client::new()
-            .post(node.keyed(&format!("action=delete&format=json&path={path}")))
+            .post(node.admin(&format!("action=delete&format=json&path={path}")))
             .send()
             .await
             .expect("delete"),

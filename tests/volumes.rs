@@ -313,7 +313,7 @@ async fn delete_racing_replicas(s1: &Node, s2: &Node, folders: &[PathBuf]) {
         assert_eq!(replica(&client, s2, &path, &bytes).await, 200, "{path}");
         let delete = async {
             client
-                .post(s1.keyed(&format!("action=delete&format=json&path={path}")))
+                .post(s1.admin(&format!("action=delete&format=json&path={path}")))
                 .send()
                 .await
                 .expect("delete")

@@ -1,7 +1,8 @@
 //! Environment layer: `MULTISERVER_UPLOAD_<KEY>` for every app.toml key
 //! (`MULTISERVER_UPLOAD_REPLICATION_<KEY>` for the `[replication]` table,
 //! `MULTISERVER_UPLOAD_REPAIR_<KEY>` for `[repair]`,
-//! `MULTISERVER_UPLOAD_IMAGES_<KEY>` for `[images]`), and
+//! `MULTISERVER_UPLOAD_IMAGES_<KEY>` for `[images]`,
+//! `MULTISERVER_UPLOAD_AUTH_<KEY>` for `[auth]`, lists comma-separated), and
 //! `HTTP_PLATFORM_PORT`, which IIS HttpPlatformHandler sets.
 
 use std::str::FromStr;
@@ -103,6 +104,11 @@ pub(crate) fn read() -> Result<FileConfig, ConfigError> {
         data_dirs: list("DATA_DIRS").map(|l| l.into_iter().map(Into::into).collect()),
         storage: None,
         cors: None,
+        auth: super::auth::AuthFile {
+            security_keys: list("AUTH_SECURITY_KEYS"),
+            admin_keys: list("AUTH_ADMIN_KEYS"),
+            peer_keys: list("AUTH_PEER_KEYS"),
+        },
     })
 }
 

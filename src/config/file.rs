@@ -43,6 +43,8 @@ pub(crate) struct FileConfig {
     pub images: ImagesFile,
     pub storage: Option<super::storage::StorageFile>,
     pub cors: Option<super::cors::CorsFile>,
+    #[serde(default)]
+    pub auth: super::auth::AuthFile,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -7,6 +7,7 @@
 //! are relative to the working directory. Every error names the file (or
 //! variable), the key and what is wrong; `main` turns it into exit code 2.
 
+mod auth;
 mod cors;
 mod env;
 mod file;
@@ -23,6 +24,7 @@ use crate::cli::Overrides;
 use crate::storage::{BackendSettings, ImageType};
 use file::FileConfig;
 
+pub use auth::AuthSettings;
 pub use cors::CorsSettings;
 
 /// The key the shipped files carry; the service refuses to listen beyond
@@ -93,8 +95,10 @@ pub struct Peer {
     pub name: String,
     /// The peer's `do.ashx` URL.
     pub uri: reqwest::Url,
-    /// The peer's own key, sent in `X-Security-Key`.
-    pub security_key: String,
+    /// What this server sends it in `X-Security-Key`: the first of
+    /// `[auth] peer_keys`, else the peer's SecurityKey in
+    /// servers.xml.config (`crate::auth::key_for_peer` decides).
+    pub key: String,
 }
 
 #[derive(Debug, Clone)]
@@ -118,6 +122,8 @@ pub struct Config {
     pub file: PathBuf,
     pub server_name: String,
     pub security_key: String,
+    /// More keys by role (`[auth]`).
+    pub auth: AuthSettings,
     /// Base of returned links, e.g. `http://i-1.xx.com`, without a trailing slash.
     pub domain: Option<String>,
     pub listen: SocketAddr,
@@ -129,6 +135,10 @@ pub struct Config {
     pub storage: BackendSettings,
     pub servers_file: PathBuf,
     pub peers: Vec<Peer>,
+    /// Every SecurityKey of servers.xml.config (the peers' upload keys
+    /// among them, even when `[auth] peer_keys` is what goes to peers):
+    /// secrets for logs and answers to leave out.
+    pub servers_keys: Vec<String>,
     pub fsync: bool,
     pub max_file_bytes: u64,
     pub max_request_bytes: u64,
@@ -253,6 +263,7 @@ impl Config {
             .security_key
             .filter(|s| !s.is_empty())
             .ok_or_else(|| err("security_key", "is not set".into()))?;
+        let auth = c.auth.settings(file, &security_key)?;
         let listen: SocketAddr = c
             .listen
             .as_deref()
@@ -298,6 +309,7 @@ impl Config {
                 format!("no <Server Name=\"{server_name}\"> for this server (server_name)"),
             ));
         }
+        let servers_keys = entries.iter().map(|s| s.security_key.clone()).collect();
         let peers = entries
             .into_iter()
             .filter(|s| s.name != server_name)
@@ -305,9 +317,9 @@ impl Config {
                 let uri = reqwest::Url::parse(&s.uri)
                     .map_err(|e| ConfigError::new(&servers_file, "Server/@Uri", e.to_string()))?;
                 Ok(Peer {
+                    key: crate::auth::key_for_peer(&auth, &s.security_key).to_owned(),
                     name: s.name,
                     uri,
-                    security_key: s.security_key,
                 })
             })
             .collect::<Result<Vec<_>, ConfigError>>()?;
@@ -427,12 +439,14 @@ impl Config {
             cors,
             server_name,
             security_key,
+            auth,
             domain,
             listen,
             data_dir,
             log_dir: c.log_dir.unwrap_or_else(|| folder.join("log")),
             servers_file,
             peers,
+            servers_keys,
             fsync: c.fsync.unwrap_or(true),
             max_file_bytes,
             // Room for the multipart framing of one full-size file by default.
@@ -517,6 +531,22 @@ impl Config {
     }
 }
 
+impl Config {
+    /// Every key of every role this server knows, its peers' included:
+    /// what no log line, answer or summary may show.
+    pub fn secrets(&self) -> Vec<&str> {
+        let auth = &self.auth;
+        std::iter::once(&self.security_key)
+            .chain(&auth.security_keys)
+            .chain(&auth.admin_keys)
+            .chain(&auth.peer_keys)
+            .chain(&self.servers_keys)
+            .map(String::as_str)
+            .filter(|k| !k.is_empty())
+            .collect()
+    }
+}
+
 fn config_folder(config_file: &Path) -> PathBuf {
     match config_file.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
@@ -560,6 +590,7 @@ impl FileConfig {
             send_timeout_secs: upper.send_timeout_secs.or(self.send_timeout_secs),
             storage: upper.storage.or(self.storage),
             cors: upper.cors.or(self.cors),
+            auth: self.auth.overlay(upper.auth),
             replication: file::ReplicationFile {
                 connect_timeout_secs: u.connect_timeout_secs.or(r.connect_timeout_secs),
                 idle_timeout_secs: u.idle_timeout_secs.or(r.idle_timeout_secs),

@@ -1,35 +1,48 @@
-//! The security key: from the `X-Security-Key` header (preferred: URLs end up
-//! in logs) or the `SecurityKey` query parameter (the original's way),
-//! compared in constant time. It is never logged or echoed.
+//! The HTTP side of "who is this request": the key from the
+//! `X-Security-Key` header (preferred: URLs end up in logs) or the
+//! `SecurityKey` query parameter (the original's way), turned into a
+//! [`Credential`] by `crate::auth`. What a credential may do is decided
+//! there, never here. A key is never logged or echoed.
 
 use axum::http::HeaderMap;
-use sha2::{Digest, Sha256};
-use subtle::ConstantTimeEq;
 
+use super::AppState;
 use super::error::Error;
 use super::params::Params;
+use crate::auth::{Action, Credential};
 
 pub const KEY_HEADER: &str = "x-security-key";
 
-/// Whether the request carries `expected`.
-pub fn check(expected: &str, params: &Params, headers: &HeaderMap) -> Result<(), Error> {
-    let given = headers
-        .get(KEY_HEADER)
-        .map(|v| v.as_bytes())
-        .or_else(|| params.security_key.as_deref().map(str::as_bytes));
-    match given {
-        Some(given) if same_secret(given, expected.as_bytes()) => Ok(()),
-        _ => Err(Error::Forbidden),
-    }
+/// The credential the request carries, or `Forbidden` (no key, or a key
+/// this server does not know).
+pub fn credential(
+    state: &AppState,
+    params: &Params,
+    headers: &HeaderMap,
+) -> Result<Credential, Error> {
+    presented_key(params, headers)
+        .and_then(|key| state.keys.credential(key))
+        .ok_or(Error::Forbidden)
 }
 
-/// Compares digests, not the keys: a byte-wise comparison, constant-time or
-/// not, returns at once when the lengths differ and so tells the key's
-/// length; digests are always 32 bytes.
-fn same_secret(given: &[u8], expected: &[u8]) -> bool {
-    Sha256::digest(given)
-        .ct_eq(&Sha256::digest(expected))
-        .into()
+/// The key the request presents: the header wins over the query.
+fn presented_key<'a>(params: &'a Params, headers: &'a HeaderMap) -> Option<&'a [u8]> {
+    headers
+        .get(KEY_HEADER)
+        .map(|v| v.as_bytes())
+        .or_else(|| params.security_key.as_deref().map(str::as_bytes))
+}
+
+/// The request's credential if it may do `action`; else the 403 to give.
+pub fn permit(
+    state: &AppState,
+    params: &Params,
+    headers: &HeaderMap,
+    action: Action,
+) -> Result<Credential, Error> {
+    let credential = credential(state, params, headers)?;
+    credential.may(action, state.keys.admin_configured())?;
+    Ok(credential)
 }
 
 #[cfg(test)]
@@ -45,12 +58,9 @@ mod tests {
             security_key: Some("k1".into()),
             ..Params::default()
         };
-        assert!(check("k1", &query, &headers).is_ok());
-        assert!(check("k2", &query, &headers).is_err());
-        assert!(check("k1", &Params::default(), &headers).is_err());
+        assert_eq!(presented_key(&query, &headers), Some(&b"k1"[..]));
+        assert_eq!(presented_key(&Params::default(), &headers), None);
         headers.insert(KEY_HEADER, HeaderValue::from_static("k2"));
-        assert!(check("k2", &Params::default(), &headers).is_ok());
-        assert!(check("k2x", &Params::default(), &headers).is_err());
-        assert!(check("", &Params::default(), &HeaderMap::new()).is_err());
+        assert_eq!(presented_key(&query, &headers), Some(&b"k2"[..]));
     }
 }

@@ -19,6 +19,10 @@ pub enum Error {
     /// 403: missing or wrong key.
     #[error("missing or wrong security key")]
     Forbidden,
+    /// 403: a valid credential that may not do this; the message says
+    /// which one would.
+    #[error(transparent)]
+    Refused(#[from] crate::auth::Refusal),
     /// 400: malformed request, missing file, bad path or hash.
     #[error("{0}")]
     BadRequest(String),
@@ -74,7 +78,7 @@ pub enum Error {
 impl Error {
     pub fn status(&self) -> StatusCode {
         match self {
-            Self::Forbidden => StatusCode::FORBIDDEN,
+            Self::Forbidden | Self::Refused(_) => StatusCode::FORBIDDEN,
             Self::BadRequest(_) | Self::UnknownAction => StatusCode::BAD_REQUEST,
             Self::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             Self::ClientTooSlow(_) => StatusCode::REQUEST_TIMEOUT,

@@ -37,6 +37,7 @@ use tower_http::services::ServeFile;
 
 use super::params::Params;
 use super::{AppState, auth, objects, variants};
+use crate::auth::Action;
 use crate::repair::{HASH_HEADER, Lookup, REPAIR_HEADER};
 use crate::storage::s3::S3Store;
 use crate::storage::{Located, StoredPath, VariantPath, hash_file};
@@ -150,10 +151,10 @@ async fn hash_for_peer(
 /// Who asks for a stored file or a variant.
 pub(super) enum Asker {
     Client,
-    /// A peer fetching on its own behalf: [`REPAIR_HEADER`] and this
-    /// server's key.
+    /// A peer fetching on its own behalf: [`REPAIR_HEADER`] and a peer
+    /// credential.
     Peer,
-    /// The header without the key.
+    /// The header without a peer credential.
     Refused,
 }
 
@@ -162,8 +163,8 @@ pub(super) fn asker(state: &AppState, request: &Request) -> Asker {
         return Asker::Client;
     }
     let params = Params::parse(request.uri().query());
-    match auth::check(&state.config.security_key, &params, request.headers()) {
-        Ok(()) => Asker::Peer,
+    match auth::permit(state, &params, request.headers(), Action::RepairRead) {
+        Ok(_) => Asker::Peer,
         Err(_) => Asker::Refused,
     }
 }

@@ -1,6 +1,7 @@
 //! The HTTP interface (SPEC §2): the router, its shared state and the
-//! dispatch of `do.ashx` actions. Handlers are thin: they check the key, pick
-//! the answer format, call the domain step and answer.
+//! dispatch of `do.ashx` actions. Handlers are thin: the dispatch asks the
+//! request's credential whether it may do the action (`crate::auth`), then a
+//! handler picks the answer format, calls the domain step and answers.
 
 mod auth;
 mod body;
@@ -26,18 +27,19 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, Request, State};
-use axum::http::{HeaderName, HeaderValue, Method};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Method};
 use axum::response::Response;
 use axum::routing::{any, get};
 use serde_json::Map;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
+use crate::auth::{Action, Keys};
 use crate::config::Config;
 use crate::images::cache::{CacheSettings, VariantCache};
 use crate::images::variant::DecodeLimits;
 use crate::journal::{Journal, Replayer};
 use crate::repair::{Fetcher, ReadThrough, RepairStatus, Scrubber};
-use crate::replication::{Replicator, SERVER_HEADER};
+use crate::replication::{FROM_HEADER, Replicator, SERVER_HEADER};
 use crate::storage::Storage;
 use error::Error;
 use origin::Origin;
@@ -49,6 +51,8 @@ pub use params::redact;
 /// Everything a request may need, built once in `serve`.
 pub struct AppState {
     pub config: Arc<Config>,
+    /// The keys this server accepts, by role.
+    keys: Keys,
     /// Uploads and replicas being received; `max_uploads_in_flight` permits.
     receiving: Arc<Semaphore>,
     pub storage: Storage,
@@ -99,6 +103,7 @@ impl AppState {
             fetcher,
             repair,
             receiving: Arc::new(Semaphore::new(config.max_uploads_in_flight)),
+            keys: Keys::new(&config.security_key, &config.auth),
             config,
             storage,
             replicator,
@@ -125,12 +130,9 @@ impl AppState {
             .map_err(|_| Error::Busy)
     }
 
-    /// Every key this server knows (its own and its peers'), for logs to
-    /// leave out.
+    /// Every key this server knows, for logs to leave out.
     fn secrets(&self) -> Vec<&str> {
-        std::iter::once(self.config.security_key.as_str())
-            .chain(self.config.peers.iter().map(|p| p.security_key.as_str()))
-            .collect()
+        self.config.secrets()
     }
 
     /// How slow an uploading client may be.
@@ -185,12 +187,12 @@ async fn do_ashx(State(state): State<Arc<AppState>>, request: Request) -> Respon
 async fn action(state: Arc<AppState>, request: Request) -> Response {
     let params = Params::parse(request.uri().query());
     let format = Format::from_param(params.format.as_deref());
-    // The key is checked before anything else, and before any body byte is
-    // read: a client without it learns nothing and sends nothing.
-    if let Err(e) = auth::check(&state.config.security_key, &params, request.headers()) {
+    let action = params.action.as_deref().unwrap_or("").to_ascii_lowercase();
+    // The credential is checked before anything else, and before any body
+    // byte is read: a client without one learns nothing and sends nothing.
+    if let Err(e) = allowed(&state, &params, request.headers(), &action) {
         return e.answer(format, Map::new());
     }
-    let action = params.action.as_deref().unwrap_or("").to_ascii_lowercase();
     let method = request.method().clone();
     match action.as_str() {
         "upload" if method == Method::POST => {
@@ -238,6 +240,39 @@ async fn action(state: Arc<AppState>, request: Request) -> Response {
         "list" => not_allowed(Format::Json, "list", "GET"),
         _ => Error::UnknownAction.answer(format, Map::new()),
     }
+}
+
+/// Whether the request's credential may do `action`: a 403 without a
+/// known key, a 400 for an unknown action, a 403 naming the credential
+/// needed for one it may not do.
+fn allowed(
+    state: &AppState,
+    params: &Params,
+    headers: &HeaderMap,
+    action: &str,
+) -> Result<(), Error> {
+    let credential = auth::credential(state, params, headers)?;
+    let needed = needs(action, headers).ok_or(Error::UnknownAction)?;
+    credential.may(needed, state.keys.admin_configured())?;
+    Ok(())
+}
+
+/// What each `do.ashx` action asks of the credential; `None`: no such
+/// action. A delete or restore that names its sender in [`FROM_HEADER`] is
+/// a peer passing its own on.
+fn needs(action: &str, headers: &HeaderMap) -> Option<Action> {
+    let passed_on = headers.contains_key(FROM_HEADER);
+    Some(match action {
+        "upload" => Action::Upload,
+        "uploaderrors" => Action::Replay,
+        "sync" => Action::Sync,
+        "delete" | "restore" if passed_on => Action::PeerNotice,
+        "delete" => Action::Delete,
+        "restore" => Action::Restore,
+        "forget" => Action::Forget,
+        "digest" | "list" => Action::Compare,
+        _ => return None,
+    })
 }
 
 fn not_allowed(format: Format, action: &'static str, allowed: &'static str) -> Response {

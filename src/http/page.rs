@@ -17,6 +17,7 @@ use axum::response::{IntoResponse, Response};
 use super::AppState;
 use super::auth;
 use super::params::Params;
+use crate::auth::Action;
 
 const PAGE: &str = include_str!("../../static/upload.html");
 const FORBIDDEN: &str = include_str!("../../static/forbidden.html");
@@ -61,7 +62,7 @@ fn offers_key(params: &Params, headers: &HeaderMap) -> bool {
 pub async fn handle(State(state): State<Arc<AppState>>, request: Request) -> Response {
     let params = Params::parse(request.uri().query());
     let refused = offers_key(&params, request.headers())
-        && auth::check(&state.config.security_key, &params, request.headers()).is_err();
+        && auth::permit(&state, &params, request.headers(), Action::Page).is_err();
     let (status, body, policy) = if refused {
         (
             StatusCode::FORBIDDEN,

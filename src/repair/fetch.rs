@@ -126,7 +126,7 @@ impl Fetcher {
             .client
             .get(url)
             .header(REPAIR_HEADER, "1")
-            .header("X-Security-Key", &peer.security_key)
+            .header("X-Security-Key", &peer.key)
             .send();
         let response = tokio::time::timeout(self.answer_timeout, request)
             .await

@@ -480,7 +480,7 @@ impl Repairer {
     ) -> Result<Vec<u8>, RepairError> {
         let exchange = async {
             let response = request
-                .header("X-Security-Key", &peer.security_key)
+                .header("X-Security-Key", &peer.key)
                 .send()
                 .await
                 .map_err(|e| RepairError::Unreachable(crate::replication::transport_cause(&e)))?;

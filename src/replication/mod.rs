@@ -363,7 +363,7 @@ impl Replicator {
         let request = self
             .client
             .put(sync_url(peer, &file.path))
-            .header("X-Security-Key", &peer.security_key)
+            .header("X-Security-Key", &peer.key)
             .header("X-Content-SHA256", &file.sha256)
             .header(reqwest::header::CONTENT_LENGTH, file.size)
             .body(body);
@@ -398,7 +398,7 @@ impl Replicator {
         let request = self
             .client
             .post(url)
-            .header("X-Security-Key", &peer.security_key)
+            .header("X-Security-Key", &peer.key)
             .header(FROM_HEADER, from);
         let progress = Progress::new();
         let exchange = async {

@@ -338,7 +338,7 @@ async fn send(
     let request = replicator
         .client
         .put(sync_url(peer, &path))
-        .header("X-Security-Key", &peer.security_key)
+        .header("X-Security-Key", &peer.key)
         .multipart(form);
     // A request that fails before any answer tells the breaker nothing: a
     // peer that refuses a file at its first bytes closes the connection

@@ -59,6 +59,9 @@ pub fn free_port() -> u16 {
 pub struct Node {
     pub name: String,
     pub key: String,
+    /// The admin key (delete, restore) the harness lists in `[auth]
+    /// admin_keys`, unless the test's settings have an `[auth]` table.
+    pub admin_key: String,
     pub port: u16,
     pub dir: PathBuf,
     pub env: Vec<(String, String)>,
@@ -78,6 +81,8 @@ pub struct Cluster {
 impl Cluster {
     /// Writes the config of one server per name; `settings` are extra
     /// app.toml lines for every server (top-level keys, then tables).
+    /// Without an `[auth]` table there, each server gets one listing its
+    /// `admin_key`.
     pub fn new(names: &[&str], settings: &str) -> Self {
         let tmp = tempfile::tempdir().expect("tempdir");
         let nodes: Vec<Node> = names
@@ -85,6 +90,7 @@ impl Cluster {
             .map(|name| Node {
                 name: (*name).to_owned(),
                 key: format!("key-{name}-{}", std::process::id()),
+                admin_key: format!("admin-{name}-{}", std::process::id()),
                 port: free_port(),
                 dir: tmp.path().join(name),
                 env: Vec::new(),
@@ -103,6 +109,11 @@ impl Cluster {
             })
             .collect();
         for node in &nodes {
+            let auth = if settings.lines().any(|l| l.trim() == "[auth]") {
+                String::new()
+            } else {
+                format!("\n[auth]\nadmin_keys = [\"{}\"]\n", node.admin_key)
+            };
             std::fs::create_dir_all(&node.dir).expect("node dir");
             std::fs::write(
                 node.dir.join("servers.xml.config"),
@@ -115,7 +126,7 @@ impl Cluster {
                 node.dir.join("app.toml"),
                 format!(
                     "server_name = \"{}\"\nsecurity_key = \"{}\"\nlisten = \"127.0.0.1:{}\"\n\
-                     data_dir = \"data\"\nlog_dir = \"log\"\nservers = \"servers.xml.config\"\n{settings}\n",
+                     data_dir = \"data\"\nlog_dir = \"log\"\nservers = \"servers.xml.config\"\n{settings}\n{auth}",
                     node.name, node.key, node.port
                 ),
             )
@@ -148,6 +159,7 @@ impl Node {
         Self {
             name: name.to_owned(),
             key: key.to_owned(),
+            admin_key: String::new(),
             port,
             dir,
             env: Vec::new(),
@@ -176,6 +188,14 @@ impl Node {
     /// `do.ashx` with the given query and the key in the URL, as the original.
     pub fn keyed(&self, query: &str) -> String {
         format!("{}/do.ashx?{query}&SecurityKey={}", self.base(), self.key)
+    }
+    /// `do.ashx` with the given query and the admin key in the URL.
+    pub fn admin(&self, query: &str) -> String {
+        format!(
+            "{}/do.ashx?{query}&SecurityKey={}",
+            self.base(),
+            self.admin_key
+        )
     }
 
     pub fn start(&mut self) {
