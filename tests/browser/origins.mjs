@@ -8,25 +8,25 @@
 //      second listener) uploads several images through CORS and shows their
 //      links and thumbnails, drawn on a canvas, with no console error;
 //   C. the same page with a token minted for another origin is refused and
-//      shows the server's refusal (only with --foreign-token);
+//      shows the server's refusal (only with tokens);
 //   D. the upload page opened without a credential asks for one; the key
 //      typed into its field uploads.
 //
 // Usage:
 //   node tests/browser/origins.mjs --base URL --domain URL --key KEY
 //     --site-port PORT --images DIR --shots DIR
-//     [--token TOKEN --site-token TOKEN --foreign-token TOKEN] [--chromium PATH]
+//     [--kid ID --secret SECRET] [--chromium PATH]
 //
 //   --base           the server the pages upload to (http://127.0.0.1:PORT)
 //   --domain         its configured `domain`: the same server under another origin
 //   --key            its security key
 //   --site-port      where the site's own page is served (http://127.0.0.1:PORT,
 //                    listed in the server's [cors] allowed_origins)
-//   --token          an upload token for A (the page takes it from #token=);
-//                    without it, A opens the page with ?SecurityKey=
-//   --site-token     an upload token bound to the site's origin, for B;
-//                    without it, B sends the key in X-Security-Key
-//   --foreign-token  a token bound to another origin, for C
+//   --kid, --secret  one of the server's [auth] token_secrets: the upload
+//                    tokens of A, B and C are minted here with it (SPEC §12,
+//                    as a site's back end would). Without them, A opens the
+//                    page with ?SecurityKey=, B sends the key in
+//                    X-Security-Key, and C is skipped.
 //
 // Exit code 0 when every check passed, 1 with a message on the first failure.
 
@@ -34,6 +34,7 @@ import fs from "node:fs/promises";
 import http from "node:http";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
+import crypto from "node:crypto";
 import { chromium } from "playwright-core";
 
 const OVERALL_TIMEOUT_MS = 120_000;
@@ -58,7 +59,25 @@ function parseArgs(argv) {
     check(out[name], `--${name} is required`);
   }
   out.chromium = out.chromium || process.env.CHROMIUM || "/usr/bin/chromium";
+  if (out.secret) {
+    const site = `http://127.0.0.1:${out["site-port"]}`;
+    out.token = mint(out.kid, out.secret, {});
+    out.siteToken = mint(out.kid, out.secret, { origin: site, max_files: 10 });
+    out.foreignToken = mint(out.kid, out.secret, { origin: "https://elsewhere.example" });
+  }
   return out;
+}
+
+// An upload token as SPEC §12 defines it: base64url(claims) "."
+// base64url(HMAC-SHA256(secret, base64url(claims))), without padding.
+function mint(kid, secret, claims) {
+  const body = Buffer.from(JSON.stringify({
+    kid,
+    exp: Math.floor(Date.now() / 1000) + 600,
+    jti: crypto.randomBytes(16).toString("hex"),
+    ...claims,
+  })).toString("base64url");
+  return `${body}.${crypto.createHmac("sha256", secret).update(body).digest("base64url")}`;
 }
 
 // Console errors, page errors, failed requests and CSP violations of a page.
@@ -226,7 +245,7 @@ async function run(opts, state) {
   await uploadPage(browser, opts, files);
 
   console.log("B. a site's own page on another origin");
-  const credential = opts["site-token"] ? { TOKEN: opts["site-token"] } : { KEY: opts.key };
+  const credential = opts.siteToken ? { TOKEN: opts.siteToken } : { KEY: opts.key };
   const b = await sitePage(browser, opts, files, credential, "site page");
   assertClean(b.errors, "site page");
   for (const r of b.rows) {
@@ -237,9 +256,9 @@ async function run(opts, state) {
   }
   ok(`site page on another origin: ${b.rows.length} images stored through CORS, links and thumbnails shown, thumbnails readable on a canvas, no console error`);
 
-  if (opts["foreign-token"]) {
+  if (opts.foreignToken) {
     console.log("C. the site's page with a token for another origin");
-    const c = await sitePage(browser, opts, files.slice(0, 1), { TOKEN: opts["foreign-token"] }, "foreign token");
+    const c = await sitePage(browser, opts, files.slice(0, 1), { TOKEN: opts.foreignToken }, "foreign token");
     const refused = c.rows[0];
     check(refused.state === "refused", `a token for another origin: ${refused.state}: ${refused.text}`);
     check(/403/.test(refused.text) && /origin/i.test(refused.text), `the page does not show the server's refusal: ${refused.text}`);
