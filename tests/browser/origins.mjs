@@ -10,7 +10,8 @@
 //   C. the same page with a token minted for another origin is refused and
 //      shows the server's refusal (only with tokens);
 //   D. the upload page opened without a credential asks for one; the key
-//      typed into its field uploads.
+//      typed into its field uploads, and so does a token (which the page
+//      tells from a key by its form, and shows until when it is valid).
 //
 // Usage:
 //   node tests/browser/origins.mjs --base URL --domain URL --key KEY
@@ -214,24 +215,34 @@ async function sitePage(browser, opts, files, credential, what) {
   }
 }
 
-// D. No credential in the address: the page asks, the key typed in uploads.
-async function typedKey(browser, opts, file) {
+// D. No credential in the address: the page asks, what is typed in uploads.
+async function typedCredential(browser, opts, file, credential, what) {
   const errors = [];
   const ctx = await browser.newContext({ viewport: { width: 1280, height: 800 }, locale: "en-US" });
   const page = await ctx.newPage();
-  await watch(page, "typed key", errors);
+  await watch(page, what, errors);
+  const sent = [];
+  page.on("request", (req) => sent.push(req.headers()));
   const res = await page.goto(`${opts.base}/.m/upload`, { waitUntil: "load", timeout: 15_000 });
   check(res.status() === 200, `/.m/upload without a credential answered HTTP ${res.status()}, expected 200`);
   check(await page.locator("#credential-input").isVisible(), "no field for a key or a token");
-  await page.fill("#credential-input", opts.key);
+  await page.fill("#credential-input", credential);
   await page.press("#credential-input", "Enter");
   check(await page.locator("#drop-zone").isVisible(), "the drop zone is not shown after a key was entered");
   check(!(await page.locator("#credential-form").isVisible()), "the field stays after a key was entered");
   await page.setInputFiles("#file-input", file);
-  const rows = await settledRows(page, 1, "typed key");
-  check(rows[0].state === "done", `typed key: ${rows[0].name} ended ${rows[0].state}: ${rows[0].error}`);
-  assertClean(errors, "typed key");
-  ok("no credential in the address: the page asks for one; the key typed in uploads");
+  const rows = await settledRows(page, 1, what);
+  check(rows[0].state === "done", `${what}: ${rows[0].name} ended ${rows[0].state}: ${rows[0].error}`);
+  assertClean(errors, what);
+  const isToken = credential !== opts.key;
+  const upload = sent.find((h) => h.authorization || h["x-security-key"]);
+  check(upload && (isToken ? upload.authorization === `Bearer ${credential}` : upload["x-security-key"] === credential),
+    `${what}: the upload did not carry it in ${isToken ? "Authorization: Bearer" : "X-Security-Key"}`);
+  if (isToken) {
+    const info = await page.locator("#credential-info").textContent();
+    check(/valid until/.test(info) && /10 files/.test(info), `${what}: the page does not show the token's limits: ${info}`);
+  }
+  ok(`no credential in the address: the page asks for one; ${what} uploads`);
   await ctx.close();
 }
 
@@ -268,7 +279,10 @@ async function run(opts, state) {
   }
 
   console.log("D. the upload page without a credential");
-  await typedKey(browser, opts, files[0]);
+  await typedCredential(browser, opts, files[0], opts.key, "a key typed in");
+  if (opts.secret) {
+    await typedCredential(browser, opts, files[0], mint(opts.kid, opts.secret, { max_files: 10 }), "a token typed in");
+  }
 
   await browser.close();
   state.browser = null;
