@@ -3,6 +3,7 @@
 //!
 //! The data flow, one module per step: `http` (request, `auth`, multipart
 //! stream) → `storage` → `replication` → `journal` (failed copies, replay).
+//! `auth` says who may do what (keys by role; `http::auth` asks it).
 //! `config` turns files, environment and flags into one `Config`; `server`
 //! and `shutdown` run the listener; `logging` sets up `tracing`.
 
@@ -31,7 +32,7 @@ use cli::{Cli, Command, MigrateArgs, ReplayArgs};
 use config::Config;
 use http::AppState;
 use journal::{Journal, Replayer};
-use repair::{Fetcher, RepairStatus, Repairer};
+use repair::{Fetcher, Repairer};
 use replication::Replicator;
 use storage::Storage;
 
@@ -141,6 +142,20 @@ fn check_config(config: &Config) {
         auth.admin_keys.len(),
         auth.peer_keys.len()
     );
+    // Ids only: a token secret is never printed.
+    let ids: Vec<&str> = auth.token_secrets.ids().collect();
+    match ids.split_first() {
+        None => println!("  tokens        off (no [auth] token_secrets)"),
+        Some((minting, older)) => println!(
+            "  tokens        minted with `{minting}`{}; at most {} s, clock skew {} s",
+            older
+                .iter()
+                .map(|id| format!(", `{id}` accepted"))
+                .collect::<String>(),
+            auth.max_token_secs,
+            auth.clock_skew_secs
+        ),
+    }
     if config.security_key == config::PLACEHOLDER_KEY {
         println!("  warning: security_key is the shipped placeholder; change it before going live");
     }
@@ -151,8 +166,8 @@ fn check_config(config: &Config) {
 
 /// Why a cluster wants `[auth] peer_keys`, said at every start without them.
 const NO_PEER_KEYS: &str = "[auth] peer_keys is not set: security_key is also what peers send, \
-     so whoever holds it can list every stored name (the names are a link's only secret), \
-     write replicas and pass deletes on as a peer; set the same \
+     so whoever holds it can list every stored name (the names are a link's only secret) \
+     and write replicas; set the same \
      `[auth] peer_keys = [\"…\"]` on every server to keep peer actions to peers";
 
 /// Opens storage and journal and builds the replication client and the
@@ -176,14 +191,14 @@ pub async fn open(config: Arc<Config>) -> anyhow::Result<AppState> {
         config.server_name.clone(),
     ));
     let fetcher = Fetcher::new(&config, storage.clone()).context("cannot build the HTTP client")?;
+    let spent = auth::spent::Spent::open(&config.data_dir, config.auth.lifetime(), auth::now())?;
+    let tokens = auth::Tokens::new(
+        config.auth.token_secrets.clone(),
+        config.auth.lifetime(),
+        spent,
+    );
     Ok(AppState::new(
-        config,
-        storage,
-        replicator,
-        journal,
-        replayer,
-        fetcher,
-        Arc::new(RepairStatus::default()),
+        config, tokens, storage, replicator, journal, replayer, fetcher,
     ))
 }
 

@@ -59,6 +59,11 @@ fn the_upload_page_works_in_chromium() {
     assert!(shots.join("02-desktop.png").exists());
 }
 
+/// The secret the servers share with a site's back end (here, the test),
+/// which mints upload tokens with it.
+const TOKEN_KID: &str = "k1";
+const TOKEN_SECRET: &str = "site-back-end-secret-4f2a";
+
 /// Runs `tests/browser/origins.mjs` with `args`; panics with its output if
 /// a check failed.
 fn origins_script(args: &[String]) {
@@ -87,7 +92,10 @@ fn origins_script(args: &[String]) {
 fn domain_and_cors_server(site_port: u16) -> Cluster {
     let mut cluster = Cluster::new(
         &["s1"],
-        &format!("fsync = false\n[cors]\nallowed_origins = [\"http://127.0.0.1:{site_port}\"]\n"),
+        &format!(
+            "fsync = false\n[cors]\nallowed_origins = [\"http://127.0.0.1:{site_port}\"]\n\
+             [auth]\ntoken_secrets = {{ {TOKEN_KID} = \"{TOKEN_SECRET}\" }}\n"
+        ),
     );
     let node = cluster.node(0);
     let config = std::fs::read_to_string(node.config()).expect("app.toml");
@@ -114,9 +122,13 @@ fn pages_of_other_origins_upload_and_show_their_thumbnails() {
         s1.key.clone(),
         "--site-port".into(),
         site_port.to_string(),
+        "--kid".into(),
+        TOKEN_KID.into(),
+        "--secret".into(),
+        TOKEN_SECRET.into(),
     ]);
-    // The site page's uploads were preflighted (a key header is not a
-    // simple request) and answered before any key check.
+    // The site page's uploads were preflighted (an Authorization header
+    // makes a request not simple) and answered before any credential check.
     assert!(
         s1.log_lines(|l| l.contains("method=OPTIONS") && l.contains("status=204")) >= 1,
         "no preflight answered:\n{}",

@@ -70,6 +70,19 @@ pub fn key_for_peer<'a>(auth: &'a AuthSettings, servers_xml_key: &'a str) -> &'a
         .map_or(servers_xml_key, String::as_str)
 }
 
+/// The key a delete or restore passed on to a peer carries: the first
+/// peer key, else this server's first admin key. Not the servers.xml.config
+/// key: without peer keys that is also the upload key, and a passed-on
+/// delete taken from it would let the upload key erase a file everywhere
+/// (a tombstone spreads). So without peer keys every server lists the same
+/// admin keys.
+pub fn key_for_notice<'a>(auth: &'a AuthSettings, servers_xml_key: &'a str) -> &'a str {
+    auth.peer_keys
+        .first()
+        .or(auth.admin_keys.first())
+        .map_or(servers_xml_key, String::as_str)
+}
+
 /// Whether two keys are the same secret, by their digests. Digests, not
 /// the keys: a byte-wise comparison, constant-time or not, returns at once
 /// when the lengths differ and so tells the key's length; digests are
@@ -92,6 +105,7 @@ mod tests {
             security_keys: owned(security),
             admin_keys: owned(admin),
             peer_keys: owned(peer),
+            ..AuthSettings::default()
         }
     }
 
@@ -119,5 +133,11 @@ mod tests {
     fn the_first_peer_key_goes_to_every_peer() {
         assert_eq!(key_for_peer(&auth(&[], &[], &[]), "xml"), "xml");
         assert_eq!(key_for_peer(&auth(&[], &[], &["new", "old"]), "xml"), "new");
+        assert_eq!(key_for_notice(&auth(&[], &[], &[]), "xml"), "xml");
+        assert_eq!(key_for_notice(&auth(&[], &["a1", "a0"], &[]), "xml"), "a1");
+        assert_eq!(
+            key_for_notice(&auth(&[], &["a1"], &["p1", "p0"]), "xml"),
+            "p1"
+        );
     }
 }

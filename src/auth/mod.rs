@@ -5,11 +5,18 @@
 //! Least privilege: the upload key keeps the original's rights and no
 //! more, deleting needs an admin key, and peer actions need a peer key once
 //! `[auth] peer_keys` is set (without it, a server's own `security_key` is
-//! also what its peers send it, as the original had it).
+//! also what its peers send it, as the original had it). An upload token
+//! uploads and does nothing else.
 
 mod keys;
+pub mod spent;
+pub mod token;
 
-pub use keys::{Keys, key_for_peer};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+pub use keys::{Keys, key_for_notice, key_for_peer};
+use spent::{Spent, SpentError};
+use token::{Claims, Lifetime, TokenSecrets};
 
 /// Who a request is, by the key it presented.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -24,6 +31,9 @@ pub enum Credential {
     /// peers send it too (servers.xml.config), so it carries both the
     /// upload and the peer rights.
     Shared,
+    /// An upload token (`[auth] token_secrets`); its claims travel beside
+    /// it to the upload, which they limit.
+    Token,
 }
 
 /// What a request asks to do.
@@ -46,6 +56,8 @@ pub enum Action {
     Compare,
     /// A stored file fetched by a peer's repair or read-through.
     RepairRead,
+    /// `action=token`: mint an upload token.
+    MintToken,
 }
 
 /// Why a known credential may not do an action: the 403's message.
@@ -75,6 +87,7 @@ impl Action {
             Self::Forget => "forget",
             Self::Compare => "digest and list",
             Self::RepairRead => "a repair fetch",
+            Self::MintToken => "minting a token",
         }
     }
 
@@ -93,13 +106,28 @@ impl Credential {
     pub fn may(self, action: Action, admin_configured: bool) -> Result<(), Refusal> {
         use Action as A;
         let allowed = match self {
-            Self::Upload => matches!(action, A::Upload | A::Page | A::Replay),
+            Self::Upload => matches!(action, A::Upload | A::Page | A::Replay | A::MintToken),
+            // A passed-on delete from an admin key is no more than the
+            // admin may do anyway; it is how peers pass deletes on when
+            // there are no peer keys.
             Self::Admin => matches!(
                 action,
-                A::Upload | A::Page | A::Replay | A::Delete | A::Restore
+                A::Upload
+                    | A::Page
+                    | A::Replay
+                    | A::MintToken
+                    | A::Delete
+                    | A::Restore
+                    | A::PeerNotice
             ),
             Self::Peer => action.is_peer(),
-            Self::Shared => Self::Upload.may(action, admin_configured).is_ok() || action.is_peer(),
+            // Not a passed-on delete: the shared key is the upload key too,
+            // and a delete taken as a peer's leaves a tombstone that spreads.
+            Self::Shared => {
+                Self::Upload.may(action, admin_configured).is_ok()
+                    || (action.is_peer() && action != A::PeerNotice)
+            }
+            Self::Token => action == A::Upload,
         };
         if allowed {
             return Ok(());
@@ -110,6 +138,93 @@ impl Credential {
             a if a.is_peer() => Refusal::NeedsPeer(a.name()),
             a => Refusal::NotAllowed(a.name()),
         })
+    }
+}
+
+/// Unix seconds now: the clock tokens are checked against.
+pub fn now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
+/// Upload tokens as this server checks them: `[auth]`'s secrets and
+/// lifetimes, and the files each token has stored here.
+#[derive(Debug, Clone)]
+pub struct Tokens {
+    secrets: TokenSecrets,
+    lifetime: Lifetime,
+    spent: Spent,
+}
+
+/// Why a token may not store a file: refused, or the counts could not be
+/// read or written (then nothing is stored either).
+#[derive(Debug, thiserror::Error)]
+pub enum TokenError {
+    #[error(transparent)]
+    Refused(#[from] token::Refusal),
+    #[error(transparent)]
+    Counts(#[from] SpentError),
+}
+
+impl Tokens {
+    pub fn new(secrets: TokenSecrets, lifetime: Lifetime, spent: Spent) -> Self {
+        Self {
+            secrets,
+            lifetime,
+            spent,
+        }
+    }
+
+    /// Whether this server takes tokens at all (`[auth] token_secrets`).
+    pub fn enabled(&self) -> bool {
+        !self.secrets.is_empty()
+    }
+
+    /// The claims of `token`, presented by a request from `origin` (its
+    /// `Origin` header), if it is genuine and valid now.
+    pub fn verify(&self, token: &str, origin: Option<&[u8]>) -> Result<Claims, token::Refusal> {
+        token::verify(token, &self.secrets, self.lifetime, now(), origin)
+    }
+
+    /// Refuses a token that has no file left, before any is read.
+    pub async fn ensure_unspent(&self, claims: &Claims) -> Result<(), TokenError> {
+        if let (Some(jti), Some(max)) = (&claims.jti, claims.max_files)
+            && self.spent.is_spent(jti, max).await?
+        {
+            return Err(token::Refusal::Spent.into());
+        }
+        Ok(())
+    }
+
+    /// Mints a token with the first secret (`None`: no secret is
+    /// configured).
+    pub fn mint(&self, request: &token::Request) -> Option<token::Minted> {
+        token::mint(&self.secrets, self.lifetime.max_token_secs, request, now())
+    }
+
+    /// Counts a file about to be received with `claims`: refused when the
+    /// token has none left. Durable when it returns.
+    pub async fn take_file(&self, claims: &Claims) -> Result<(), TokenError> {
+        let (Some(jti), Some(max)) = (&claims.jti, claims.max_files) else {
+            return Ok(());
+        };
+        if self.spent.take(jti, claims.exp, max, now()).await? {
+            Ok(())
+        } else {
+            Err(token::Refusal::Spent.into())
+        }
+    }
+
+    /// Gives back a file counted by [`Tokens::take_file`] that was not
+    /// stored.
+    pub async fn give_back(&self, claims: &Claims) {
+        let (Some(jti), Some(_)) = (&claims.jti, claims.max_files) else {
+            return;
+        };
+        if let Err(e) = self.spent.give_back(jti).await {
+            tracing::error!(error = %e, "a refused file's place could not be given back to its token");
+        }
     }
 }
 
@@ -146,7 +261,11 @@ mod tests {
             Action::RepairRead,
         ] {
             assert!(Credential::Peer.may(action, true).is_ok(), "{action:?}");
-            assert!(Credential::Shared.may(action, true).is_ok(), "{action:?}");
+            assert_eq!(
+                Credential::Shared.may(action, true).is_ok(),
+                action != Action::PeerNotice,
+                "{action:?}"
+            );
             assert!(
                 matches!(
                     Credential::Upload.may(action, true),
@@ -154,8 +273,35 @@ mod tests {
                 ),
                 "{action:?}"
             );
-            assert!(Credential::Admin.may(action, true).is_err(), "{action:?}");
+            assert_eq!(
+                Credential::Admin.may(action, true).is_ok(),
+                action == Action::PeerNotice,
+                "{action:?}"
+            );
         }
         assert!(Credential::Peer.may(Action::Delete, true).is_err());
+    }
+
+    #[test]
+    fn a_token_only_uploads_and_the_upload_key_mints() {
+        for action in [
+            Action::Page,
+            Action::Replay,
+            Action::Delete,
+            Action::Restore,
+            Action::Sync,
+            Action::PeerNotice,
+            Action::Forget,
+            Action::Compare,
+            Action::RepairRead,
+            Action::MintToken,
+        ] {
+            assert!(Credential::Token.may(action, true).is_err(), "{action:?}");
+        }
+        assert!(Credential::Token.may(Action::Upload, true).is_ok());
+        for minting in [Credential::Upload, Credential::Admin, Credential::Shared] {
+            assert!(minting.may(Action::MintToken, false).is_ok(), "{minting:?}");
+        }
+        assert!(Credential::Peer.may(Action::MintToken, false).is_err());
     }
 }

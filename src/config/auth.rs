@@ -1,16 +1,24 @@
 //! The `[auth]` table of app.toml (SPEC §12): which keys this server
-//! accepts, by role. It only reads and validates; what a role may do is
-//! `crate::auth`'s business.
+//! accepts, by role, and the secrets and lifetimes of upload tokens. It
+//! only reads and validates; what a role may do is `crate::auth`'s
+//! business.
 //!
 //! The lists are checked so that a key means one thing: an empty key, a
 //! key listed under two roles, or the shipped placeholder as an extra key
 //! is a configuration error, not a surprise at the first request.
 
+use std::fmt;
 use std::path::Path;
 
-use serde::Deserialize;
+use serde::de::{MapAccess, Visitor};
+use serde::{Deserialize, Deserializer};
 
 use super::{ConfigError, PLACEHOLDER_KEY};
+use crate::auth::token::{Lifetime, TokenSecrets};
+
+/// Shortest token secret accepted: a token and its claims are public, so a
+/// short secret could be found by trying them all offline.
+const MIN_SECRET_LEN: usize = 16;
 
 /// `[auth]` as written (or as another layer sets it); `None` takes the
 /// default.
@@ -20,6 +28,34 @@ pub(crate) struct AuthFile {
     pub security_keys: Option<Vec<String>>,
     pub admin_keys: Option<Vec<String>>,
     pub peer_keys: Option<Vec<String>>,
+    pub token_secrets: Option<OrderedSecrets>,
+    pub clock_skew_secs: Option<u64>,
+    pub max_token_secs: Option<u64>,
+}
+
+/// `token_secrets = { k2 = "…", k1 = "…" }` in the order written: the
+/// first one mints.
+#[derive(Debug, Default)]
+pub(crate) struct OrderedSecrets(pub Vec<(String, String)>);
+
+impl<'de> Deserialize<'de> for OrderedSecrets {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct InOrder;
+        impl<'de> Visitor<'de> for InOrder {
+            type Value = OrderedSecrets;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a table of secret ids and secrets, like { k1 = \"…\" }")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                let mut secrets = Vec::new();
+                while let Some(entry) = map.next_entry::<String, String>()? {
+                    secrets.push(entry);
+                }
+                Ok(OrderedSecrets(secrets))
+            }
+        }
+        deserializer.deserialize_map(InOrder)
+    }
 }
 
 impl AuthFile {
@@ -29,6 +65,9 @@ impl AuthFile {
             security_keys: upper.security_keys.or(self.security_keys),
             admin_keys: upper.admin_keys.or(self.admin_keys),
             peer_keys: upper.peer_keys.or(self.peer_keys),
+            token_secrets: upper.token_secrets.or(self.token_secrets),
+            clock_skew_secs: upper.clock_skew_secs.or(self.clock_skew_secs),
+            max_token_secs: upper.max_token_secs.or(self.max_token_secs),
         }
     }
 
@@ -43,6 +82,18 @@ impl AuthFile {
             security_keys: self.security_keys.unwrap_or_default(),
             admin_keys: self.admin_keys.unwrap_or_default(),
             peer_keys: self.peer_keys.unwrap_or_default(),
+            token_secrets: token_secrets(file, self.token_secrets.unwrap_or_default().0)?,
+            clock_skew_secs: self.clock_skew_secs.unwrap_or(60),
+            max_token_secs: match self.max_token_secs.unwrap_or(86_400) {
+                0 => {
+                    return Err(ConfigError::new(
+                        file,
+                        "auth.max_token_secs",
+                        "must be greater than 0",
+                    ));
+                }
+                n => n,
+            },
         };
         let lists = [
             ("auth.security_keys", &settings.security_keys),
@@ -88,7 +139,29 @@ impl AuthFile {
     }
 }
 
-/// The keys this server accepts besides `security_key`, by role.
+/// The token secrets, checked: a usable id, a secret long enough.
+fn token_secrets(file: &Path, secrets: Vec<(String, String)>) -> Result<TokenSecrets, ConfigError> {
+    for (id, secret) in &secrets {
+        let problem = if id.is_empty() || id.chars().any(char::is_control) {
+            Some("an id is empty or has a control character".to_owned())
+        } else if secret.chars().count() < MIN_SECRET_LEN {
+            // The secret itself is never quoted, as keys are not.
+            Some(format!(
+                "the secret of `{id}` is shorter than {MIN_SECRET_LEN} characters; \
+                 use a long random one"
+            ))
+        } else {
+            None
+        };
+        if let Some(problem) = problem {
+            return Err(ConfigError::new(file, "auth.token_secrets", problem));
+        }
+    }
+    Ok(TokenSecrets::new(secrets))
+}
+
+/// The keys this server accepts besides `security_key`, by role, and the
+/// upload tokens it takes.
 #[derive(Debug, Clone, Default)]
 pub struct AuthSettings {
     /// More keys with `security_key`'s rights (upload, the page,
@@ -99,6 +172,23 @@ pub struct AuthSettings {
     /// The keys of peer actions, the same on every server: the first is
     /// sent, any is accepted. None: the servers.xml.config keys, as before.
     pub peer_keys: Vec<String>,
+    /// Upload token secrets by id; the first mints, any verifies.
+    pub token_secrets: TokenSecrets,
+    /// How far the clocks of a minting back end and of this server may
+    /// disagree about a token's `exp`.
+    pub clock_skew_secs: u64,
+    /// Longest life of a token: `action=token` caps its TTL at this, and a
+    /// token minted elsewhere that expires later is refused.
+    pub max_token_secs: u64,
+}
+
+impl AuthSettings {
+    pub fn lifetime(&self) -> Lifetime {
+        Lifetime {
+            clock_skew_secs: self.clock_skew_secs,
+            max_token_secs: self.max_token_secs,
+        }
+    }
 }
 
 #[cfg(test)]
@@ -164,6 +254,45 @@ mod tests {
             err.contains("auth.admin_keys") && err.contains("placeholder"),
             "{err}"
         );
+    }
+
+    fn read(text: &str) -> Result<AuthSettings, String> {
+        #[derive(Deserialize)]
+        struct Doc {
+            auth: AuthFile,
+        }
+        let doc: Doc = toml::from_str(text).map_err(|e| e.to_string())?;
+        doc.auth
+            .settings(Path::new("app.toml"), "upload-key")
+            .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn the_first_listed_token_secret_mints_whatever_its_name() {
+        let s = read(
+            "[auth]\ntoken_secrets = { zz = \"0123456789abcdef-new\", aa = \"0123456789abcdef-old\" }\n",
+        )
+        .expect("valid");
+        assert_eq!(s.token_secrets.ids().collect::<Vec<_>>(), ["zz", "aa"]);
+        let s = read(
+            "[auth.token_secrets]\nb = \"0123456789abcdef-b\"\nc = \"0123456789abcdef-c\"\na = \"0123456789abcdef-a\"\n",
+        )
+        .expect("valid");
+        assert_eq!(s.token_secrets.ids().collect::<Vec<_>>(), ["b", "c", "a"]);
+        assert_eq!((s.clock_skew_secs, s.max_token_secs), (60, 86_400));
+    }
+
+    #[test]
+    fn a_short_token_secret_is_refused_without_being_shown() {
+        let err = read("[auth]\ntoken_secrets = { k1 = \"short-one\" }\n").expect_err("short");
+        assert!(
+            err.contains("auth.token_secrets") && err.contains("k1"),
+            "{err}"
+        );
+        assert!(!err.contains("short-one"), "{err}");
+        let err = read("[auth]\nmax_token_secs = 0\n").expect_err("zero");
+        assert!(err.contains("auth.max_token_secs"), "{err}");
+        assert!(read("[auth]\ntoken_secrets = { k1 = 5 }\n").is_err());
     }
 
     #[test]

@@ -2,7 +2,8 @@
 //! (`MULTISERVER_UPLOAD_REPLICATION_<KEY>` for the `[replication]` table,
 //! `MULTISERVER_UPLOAD_REPAIR_<KEY>` for `[repair]`,
 //! `MULTISERVER_UPLOAD_IMAGES_<KEY>` for `[images]`,
-//! `MULTISERVER_UPLOAD_AUTH_<KEY>` for `[auth]`, lists comma-separated), and
+//! `MULTISERVER_UPLOAD_AUTH_<KEY>` for `[auth]`, lists comma-separated,
+//! `AUTH_TOKEN_SECRETS` as `id=secret,id=secret`), and
 //! `HTTP_PLATFORM_PORT`, which IIS HttpPlatformHandler sets.
 
 use std::str::FromStr;
@@ -40,6 +41,28 @@ fn list(key: &str) -> Option<Vec<String>> {
             .map(str::to_owned)
             .collect()
     })
+}
+
+/// `id=secret,id=secret` in order (the first mints).
+fn secrets(key: &str) -> Result<Option<super::auth::OrderedSecrets>, ConfigError> {
+    let Some(pairs) = list(key) else {
+        return Ok(None);
+    };
+    pairs
+        .iter()
+        .map(|pair| {
+            pair.split_once('=')
+                .map(|(id, secret)| (id.trim().to_owned(), secret.trim().to_owned()))
+                .ok_or_else(|| {
+                    ConfigError::new(
+                        format!("environment variable {PREFIX}{key}"),
+                        "auth.token_secrets",
+                        "must be id=secret pairs separated by commas",
+                    )
+                })
+        })
+        .collect::<Result<Vec<_>, _>>()
+        .map(|pairs| Some(super::auth::OrderedSecrets(pairs)))
 }
 
 pub(crate) fn read() -> Result<FileConfig, ConfigError> {
@@ -108,6 +131,9 @@ pub(crate) fn read() -> Result<FileConfig, ConfigError> {
             security_keys: list("AUTH_SECURITY_KEYS"),
             admin_keys: list("AUTH_ADMIN_KEYS"),
             peer_keys: list("AUTH_PEER_KEYS"),
+            token_secrets: secrets("AUTH_TOKEN_SECRETS")?,
+            clock_skew_secs: parsed("AUTH_CLOCK_SKEW_SECS")?,
+            max_token_secs: parsed("AUTH_MAX_TOKEN_SECS")?,
         },
     })
 }

@@ -99,6 +99,9 @@ pub struct Peer {
     /// `[auth] peer_keys`, else the peer's SecurityKey in
     /// servers.xml.config (`crate::auth::key_for_peer` decides).
     pub key: String,
+    /// What a delete or restore passed on to it carries
+    /// (`crate::auth::key_for_notice`).
+    pub notice_key: String,
 }
 
 #[derive(Debug, Clone)]
@@ -122,7 +125,7 @@ pub struct Config {
     pub file: PathBuf,
     pub server_name: String,
     pub security_key: String,
-    /// More keys by role (`[auth]`).
+    /// Keys by role and upload tokens (`[auth]`).
     pub auth: AuthSettings,
     /// Base of returned links, e.g. `http://i-1.xx.com`, without a trailing slash.
     pub domain: Option<String>,
@@ -318,6 +321,7 @@ impl Config {
                     .map_err(|e| ConfigError::new(&servers_file, "Server/@Uri", e.to_string()))?;
                 Ok(Peer {
                     key: crate::auth::key_for_peer(&auth, &s.security_key).to_owned(),
+                    notice_key: crate::auth::key_for_notice(&auth, &s.security_key).to_owned(),
                     name: s.name,
                     uri,
                 })
@@ -532,8 +536,8 @@ impl Config {
 }
 
 impl Config {
-    /// Every key of every role this server knows, its peers' included:
-    /// what no log line, answer or summary may show.
+    /// Every key of every role this server knows, its peers' included, and
+    /// the token secrets: what no log line, answer or summary may show.
     pub fn secrets(&self) -> Vec<&str> {
         let auth = &self.auth;
         std::iter::once(&self.security_key)
@@ -542,6 +546,7 @@ impl Config {
             .chain(&auth.peer_keys)
             .chain(&self.servers_keys)
             .map(String::as_str)
+            .chain(auth.token_secrets.values())
             .filter(|k| !k.is_empty())
             .collect()
     }

@@ -1,28 +1,85 @@
 //! The HTTP side of "who is this request": the key from the
 //! `X-Security-Key` header (preferred: URLs end up in logs) or the
-//! `SecurityKey` query parameter (the original's way), turned into a
+//! `SecurityKey` query parameter (the original's way), or an upload token
+//! from `Authorization: Bearer …` or `X-Upload-Token`, turned into a
 //! [`Credential`] by `crate::auth`. What a credential may do is decided
-//! there, never here. A key is never logged or echoed.
+//! there, never here. A key or token is never logged or echoed.
 
-use axum::http::HeaderMap;
+use axum::http::{HeaderMap, header};
 
 use super::AppState;
 use super::error::Error;
 use super::params::Params;
+use crate::auth::token::Claims;
 use crate::auth::{Action, Credential};
 
 pub const KEY_HEADER: &str = "x-security-key";
+pub const TOKEN_HEADER: &str = "x-upload-token";
 
-/// The credential the request carries, or `Forbidden` (no key, or a key
-/// this server does not know).
+/// Who a request says it is, by what its headers and query carry.
+pub enum Caller {
+    /// A key of this server.
+    Key(Credential),
+    /// A genuine upload token, valid now, from this request's origin.
+    Token(Claims),
+    /// Neither a key nor a token header.
+    Anonymous,
+}
+
+/// Who the request is: `Forbidden` for a key this server does not know, a
+/// 403 naming the reason for a token it refuses. A key wins over a token.
+pub fn caller(state: &AppState, params: &Params, headers: &HeaderMap) -> Result<Caller, Error> {
+    if let Some(key) = presented_key(params, headers) {
+        return state
+            .keys
+            .credential(key)
+            .map(Caller::Key)
+            .ok_or(Error::Forbidden);
+    }
+    match presented_token(headers) {
+        Some(token) => state
+            .tokens
+            .verify(token, origin(headers))
+            .map(Caller::Token)
+            .map_err(Error::Token),
+        None => Ok(Caller::Anonymous),
+    }
+}
+
+/// The credential the request carries, or the 403 to give (none, or one
+/// this server does not accept).
 pub fn credential(
     state: &AppState,
     params: &Params,
     headers: &HeaderMap,
 ) -> Result<Credential, Error> {
-    presented_key(params, headers)
-        .and_then(|key| state.keys.credential(key))
-        .ok_or(Error::Forbidden)
+    match caller(state, params, headers)? {
+        Caller::Key(credential) => Ok(credential),
+        Caller::Token(_) => Ok(Credential::Token),
+        Caller::Anonymous => Err(Error::Forbidden),
+    }
+}
+
+/// The request's `Origin` header, which a token's `origin` must equal.
+pub fn origin(headers: &HeaderMap) -> Option<&[u8]> {
+    headers.get(header::ORIGIN).map(|v| v.as_bytes())
+}
+
+/// The token a request carries in a header: `Authorization: Bearer …`
+/// (the scheme in any case) or `X-Upload-Token`.
+fn presented_token(headers: &HeaderMap) -> Option<&str> {
+    let bearer = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, token)| token.trim());
+    bearer.or_else(|| {
+        headers
+            .get(TOKEN_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .map(str::trim)
+    })
 }
 
 /// The key the request presents: the header wins over the query.
@@ -62,5 +119,23 @@ mod tests {
         assert_eq!(presented_key(&Params::default(), &headers), None);
         headers.insert(KEY_HEADER, HeaderValue::from_static("k2"));
         assert_eq!(presented_key(&query, &headers), Some(&b"k2"[..]));
+    }
+
+    #[test]
+    fn a_token_as_bearer_or_in_its_header() {
+        let mut headers = HeaderMap::new();
+        assert_eq!(presented_token(&headers), None);
+        headers.insert(TOKEN_HEADER, HeaderValue::from_static("t1"));
+        assert_eq!(presented_token(&headers), Some("t1"));
+        headers.insert(
+            header::AUTHORIZATION,
+            HeaderValue::from_static("Basic dXNlcg=="),
+        );
+        assert_eq!(presented_token(&headers), Some("t1"), "not a bearer");
+        headers.insert(
+            header::AUTHORIZATION,
+            HeaderValue::from_static("bearer  t2"),
+        );
+        assert_eq!(presented_token(&headers), Some("t2"));
     }
 }

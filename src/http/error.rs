@@ -9,6 +9,7 @@ use serde_json::{Map, Value};
 
 use super::body::BodyError;
 use super::respond::{Format, answer};
+use crate::auth::TokenError;
 use crate::storage::StorageError;
 
 /// What a busy server asks a client to wait before it tries again.
@@ -23,12 +24,16 @@ pub enum Error {
     /// which one would.
     #[error(transparent)]
     Refused(#[from] crate::auth::Refusal),
+    /// 403: an upload token that is not valid here, or has no file left;
+    /// the message names the reason.
+    #[error(transparent)]
+    Token(crate::auth::token::Refusal),
     /// 400: malformed request, missing file, bad path or hash.
     #[error("{0}")]
     BadRequest(String),
     /// 400: unknown or missing `action`.
     #[error(
-        "unknown or missing action; valid actions: upload, uploaderrors, sync, delete, restore, forget, digest, list"
+        "unknown or missing action; valid actions: upload, uploaderrors, token, sync, delete, restore, forget, digest, list"
     )]
     UnknownAction,
     /// 405: the action exists but not with this method.
@@ -78,7 +83,7 @@ pub enum Error {
 impl Error {
     pub fn status(&self) -> StatusCode {
         match self {
-            Self::Forbidden | Self::Refused(_) => StatusCode::FORBIDDEN,
+            Self::Forbidden | Self::Refused(_) | Self::Token(_) => StatusCode::FORBIDDEN,
             Self::BadRequest(_) | Self::UnknownAction => StatusCode::BAD_REQUEST,
             Self::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             Self::ClientTooSlow(_) => StatusCode::REQUEST_TIMEOUT,
@@ -140,6 +145,15 @@ impl From<BodyError> for Error {
                 Self::BadRequest(format!("the body could not be read: {read}"))
             }
             BodyError::HeadersTooLong(_) => Self::BadRequest(e.to_string()),
+        }
+    }
+}
+
+impl From<TokenError> for Error {
+    fn from(e: TokenError) -> Self {
+        match e {
+            TokenError::Refused(refusal) => Self::Token(refusal),
+            TokenError::Counts(counts) => Self::internal(counts),
         }
     }
 }

@@ -20,6 +20,7 @@ mod repair;
 mod replay;
 mod respond;
 mod sync;
+mod token;
 mod upload;
 mod variants;
 
@@ -33,7 +34,7 @@ use axum::routing::{any, get};
 use serde_json::Map;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use crate::auth::{Action, Keys};
+use crate::auth::{Action, Credential, Keys, Tokens};
 use crate::config::Config;
 use crate::images::cache::{CacheSettings, VariantCache};
 use crate::images::variant::DecodeLimits;
@@ -41,10 +42,12 @@ use crate::journal::{Journal, Replayer};
 use crate::repair::{Fetcher, ReadThrough, RepairStatus, Scrubber};
 use crate::replication::{FROM_HEADER, Replicator, SERVER_HEADER};
 use crate::storage::Storage;
+use auth::Caller;
 use error::Error;
 use origin::Origin;
 use params::Params;
 use respond::Format;
+use upload::Grant;
 
 pub use params::redact;
 
@@ -53,6 +56,8 @@ pub struct AppState {
     pub config: Arc<Config>,
     /// The keys this server accepts, by role.
     keys: Keys,
+    /// Upload tokens: their secrets and the files each has stored here.
+    tokens: Tokens,
     /// Uploads and replicas being received; `max_uploads_in_flight` permits.
     receiving: Arc<Semaphore>,
     pub storage: Storage,
@@ -78,12 +83,12 @@ pub struct AppState {
 impl AppState {
     pub fn new(
         config: Arc<Config>,
+        tokens: Tokens,
         storage: Storage,
         replicator: Replicator,
         journal: Journal,
         replayer: Arc<Replayer>,
         fetcher: Fetcher,
-        repair: Arc<RepairStatus>,
     ) -> Self {
         let variants = VariantCache::new(
             storage.variants_dir(),
@@ -101,10 +106,11 @@ impl AppState {
             read_through: ReadThrough::new(fetcher.clone(), config.peers.clone(), storage.clone()),
             scrubber: Scrubber::new(storage.clone(), fetcher.clone(), config.peers.clone()),
             fetcher,
-            repair,
+            repair: Arc::new(RepairStatus::default()),
             receiving: Arc::new(Semaphore::new(config.max_uploads_in_flight)),
             keys: Keys::new(&config.security_key, &config.auth),
             config,
+            tokens,
             storage,
             replicator,
             journal,
@@ -190,10 +196,11 @@ async fn action(state: Arc<AppState>, request: Request) -> Response {
     let action = params.action.as_deref().unwrap_or("").to_ascii_lowercase();
     // The credential is checked before anything else, and before any body
     // byte is read: a client without one learns nothing and sends nothing.
-    if let Err(e) = allowed(&state, &params, request.headers(), &action) {
-        return e.answer(format, Map::new());
-    }
     let method = request.method().clone();
+    let grant = match allowed(&state, &params, request.headers(), &action, &method) {
+        Ok(grant) => grant,
+        Err(e) => return e.answer(format, Map::new()),
+    };
     match action.as_str() {
         "upload" if method == Method::POST => {
             let _permit = match state.receive_permit() {
@@ -202,7 +209,7 @@ async fn action(state: Arc<AppState>, request: Request) -> Response {
             };
             let origin = Origin::of(&request, &state.config.trusted_proxies);
             let (parts, body) = request.into_parts();
-            upload::handle(state, format, origin, &parts.headers, body).await
+            upload::handle(state, format, origin, &parts.headers, body, grant).await
         }
         "upload" => not_allowed(format, "upload", "POST"),
         "uploaderrors" if method == Method::GET || method == Method::POST => {
@@ -238,6 +245,12 @@ async fn action(state: Arc<AppState>, request: Request) -> Response {
             repair::list(state, params.day.as_deref(), params.after.as_deref()).await
         }
         "list" => not_allowed(Format::Json, "list", "GET"),
+        "token" if method == Method::POST => {
+            let query = request.uri().query().map(str::to_owned);
+            let (parts, body) = request.into_parts();
+            token::handle(state, format, query.as_deref(), &parts.headers, body).await
+        }
+        "token" => not_allowed(format, "token", "POST"),
         _ => Error::UnknownAction.answer(format, Map::new()),
     }
 }
@@ -245,16 +258,33 @@ async fn action(state: Arc<AppState>, request: Request) -> Response {
 /// Whether the request's credential may do `action`: a 403 without a
 /// known key, a 400 for an unknown action, a 403 naming the credential
 /// needed for one it may not do.
+///
+/// An upload's credential may also be a token in its first form field,
+/// when this server takes tokens: the body is then read up to that field,
+/// and the upload refuses a file before it.
 fn allowed(
     state: &AppState,
     params: &Params,
     headers: &HeaderMap,
     action: &str,
-) -> Result<(), Error> {
-    let credential = auth::credential(state, params, headers)?;
-    let needed = needs(action, headers).ok_or(Error::UnknownAction)?;
+    method: &Method,
+) -> Result<Grant, Error> {
+    let needed = needs(action, headers);
+    let (credential, grant) = match auth::caller(state, params, headers)? {
+        Caller::Key(credential) => (credential, Grant::Key),
+        Caller::Token(claims) => (Credential::Token, Grant::Token(claims)),
+        Caller::Anonymous
+            if needed == Some(Action::Upload)
+                && method == Method::POST
+                && state.tokens.enabled() =>
+        {
+            (Credential::Token, Grant::TokenInForm)
+        }
+        Caller::Anonymous => return Err(Error::Forbidden),
+    };
+    let needed = needed.ok_or(Error::UnknownAction)?;
     credential.may(needed, state.keys.admin_configured())?;
-    Ok(())
+    Ok(grant)
 }
 
 /// What each `do.ashx` action asks of the credential; `None`: no such
@@ -271,6 +301,7 @@ fn needs(action: &str, headers: &HeaderMap) -> Option<Action> {
         "restore" => Action::Restore,
         "forget" => Action::Forget,
         "digest" | "list" => Action::Compare,
+        "token" => Action::MintToken,
         _ => return None,
     })
 }

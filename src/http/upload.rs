@@ -4,6 +4,12 @@
 //!
 //! Files stored before a failing part stay stored and are listed in the
 //! failure answer with their links, as SPEC §8 asks.
+//!
+//! An upload token limits the upload further: each file's size and type
+//! while it streams, and the files it may store here, counted before each
+//! file is read and given back if the file is refused. A complete file
+//! whose commit then fails keeps its place: the count errs on the side of
+//! fewer files, never more.
 
 use std::sync::Arc;
 
@@ -15,16 +21,32 @@ use serde_json::{Map, Value, json};
 use tokio::task::JoinHandle;
 
 use super::AppState;
+use super::auth;
 use super::body::{BodyError, HEADER_BYTES, HeaderBudget, paced};
 use super::error::Error;
 use super::origin::Origin;
 use super::respond::{Format, answer};
+use crate::auth::token::{Claims, MAX_TOKEN_LEN, Refusal};
 use crate::images::Dimensions;
 use crate::replication::{self, ReplicaOutcome, Streams};
-use crate::storage::{ImageRules, StorageError, StoredFile};
+use crate::storage::{ImageRules, ImageType, StorageError, StoredFile, Written};
 
 /// Longest client filename echoed back in an answer.
 const NAME_LIMIT: usize = 255;
+/// Bytes of form fields read before a `token` field, from a request that
+/// carries no credential in its headers.
+const BEFORE_TOKEN_BYTES: usize = 64 * 1024;
+
+/// What this upload may store beyond the server's own limits.
+pub enum Grant {
+    /// A key: the server's limits only.
+    Key,
+    /// A token's claims.
+    Token(Claims),
+    /// Nothing in the headers: a `token` form field must come before the
+    /// first file.
+    TokenInForm,
+}
 
 /// A received file on its way to its public name and to the peers.
 struct Pending {
@@ -43,9 +65,22 @@ pub async fn handle(
     origin: Origin,
     headers: &HeaderMap,
     body: Body,
+    grant: Grant,
 ) -> Response {
     let mut pending = Vec::new();
-    let result = receive(&state, headers, body, &mut pending).await;
+    let result = match &grant {
+        // A spent token is refused before any body byte is read.
+        Grant::Token(claims) => state
+            .tokens
+            .ensure_unspent(claims)
+            .await
+            .map_err(Error::from),
+        Grant::Key | Grant::TokenInForm => Ok(()),
+    };
+    let result = match result {
+        Ok(()) => receive(&state, headers, body, grant, &mut pending).await,
+        Err(e) => Err(e),
+    };
     let base = state
         .config
         .domain
@@ -101,6 +136,7 @@ async fn receive(
     state: &Arc<AppState>,
     headers: &HeaderMap,
     body: Body,
+    mut grant: Grant,
     pending: &mut Vec<Pending>,
 ) -> Result<(), Error> {
     let config = &state.config;
@@ -118,8 +154,12 @@ async fn receive(
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
-    let boundary = multer::parse_boundary(content_type).map_err(|_| {
-        Error::BadRequest("the body must be multipart/form-data with a boundary".into())
+    let boundary = multer::parse_boundary(content_type).map_err(|_| match grant {
+        // Without a credential there is nothing to say about the body.
+        Grant::TokenInForm => Error::Forbidden,
+        Grant::Key | Grant::Token(_) => {
+            Error::BadRequest("the body must be multipart/form-data with a boundary".into())
+        }
     })?;
     let constraints = multer::Constraints::new()
         .size_limit(multer::SizeLimit::new().whole_stream(config.max_request_bytes));
@@ -127,6 +167,7 @@ async fn receive(
     let stream = budget.guard(paced(body, state.pace()));
     let mut multipart = multer::Multipart::with_constraints(stream, boundary, constraints);
     let mut count = 0usize;
+    let mut before_token = 0usize;
     loop {
         budget.open();
         let next = multipart.next_field().await.map_err(multipart_error)?;
@@ -135,10 +176,27 @@ async fn receive(
             break;
         };
         let Some(name) = file_part_name(&field) else {
+            let waiting = matches!(grant, Grant::TokenInForm);
+            if waiting && field.name() == Some("token") {
+                let token = token_field(&mut field).await?;
+                let claims = state
+                    .tokens
+                    .verify(&token, auth::origin(headers))
+                    .map_err(Error::Token)?;
+                state.tokens.ensure_unspent(&claims).await?;
+                grant = Grant::Token(claims);
+                continue;
+            }
             // An ordinary form field: read past it here, so its data is not
             // counted as header bytes by the search for the next part.
             while let Some(chunk) = field.next().await {
-                chunk.map_err(multipart_error)?;
+                let chunk = chunk.map_err(multipart_error)?;
+                if waiting {
+                    before_token += chunk.len();
+                    if before_token > BEFORE_TOKEN_BYTES {
+                        return Err(Error::Forbidden);
+                    }
+                }
             }
             continue;
         };
@@ -149,23 +207,18 @@ async fn receive(
                 config.max_files_per_request
             )));
         }
-        let rules = ImageRules {
-            limits: config.images.limits(),
-            strip_metadata: config.images.strip_metadata,
+        let (written, streams) = match &grant {
+            Grant::Key => receive_file(state, &mut field, None, declared).await?,
+            Grant::Token(claims) => {
+                state.tokens.take_file(claims).await?;
+                let received = receive_file(state, &mut field, Some(claims), declared).await;
+                if received.is_err() {
+                    state.tokens.give_back(claims).await;
+                }
+                received?
+            }
+            Grant::TokenInForm => return Err(Error::Forbidden),
         };
-        let mut incoming =
-            state
-                .storage
-                .begin(config.max_file_bytes, &config.allowed_types, rules)?;
-        // A large file also goes to the peers as it arrives; if this part
-        // fails, dropping `streams` leaves nothing on any peer.
-        let mut streams = Streams::new(&state.replicator, declared);
-        while let Some(chunk) = field.next().await {
-            let chunk = chunk.map_err(multipart_error)?;
-            incoming.write(chunk.clone()).await?;
-            streams.feed(&chunk, || incoming.sniffed()).await;
-        }
-        let written = incoming.finish().await?;
         let dimensions = written.dimensions;
         let delivery = {
             let state = state.clone();
@@ -202,12 +255,68 @@ async fn receive(
             delivery,
         });
     }
+    if matches!(grant, Grant::TokenInForm) {
+        return Err(Error::Forbidden);
+    }
     if count == 0 {
         return Err(Error::BadRequest(
             "no file in the request (a part with a filename)".into(),
         ));
     }
     Ok(())
+}
+
+/// Receives one file part into a complete temporary file, within the
+/// server's limits and those of a token's `claims`, sending a large one to
+/// the peers as it arrives.
+async fn receive_file(
+    state: &AppState,
+    field: &mut multer::Field<'_>,
+    claims: Option<&Claims>,
+    declared: Option<u64>,
+) -> Result<(Written, Streams), Error> {
+    let config = &state.config;
+    let rules = ImageRules {
+        limits: config.images.limits(),
+        strip_metadata: config.images.strip_metadata,
+    };
+    let limit = claims
+        .and_then(|c| c.max_bytes)
+        .map_or(config.max_file_bytes, |max| max.min(config.max_file_bytes));
+    let allowed: Vec<ImageType> = match claims.and_then(|c| c.types.as_ref()) {
+        Some(types) => config
+            .allowed_types
+            .iter()
+            .copied()
+            .filter(|t| types.contains(t))
+            .collect(),
+        None => config.allowed_types.clone(),
+    };
+    let mut incoming = state.storage.begin(limit, &allowed, rules)?;
+    // A large file also goes to the peers as it arrives; if this part
+    // fails, dropping `streams` leaves nothing on any peer.
+    let mut streams = Streams::new(&state.replicator, declared);
+    while let Some(chunk) = field.next().await {
+        let chunk = chunk.map_err(multipart_error)?;
+        incoming.write(chunk.clone()).await?;
+        streams.feed(&chunk, || incoming.sniffed()).await;
+    }
+    Ok((incoming.finish().await?, streams))
+}
+
+/// The value of a `token` form field, bounded.
+async fn token_field(field: &mut multer::Field<'_>) -> Result<String, Error> {
+    let mut value = Vec::new();
+    while let Some(chunk) = field.next().await {
+        let chunk = chunk.map_err(multipart_error)?;
+        if value.len() + chunk.len() > MAX_TOKEN_LEN {
+            return Err(Error::Token(Refusal::Malformed("longer than 4096 bytes")));
+        }
+        value.extend_from_slice(&chunk);
+    }
+    String::from_utf8(value)
+        .map(|v| v.trim().to_owned())
+        .map_err(|_| Error::Token(Refusal::Malformed("not text")))
 }
 
 /// Removes a stored file whose link will not be handed out.

@@ -398,7 +398,7 @@ impl Replicator {
         let request = self
             .client
             .post(url)
-            .header("X-Security-Key", &peer.key)
+            .header("X-Security-Key", &peer.notice_key)
             .header(FROM_HEADER, from);
         let progress = Progress::new();
         let exchange = async {

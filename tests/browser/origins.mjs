@@ -8,26 +8,24 @@
 //      second listener) uploads several images through CORS and shows their
 //      links and thumbnails, drawn on a canvas, with no console error;
 //   C. the same page with a token minted for another origin is refused and
-//      shows the server's refusal (only with tokens);
+//      shows the server's refusal;
 //   D. the upload page opened without a credential asks for one; the key
 //      typed into its field uploads, and so does a token (which the page
 //      tells from a key by its form, and shows until when it is valid).
 //
 // Usage:
 //   node tests/browser/origins.mjs --base URL --domain URL --key KEY
-//     --site-port PORT --images DIR --shots DIR
-//     [--kid ID --secret SECRET] [--chromium PATH]
+//     --site-port PORT --kid ID --secret SECRET --images DIR --shots DIR
+//     [--chromium PATH]
 //
 //   --base           the server the pages upload to (http://127.0.0.1:PORT)
 //   --domain         its configured `domain`: the same server under another origin
-//   --key            its security key
+//   --key            its security key (D types it in)
 //   --site-port      where the site's own page is served (http://127.0.0.1:PORT,
 //                    listed in the server's [cors] allowed_origins)
-//   --kid, --secret  one of the server's [auth] token_secrets: the upload
-//                    tokens of A, B and C are minted here with it (SPEC §12,
-//                    as a site's back end would). Without them, A opens the
-//                    page with ?SecurityKey=, B sends the key in
-//                    X-Security-Key, and C is skipped.
+//   --kid, --secret  one of the server's [auth] token_secrets: every upload
+//                    token is minted here with it (SPEC §12), as a site's
+//                    back end would
 //
 // Exit code 0 when every check passed, 1 with a message on the first failure.
 
@@ -56,16 +54,14 @@ function parseArgs(argv) {
     check(argv[i].startsWith("--") && argv[i + 1] !== undefined, `bad arguments near ${argv[i]}`);
     out[argv[i].slice(2)] = argv[i + 1];
   }
-  for (const name of ["base", "domain", "key", "site-port", "images", "shots"]) {
+  for (const name of ["base", "domain", "key", "site-port", "kid", "secret", "images", "shots"]) {
     check(out[name], `--${name} is required`);
   }
   out.chromium = out.chromium || process.env.CHROMIUM || "/usr/bin/chromium";
-  if (out.secret) {
-    const site = `http://127.0.0.1:${out["site-port"]}`;
-    out.token = mint(out.kid, out.secret, {});
-    out.siteToken = mint(out.kid, out.secret, { origin: site, max_files: 10 });
-    out.foreignToken = mint(out.kid, out.secret, { origin: "https://elsewhere.example" });
-  }
+  const site = `http://127.0.0.1:${out["site-port"]}`;
+  out.token = mint(out.kid, out.secret, {});
+  out.siteToken = mint(out.kid, out.secret, { origin: site, max_files: 10 });
+  out.foreignToken = mint(out.kid, out.secret, { origin: "https://elsewhere.example" });
   return out;
 }
 
@@ -130,7 +126,7 @@ async function thumbnailsShown(page, what, errors) {
     .catch(() => fail(`${what}: a stored row does not show its server thumbnail:\n    ${errors.join("\n    ")}`));
 }
 
-// A. The upload page with a configured domain, credential from the address.
+// A. The upload page with a configured domain, the token from #token=.
 async function uploadPage(browser, opts, files) {
   const errors = [];
   const ctx = await browser.newContext({ viewport: { width: 1280, height: 800 }, locale: "en-US" });
@@ -138,9 +134,7 @@ async function uploadPage(browser, opts, files) {
   await watch(page, "upload page", errors);
   const sent = [];
   page.on("request", (req) => sent.push({ url: req.url(), headers: req.headers() }));
-  const url = opts.token
-    ? `${opts.base}/.m/upload#token=${opts.token}`
-    : `${opts.base}/.m/upload?SecurityKey=${encodeURIComponent(opts.key)}`;
+  const url = `${opts.base}/.m/upload#token=${opts.token}`;
   const res = await page.goto(url, { waitUntil: "load", timeout: 15_000 });
   check(res.status() === 200, `${url} answered HTTP ${res.status()}`);
   check(!(await page.locator("#credential-form").isVisible()), "the page asks for a credential although the address has one");
@@ -154,15 +148,13 @@ async function uploadPage(browser, opts, files) {
   await page.screenshot({ path: path.join(opts.shots, "10-domain-thumbnails.png"), fullPage: true });
   assertClean(errors, "upload page with a configured domain");
   ok(`upload page: ${rows.length} images stored, thumbnails from ${opts.domain} shown, no CSP violation, no console error`);
-  if (opts.token) {
-    const address = await page.evaluate(() => location.href);
-    check(!address.includes(opts.token), `the token stays in the address bar: ${address}`);
-    check(sent.every((s) => !s.url.includes(opts.token)), "the token went into a URL");
-    const uploads = sent.filter((s) => s.url.includes("action=upload"));
-    check(uploads.length === files.length && uploads.every((s) => s.headers.authorization === `Bearer ${opts.token}`),
-      "an upload did not carry the token in Authorization: Bearer");
-    ok("#token=: taken out of the address bar, sent only as Authorization: Bearer, never in a URL");
-  }
+  const address = await page.evaluate(() => location.href);
+  check(!address.includes(opts.token), `the token stays in the address bar: ${address}`);
+  check(sent.every((s) => !s.url.includes(opts.token)), "the token went into a URL");
+  const uploads = sent.filter((s) => s.url.includes("action=upload"));
+  check(uploads.length === files.length && uploads.every((s) => s.headers.authorization === `Bearer ${opts.token}`),
+    "an upload did not carry the token in Authorization: Bearer");
+  ok("#token=: taken out of the address bar, sent only as Authorization: Bearer, never in a URL");
   await ctx.close();
 }
 
@@ -183,8 +175,8 @@ function serveSite(port, fill) {
   });
 }
 
-async function sitePage(browser, opts, files, credential, what) {
-  const fill = { SERVER: opts.base, ...credential };
+async function sitePage(browser, opts, files, token, what) {
+  const fill = { SERVER: opts.base, TOKEN: token };
   const server = await serveSite(Number(opts["site-port"]), fill);
   const errors = [];
   const ctx = await browser.newContext({ viewport: { width: 1000, height: 700 } });
@@ -256,8 +248,7 @@ async function run(opts, state) {
   await uploadPage(browser, opts, files);
 
   console.log("B. a site's own page on another origin");
-  const credential = opts.siteToken ? { TOKEN: opts.siteToken } : { KEY: opts.key };
-  const b = await sitePage(browser, opts, files, credential, "site page");
+  const b = await sitePage(browser, opts, files, opts.siteToken, "site page");
   assertClean(b.errors, "site page");
   for (const r of b.rows) {
     check(r.state === "done", `site page: ${r.name} ended ${r.state}: ${r.text}`);
@@ -267,22 +258,18 @@ async function run(opts, state) {
   }
   ok(`site page on another origin: ${b.rows.length} images stored through CORS, links and thumbnails shown, thumbnails readable on a canvas, no console error`);
 
-  if (opts.foreignToken) {
-    console.log("C. the site's page with a token for another origin");
-    const c = await sitePage(browser, opts, files.slice(0, 1), { TOKEN: opts.foreignToken }, "foreign token");
-    const refused = c.rows[0];
-    check(refused.state === "refused", `a token for another origin: ${refused.state}: ${refused.text}`);
-    check(/403/.test(refused.text) && /origin/i.test(refused.text), `the page does not show the server's refusal: ${refused.text}`);
-    // Chromium logs every non-2xx answer as a console error; that one is expected.
-    assertClean(c.errors.filter((e) => !/status of 403/.test(e)), "foreign token");
-    ok(`a token for another origin is refused, the page shows why: ${JSON.stringify(refused.text)}`);
-  }
+  console.log("C. the site's page with a token for another origin");
+  const c = await sitePage(browser, opts, files.slice(0, 1), opts.foreignToken, "foreign token");
+  const refused = c.rows[0];
+  check(refused.state === "refused", `a token for another origin: ${refused.state}: ${refused.text}`);
+  check(/403/.test(refused.text) && /origin/i.test(refused.text), `the page does not show the server's refusal: ${refused.text}`);
+  // Chromium logs every non-2xx answer as a console error; that one is expected.
+  assertClean(c.errors.filter((e) => !/status of 403/.test(e)), "foreign token");
+  ok(`a token for another origin is refused, the page shows why: ${JSON.stringify(refused.text)}`);
 
   console.log("D. the upload page without a credential");
   await typedCredential(browser, opts, files[0], opts.key, "a key typed in");
-  if (opts.secret) {
-    await typedCredential(browser, opts, files[0], mint(opts.kid, opts.secret, { max_files: 10 }), "a token typed in");
-  }
+  await typedCredential(browser, opts, files[0], mint(opts.kid, opts.secret, { max_files: 10 }), "a token typed in");
 
   await browser.close();
   state.browser = null;

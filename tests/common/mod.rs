@@ -90,7 +90,9 @@ impl Cluster {
             .map(|name| Node {
                 name: (*name).to_owned(),
                 key: format!("key-{name}-{}", std::process::id()),
-                admin_key: format!("admin-{name}-{}", std::process::id()),
+                // One admin key for the whole cluster: without peer keys a
+                // server passes a delete on with its admin key.
+                admin_key: format!("admin-{}", std::process::id()),
                 port: free_port(),
                 dir: tmp.path().join(name),
                 env: Vec::new(),
