@@ -11,7 +11,7 @@
 use std::sync::Arc;
 
 use axum::extract::{Path, Request, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
 use super::AppState;
@@ -50,19 +50,12 @@ fn page_policy(domain: Option<&str>) -> String {
     )
 }
 
-/// Whether the request offers a key at all (an empty one is none).
-fn offers_key(params: &Params, headers: &HeaderMap) -> bool {
-    headers.get(auth::KEY_HEADER).is_some_and(|v| !v.is_empty())
-        || params
-            .security_key
-            .as_deref()
-            .is_some_and(|k| !k.is_empty())
-}
-
 pub async fn handle(State(state): State<Arc<AppState>>, request: Request) -> Response {
     let params = Params::parse(request.uri().query());
-    let refused = offers_key(&params, request.headers())
-        && auth::permit(&state, &params, request.headers(), Action::Page).is_err();
+    // An empty key is none: the page asks for one.
+    let offered = auth::presented_key(&params, request.headers()).is_some_and(|k| !k.is_empty());
+    let refused =
+        offered && auth::permit(&state, &params, request.headers(), Action::Page).is_err();
     let (status, body, policy) = if refused {
         (
             StatusCode::FORBIDDEN,
