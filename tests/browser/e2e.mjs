@@ -290,6 +290,7 @@ async function run(opts, state) {
     const text = await page.evaluate(() => document.body.innerText);
     check(/security ?key/i.test(text) && /密钥/.test(text),
       `the 403 page does not mention the security key in English and Chinese: ${JSON.stringify(text.slice(0, 300))}`);
+    check(/\/\.m\/upload\?SecurityKey=/i.test(text), "the 403 page does not show how to open the page (/.m/upload?SecurityKey=...)");
     await page.screenshot({ path: shot("01-forbidden.png"), fullPage: true });
     ok("GET /.m/upload with a wrong key: 403, the page explains the key (en + zh)");
     const aspx = await page.goto(`${opts.base}/.m/upload.aspx?SECURITYKEY=${encodeURIComponent(opts.key)}`,
