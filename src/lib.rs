@@ -131,6 +131,9 @@ fn check_config(config: &Config) {
             config::without_userinfo(peer.uri.as_str())
         );
     }
+    for origin in &config.cors.allowed_origins {
+        println!("  cors origin   {origin}");
+    }
     let auth = &config.auth;
     // Counts only: a key is never printed.
     println!(

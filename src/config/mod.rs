@@ -8,6 +8,7 @@
 //! variable), the key and what is wrong; `main` turns it into exit code 2.
 
 mod auth;
+mod cors;
 mod env;
 mod file;
 pub mod servers;
@@ -24,6 +25,7 @@ use crate::storage::{BackendSettings, ImageType};
 use file::FileConfig;
 
 pub use auth::AuthSettings;
+pub use cors::CorsSettings;
 
 /// The key the shipped files carry; the service refuses to listen beyond
 /// loopback while it is still in use.
@@ -170,6 +172,8 @@ pub struct Config {
     pub images: ImageSettings,
     /// `[storage.s3]`, when app.toml has it.
     pub s3: Option<crate::storage::s3::S3Settings>,
+    /// Other sites whose pages may call this service (SPEC §12).
+    pub cors: CorsSettings,
 }
 
 /// SPEC §2.7: limits on pictures, metadata privacy, and sized variants.
@@ -424,6 +428,7 @@ impl Config {
                 min_free,
             },
         };
+        let cors = c.cors.unwrap_or_default().into_settings(file)?;
         let (data_dir, peers) = match &storage {
             BackendSettings::Disk { data_dirs, .. } => {
                 (data_dirs.first().cloned().unwrap_or(data_dir), peers)
@@ -435,6 +440,7 @@ impl Config {
             file: file.to_path_buf(),
             storage,
             s3,
+            cors,
             server_name,
             security_key,
             auth,
@@ -588,6 +594,7 @@ impl FileConfig {
                 .or(self.max_connections_per_client),
             send_timeout_secs: upper.send_timeout_secs.or(self.send_timeout_secs),
             storage: upper.storage.or(self.storage),
+            cors: upper.cors.or(self.cors),
             auth: self.auth.overlay(upper.auth),
             replication: file::ReplicationFile {
                 connect_timeout_secs: u.connect_timeout_secs.or(r.connect_timeout_secs),
