@@ -132,6 +132,9 @@ fn check_config(config: &Config) {
             config::without_userinfo(peer.uri.as_str())
         );
     }
+    for origin in &config.cors.allowed_origins {
+        println!("  cors origin   {origin}");
+    }
     let auth = &config.auth;
     // Counts only: a key is never printed.
     println!(
@@ -189,7 +192,17 @@ pub async fn open(config: Arc<Config>) -> anyhow::Result<AppState> {
         config.server_name.clone(),
     ));
     let fetcher = Fetcher::new(&config, storage.clone()).context("cannot build the HTTP client")?;
-    let spent = auth::spent::Spent::open(&config.data_dir, config.auth.lifetime(), auth::now())?;
+    // No counts file (nor its writer thread and cache) where no token
+    // can exist.
+    let spent = if config.auth.token_secrets.is_empty() {
+        None
+    } else {
+        Some(auth::spent::Spent::open(
+            &config.data_dir,
+            config.auth.lifetime(),
+            auth::now(),
+        )?)
+    };
     let tokens = auth::Tokens::new(
         config.auth.token_secrets.clone(),
         config.auth.lifetime(),

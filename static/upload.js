@@ -1,9 +1,13 @@
 /* Upload page of multiserver-upload.
  *
  * Plain browser JavaScript, no build step. Every file is sent in its own
- * request (POST /do.ashx?action=upload&format=json, key in the X-Security-Key
- * header), at most MAX_PARALLEL at a time, so each one has its own progress
- * bar and cancel button.
+ * request (POST /do.ashx?action=upload&format=json), at most MAX_PARALLEL at
+ * a time, so each one has its own progress bar and cancel button.
+ *
+ * The credential comes from the address (?SecurityKey=… for a key,
+ * #token=… for an upload token) or, when there is none, from a field the
+ * page shows. A key goes in the X-Security-Key header, a token in
+ * Authorization: Bearer; neither ever goes into a URL.
  *
  * Files larger than the server's threshold (the page's
  * data-tus-threshold, from `[resumable] page_threshold_bytes`) go through
@@ -37,7 +41,13 @@
       pageTitle: "Upload images",
       title: "Upload images",
       subtitle: "Each image is stored on this server and copied to every peer server.",
-      noKey: "No security key in the address. Open this page as /.m/upload?SecurityKey=… (ask the site administrator for the key).",
+      credentialLabel: "Security key or upload token",
+      credentialHint: "This page needs a security key or an upload token. Ask the site administrator for one.",
+      credentialUse: "Use",
+      credentialRefused: "The server refused this key or token. Enter another one.",
+      tokenInfo: "Uploading with an upload token, valid until {time}.",
+      tokenInfoFiles: "Uploading with an upload token for up to {n} files, valid until {time}.",
+      tokenExpired: "This upload token has expired ({time}). Ask for a new one.",
       dropMain: "Drop images here, or choose files",
       dropHint: "JPG, PNG, GIF, WebP or BMP. Many files at once are fine; you can also paste an image.",
       dropLabel: "Choose images to upload. Press Enter or Space to open the file picker.",
@@ -72,7 +82,7 @@
       serverSaid: "Server said: {error}",
       err0: "Network error: the server could not be reached, or the connection was cut.",
       err400: "The server could not read this upload (bad request or empty file).",
-      err403: "The security key is missing or wrong. Open this page again with the right ?SecurityKey=… in the address.",
+      err403: "The server refused the key or upload token (HTTP 403).",
       err408: "The upload was too slow and the server stopped waiting. Check the connection and try again.",
       err413: "The file is too large for this server.",
       err415: "Not an allowed image type. Only " + ALLOWED + " images are accepted (HTTP 415).",
@@ -100,7 +110,13 @@
       pageTitle: "上传图片",
       title: "上传图片",
       subtitle: "每张图片都会保存在本服务器上，并复制到所有其他服务器。",
-      noKey: "地址中没有安全密钥。请用 /.m/upload?SecurityKey=… 打开本页面（密钥请向网站管理员索取）。",
+      credentialLabel: "安全密钥或上传令牌",
+      credentialHint: "本页面需要安全密钥或上传令牌，请向网站管理员索取。",
+      credentialUse: "使用",
+      credentialRefused: "服务器拒绝了此密钥或令牌，请输入其他的。",
+      tokenInfo: "正在使用上传令牌，有效期至 {time}。",
+      tokenInfoFiles: "正在使用上传令牌，最多 {n} 个文件，有效期至 {time}。",
+      tokenExpired: "此上传令牌已于 {time} 过期，请重新索取。",
       dropMain: "把图片拖到这里，或点击选择文件",
       dropHint: "支持 JPG、PNG、GIF、WebP、BMP。可一次选择多张，也可以直接粘贴图片。",
       dropLabel: "选择要上传的图片。按回车键或空格键打开文件选择框。",
@@ -135,7 +151,7 @@
       serverSaid: "服务器返回：{error}",
       err0: "网络错误：无法连接服务器，或连接已中断。",
       err400: "服务器无法读取此次上传（请求有误或文件为空）。",
-      err403: "安全密钥缺失或错误。请在地址中带上正确的 ?SecurityKey=… 重新打开本页面。",
+      err403: "服务器拒绝了密钥或上传令牌（HTTP 403）。",
       err408: "上传太慢，服务器已停止等待。请检查网络后重试。",
       err413: "文件太大，超出了服务器的限制。",
       err415: "不是允许的图片类型，仅接受 " + ALLOWED_ZH + " 图片（HTTP 415）。",
@@ -196,6 +212,44 @@
     return found;
   }
 
+  /* An upload token from the fragment (#token=…): a browser never sends the
+     fragment to a server, so it stays out of logs and Referer headers. It
+     is taken out of the address bar at once, so that it is not kept in the
+     history either. */
+  function readToken() {
+    var hash = location.hash.replace(/^#/, "");
+    if (!hash) return "";
+    var params = new URLSearchParams(hash);
+    var found = params.get("token") || "";
+    if (found && window.history && history.replaceState) {
+      params.delete("token");
+      var rest = params.toString();
+      history.replaceState(null, "", location.pathname + location.search + (rest ? "#" + rest : ""));
+    }
+    return found;
+  }
+
+  /* A token is base64url(claims) "." base64url(signature); its claims are
+     readable (not secret, only signed), so the page can show its limits. */
+  function tokenClaims(text) {
+    var m = /^([A-Za-z0-9_-]+)\.([A-Za-z0-9_-]+)$/.exec(text);
+    if (!m) return null;
+    try {
+      var b64 = m[1].replace(/-/g, "+").replace(/_/g, "/");
+      var claims = JSON.parse(atob(b64 + "===".slice((b64.length + 3) % 4)));
+      return claims && typeof claims === "object" && typeof claims.exp === "number" ? claims : null;
+    } catch (e) {
+      return null;
+    }
+  }
+
+  /* What the user typed: a token if it reads as one, else a key. */
+  function credentialOf(text) {
+    text = text.trim();
+    if (!text) return null;
+    return tokenClaims(text) ? { token: text } : { key: text };
+  }
+
   function formatSize(n) {
     if (typeof n !== "number" || !isFinite(n)) return "";
     if (n < 1024) return n + " B";
@@ -209,7 +263,13 @@
     return (v >= 100 ? v.toFixed(0) : v.toFixed(1)) + " " + units[i];
   }
 
-  var key = readKey();
+  var credential = (function () {
+    var key = readKey();
+    var token = readToken();
+    if (token) return { token: token };
+    if (key) return { key: key };
+    return null;
+  })();
   var els = {};
   var tasks = [];      // every row, in display order
   var waiting = [];    // tasks queued for upload, FIFO
@@ -363,6 +423,10 @@
   function addFiles(fileList) {
     var files = Array.prototype.slice.call(fileList || []);
     if (!files.length) return;
+    if (!credential) {
+      askForCredential("");
+      return;
+    }
     files.forEach(addFile);
     pump();
   }
@@ -398,7 +462,11 @@
     }
 
     xhr.open("POST", UPLOAD_URL, true);
-    xhr.setRequestHeader("X-Security-Key", key);
+    if (credential.token) {
+      xhr.setRequestHeader("Authorization", "Bearer " + credential.token);
+    } else {
+      xhr.setRequestHeader("X-Security-Key", credential.key);
+    }
     xhr.setRequestHeader("Accept", "application/json");
 
     xhr.upload.onprogress = function (ev) {
@@ -463,6 +531,7 @@
       // Retrying the same bytes cannot help for these.
       var final = status === 400 || status === 413 || status === 415;
       fail(task, msg, !final);
+      if (status === 403) askForCredential(t("credentialRefused"));
       return;
     }
 
@@ -584,7 +653,9 @@
   }
 
   function credentialHeaders() {
-    return { "X-Security-Key": key };
+    return credential.token
+      ? { Authorization: "Bearer " + credential.token }
+      : { "X-Security-Key": credential.key };
   }
 
   /* Network errors and a server that is busy or restarting are worth
@@ -686,6 +757,7 @@
     task.networkError = status === 0;
     var final = status === 400 || status === 413 || status === 415;
     fail(task, msg, !final);
+    if (status === 401 || status === 403) askForCredential(t("credentialRefused"));
     if (status === 404 || final) showInterrupted();
   }
 
@@ -849,6 +921,43 @@
     window.setTimeout(watchCluster, HEALTH_EVERY_MS);
   }
 
+  /* ---------- the credential ---------- */
+
+  function showCredential() {
+    var claims = credential && credential.token ? tokenClaims(credential.token) : null;
+    els.credentialInfo.hidden = !claims;
+    if (!claims) return;
+    var time = new Date(claims.exp * 1000).toLocaleString();
+    if (claims.exp * 1000 < Date.now()) {
+      els.credentialInfo.textContent = t("tokenExpired", { time: time });
+    } else if (typeof claims.max_files === "number") {
+      els.credentialInfo.textContent = t("tokenInfoFiles", { n: claims.max_files, time: time });
+    } else {
+      els.credentialInfo.textContent = t("tokenInfo", { time: time });
+    }
+  }
+
+  /* The field for a key or a token; uploads wait until one is given. */
+  function askForCredential(problem) {
+    els.credentialError.textContent = problem || "";
+    els.credentialError.hidden = !problem;
+    els.credentialForm.hidden = false;
+    if (!credential) els.drop.hidden = true;
+    els.credentialInput.focus();
+  }
+
+  function useCredential(ev) {
+    ev.preventDefault();
+    var given = credentialOf(els.credentialInput.value);
+    if (!given) return;
+    credential = given;
+    els.credentialInput.value = "";
+    els.credentialForm.hidden = true;
+    els.drop.hidden = false;
+    showCredential();
+    els.drop.focus();
+  }
+
   /* ---------- setup ---------- */
 
   function applyLanguage() {
@@ -873,10 +982,18 @@
     els.copyAll = document.getElementById("copy-all");
     els.clear = document.getElementById("clear-finished");
     els.template = document.getElementById("row-template");
-    els.keyWarning = document.getElementById("key-warning");
+    els.credentialForm = document.getElementById("credential-form");
+    els.credentialInput = document.getElementById("credential-input");
+    els.credentialError = document.getElementById("credential-error");
+    els.credentialInfo = document.getElementById("credential-info");
 
     applyLanguage();
-    els.keyWarning.hidden = !!key;
+    els.credentialForm.addEventListener("submit", useCredential);
+    if (credential) {
+      showCredential();
+    } else {
+      askForCredential("");
+    }
 
     els.drop.addEventListener("click", function () {
       els.input.click();

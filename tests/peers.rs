@@ -97,7 +97,10 @@ async fn uploads_stay_fast_under_a_healthz_flood_with_50000_owed_copies() {
         assert_eq!(status, 200, "{v}");
         assert_eq!(replica(&v, "s2")["journaled"], 1, "{v}");
         assert!(
-            took < Duration::from_secs(1),
+            // Generous (an idle machine takes milliseconds): health checks
+            // that read the 50,000 owed copies each would hold every upload
+            // for far longer, and a loaded test machine stays well under it.
+            took < Duration::from_secs(5),
             "upload {i} took {took:?} under the health-check flood"
         );
         slowest = slowest.max(took);
@@ -401,7 +404,10 @@ async fn a_stopped_peer_holds_up_neither_the_uploads_nor_the_other_peer() {
         assert_eq!(replica(&v, "s3")["ok"], 1, "{v}");
         assert_eq!(replica(&v, "s2")["journaled"], 1, "{v}");
         assert!(
-            took < Duration::from_secs(1),
+            // Generous (an idle machine takes milliseconds): health checks
+            // that read the 50,000 owed copies each would hold every upload
+            // for far longer, and a loaded test machine stays well under it.
+            took < Duration::from_secs(5),
             "a later upload took {took:?}"
         );
     }

@@ -154,7 +154,9 @@ pub fn now() -> i64 {
 pub struct Tokens {
     secrets: TokenSecrets,
     lifetime: Lifetime,
-    spent: Spent,
+    /// The files each token stored here; `None` without token secrets
+    /// (no token verifies then).
+    spent: Option<Spent>,
 }
 
 /// Why a token may not store a file: refused, or the counts could not be
@@ -168,7 +170,7 @@ pub enum TokenError {
 }
 
 impl Tokens {
-    pub fn new(secrets: TokenSecrets, lifetime: Lifetime, spent: Spent) -> Self {
+    pub fn new(secrets: TokenSecrets, lifetime: Lifetime, spent: Option<Spent>) -> Self {
         Self {
             secrets,
             lifetime,
@@ -189,8 +191,8 @@ impl Tokens {
 
     /// Refuses a token that has no file left, before any is read.
     pub async fn ensure_unspent(&self, claims: &Claims) -> Result<(), TokenError> {
-        if let (Some(jti), Some(max)) = (&claims.jti, claims.max_files)
-            && self.spent.is_spent(jti, max).await?
+        if let (Some(spent), Some(jti), Some(max)) = (&self.spent, &claims.jti, claims.max_files)
+            && spent.is_spent(jti, max).await?
         {
             return Err(token::Refusal::Spent.into());
         }
@@ -206,10 +208,11 @@ impl Tokens {
     /// Counts a file about to be received with `claims`: refused when the
     /// token has none left. Durable when it returns.
     pub async fn take_file(&self, claims: &Claims) -> Result<(), TokenError> {
-        let (Some(jti), Some(max)) = (&claims.jti, claims.max_files) else {
+        let (Some(spent), Some(jti), Some(max)) = (&self.spent, &claims.jti, claims.max_files)
+        else {
             return Ok(());
         };
-        if self.spent.take(jti, claims.exp, max, now()).await? {
+        if spent.take(jti, claims.exp, max, now()).await? {
             Ok(())
         } else {
             Err(token::Refusal::Spent.into())
@@ -228,7 +231,10 @@ impl Tokens {
     /// Gives back a file counted for the token `jti` (one with
     /// `max_files`), e.g. by a resumable upload that ended without a file.
     pub async fn give_back_jti(&self, jti: &str) {
-        if let Err(e) = self.spent.give_back(jti).await {
+        let Some(spent) = &self.spent else {
+            return;
+        };
+        if let Err(e) = spent.give_back(jti).await {
             tracing::error!(error = %e, "a refused file's place could not be given back to its token");
         }
     }

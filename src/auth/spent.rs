@@ -96,7 +96,10 @@ impl Spent {
         let file = spent_file(data_dir);
         let open = || -> Result<Database, redb::Error> {
             std::fs::create_dir_all(data_dir)?;
+            // A few thousand small rows: a small cache, not redb's default
+            // (which counts against the server's memory budget).
             let db = Database::builder()
+                .set_cache_size(4 << 20)
                 .set_concurrency_mode(ConcurrencyMode::MultiWriter)
                 .create(&file)?;
             let write = db.begin_write()?;

@@ -127,6 +127,7 @@ pub(crate) fn read() -> Result<FileConfig, ConfigError> {
         data_dirs: list("DATA_DIRS").map(|l| l.into_iter().map(Into::into).collect()),
         storage: None,
         resumable: None,
+        cors: None,
         auth: super::auth::AuthFile {
             security_keys: list("AUTH_SECURITY_KEYS"),
             admin_keys: list("AUTH_ADMIN_KEYS"),

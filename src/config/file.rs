@@ -42,6 +42,7 @@ pub(crate) struct FileConfig {
     #[serde(default)]
     pub images: ImagesFile,
     pub storage: Option<super::storage::StorageFile>,
+    pub cors: Option<super::cors::CorsFile>,
     #[serde(default)]
     pub auth: super::auth::AuthFile,
     pub resumable: Option<ResumableFile>,

@@ -8,6 +8,7 @@
 //! variable), the key and what is wrong; `main` turns it into exit code 2.
 
 mod auth;
+mod cors;
 mod env;
 mod file;
 pub mod servers;
@@ -24,6 +25,7 @@ use crate::storage::{BackendSettings, ImageType};
 use file::FileConfig;
 
 pub use auth::AuthSettings;
+pub use cors::CorsSettings;
 
 /// The key the shipped files carry; the service refuses to listen beyond
 /// loopback while it is still in use.
@@ -172,6 +174,8 @@ pub struct Config {
     pub s3: Option<crate::storage::s3::S3Settings>,
     /// `[resumable]`: tus uploads (SPEC §13).
     pub resumable: ResumableSettings,
+    /// Other sites whose pages may call this service (SPEC §12).
+    pub cors: CorsSettings,
 }
 
 /// SPEC §13: how long and how large partial uploads may be.
@@ -462,6 +466,7 @@ impl Config {
                 min_free,
             },
         };
+        let cors = c.cors.unwrap_or_default().into_settings(file)?;
         let (data_dir, peers) = match &storage {
             BackendSettings::Disk { data_dirs, .. } => {
                 (data_dirs.first().cloned().unwrap_or(data_dir), peers)
@@ -474,6 +479,7 @@ impl Config {
             storage,
             s3,
             resumable,
+            cors,
             server_name,
             security_key,
             auth,
@@ -628,6 +634,7 @@ impl FileConfig {
             send_timeout_secs: upper.send_timeout_secs.or(self.send_timeout_secs),
             storage: upper.storage.or(self.storage),
             resumable: upper.resumable.or(self.resumable),
+            cors: upper.cors.or(self.cors),
             auth: self.auth.overlay(upper.auth),
             replication: file::ReplicationFile {
                 connect_timeout_secs: u.connect_timeout_secs.or(r.connect_timeout_secs),

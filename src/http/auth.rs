@@ -83,7 +83,7 @@ pub(super) fn presented_token(headers: &HeaderMap) -> Option<&str> {
 }
 
 /// The key the request presents: the header wins over the query.
-pub(super) fn presented_key<'a>(params: &'a Params, headers: &'a HeaderMap) -> Option<&'a [u8]> {
+pub fn presented_key<'a>(params: &'a Params, headers: &'a HeaderMap) -> Option<&'a [u8]> {
     headers
         .get(KEY_HEADER)
         .map(|v| v.as_bytes())

@@ -21,7 +21,8 @@
 //! with the same headers.
 //!
 //! Names of variants (`…-t.jpg`, `…-w{N}.jpg|png`) go to `variants.rs`,
-//! which serves what it makes with [`serve`] too.
+//! which serves what it makes with [`serve`] too. Every answer here carries
+//! `Access-Control-Allow-Origin: *` (SPEC §12).
 
 use std::fs::Metadata;
 use std::sync::Arc;
@@ -55,13 +56,20 @@ pub async fn handle(
     request: Request,
 ) -> Response {
     let name = format!("{year}/{month}/{day}/{name}");
-    if let Some(path) = StoredPath::parse(&name) {
+    let mut response = if let Some(path) = StoredPath::parse(&name) {
         original(&state, &path, request).await
     } else if let Some(variant) = VariantPath::parse(&name) {
         variants::handle(&state, &variant, request).await
     } else {
         StatusCode::NOT_FOUND.into_response()
-    }
+    };
+    // Stored files are public: a page of any site may read their pixels (a
+    // canvas editor) or learn that one is gone; no credential is involved.
+    response.headers_mut().insert(
+        header::ACCESS_CONTROL_ALLOW_ORIGIN,
+        HeaderValue::from_static("*"),
+    );
+    response
 }
 
 async fn original(state: &AppState, path: &StoredPath, request: Request) -> Response {

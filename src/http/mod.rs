@@ -5,6 +5,7 @@
 
 mod auth;
 mod body;
+mod cors;
 mod delete;
 mod error;
 mod files;
@@ -167,7 +168,7 @@ impl AppState {
 }
 
 pub fn router(state: Arc<AppState>) -> Router {
-    Router::new()
+    let routes = Router::new()
         .route("/do.ashx", any(do_ashx))
         .route("/.m/upload", get(page::handle))
         .route("/.m/upload.aspx", get(page::handle))
@@ -179,7 +180,18 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/files/{id}", any(tus::upload))
         .route("/{year}/{month}/{day}/{name}", get(files::handle))
         // Limits are enforced per file and per request while streaming.
-        .layer(DefaultBodyLimit::disable())
+        .layer(DefaultBodyLimit::disable());
+    // Without listed origins the CORS layer is left out, not bypassed: the
+    // answers are exactly those of a service without CORS, at no cost.
+    let routes = if state.config.cors.allowed_origins.is_empty() {
+        routes
+    } else {
+        routes.layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            cors::layer,
+        ))
+    };
+    routes
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             log::request_line,

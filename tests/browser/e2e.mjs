@@ -272,30 +272,32 @@ async function run(opts, state) {
   state.browser = browser;
   const errors = [];
 
-  // 1. Without a key: 403 page that explains the key.
-  log("1. page without a key");
+  // 1. Without a key: the page asks for a key or a token; a wrong key: the 403 page.
+  log("1. page without a key, with a wrong key");
   {
     const ctx = await browser.newContext({ viewport: { width: 1280, height: 800 }, locale: "en-US" });
     const page = await ctx.newPage();
     const res = await page.goto(`${opts.base}/.m/upload`, { waitUntil: "load", timeout: 15_000 });
     check(res, "no response for /.m/upload");
-    check(res.status() === 403, `/.m/upload without a key answered HTTP ${res.status()}, expected 403`);
+    check(res.status() === 200, `/.m/upload without a key answered HTTP ${res.status()}, expected 200 (the page asks for one)`);
+    check(await page.locator("#credential-input").isVisible(), "/.m/upload without a key does not show the key or token field");
+    check(!(await page.locator("#drop-zone").isVisible()), "/.m/upload without a key shows the drop zone before a key is given");
+    await page.screenshot({ path: shot("01-no-key.png"), fullPage: true });
+    ok("GET /.m/upload without a key: 200, the page asks for a key or an upload token");
+    const wrong = await page.goto(`${opts.base}/.m/upload?SecurityKey=${encodeURIComponent(opts.key + "-wrong")}`,
+      { waitUntil: "load", timeout: 15_000 });
+    check(wrong.status() === 403, `/.m/upload with a wrong key answered HTTP ${wrong.status()}, expected 403`);
     const text = await page.evaluate(() => document.body.innerText);
     check(/security ?key/i.test(text) && /密钥/.test(text),
       `the 403 page does not mention the security key in English and Chinese: ${JSON.stringify(text.slice(0, 300))}`);
     check(/\/\.m\/upload\?SecurityKey=/i.test(text), "the 403 page does not show how to open the page (/.m/upload?SecurityKey=...)");
-    ok("GET /.m/upload without a key: 403, the page explains the key (en + zh)");
-    const wrong = await page.goto(`${opts.base}/.m/upload?SecurityKey=${encodeURIComponent(opts.key + "-wrong")}`,
-      { waitUntil: "load", timeout: 15_000 });
-    check(wrong.status() === 403, `/.m/upload with a wrong key answered HTTP ${wrong.status()}, expected 403`);
-    ok("GET /.m/upload with a wrong key: 403");
+    await page.screenshot({ path: shot("01-forbidden.png"), fullPage: true });
+    ok("GET /.m/upload with a wrong key: 403, the page explains the key (en + zh)");
     const aspx = await page.goto(`${opts.base}/.m/upload.aspx?SECURITYKEY=${encodeURIComponent(opts.key)}`,
       { waitUntil: "load", timeout: 15_000 });
     check(aspx.status() === 200, `/.m/upload.aspx?SECURITYKEY=… answered HTTP ${aspx.status()}, expected 200`);
     check(await page.locator("#file-input").count() === 1, "/.m/upload.aspx did not show the upload page");
     ok("GET /.m/upload.aspx?SECURITYKEY=… (upper-case parameter name): 200, the upload page");
-    await page.goto(`${opts.base}/.m/upload`, { waitUntil: "load", timeout: 15_000 });
-    await page.screenshot({ path: shot("01-forbidden.png"), fullPage: true });
     await ctx.close();
   }
 
@@ -589,7 +591,7 @@ async function main() {
     opts = parseArgs(process.argv.slice(2));
     await run(opts, state);
     log(`\nupload page e2e: ${passed.length} passed, 0 failed`);
-    log(`screenshots in ${opts.shots}: 01-forbidden.png 02-desktop.png 02b-progress.png 03-phone.png`);
+    log(`screenshots in ${opts.shots}: 01-no-key.png 01-forbidden.png 02-desktop.png 02b-progress.png 03-phone.png`);
   } catch (e) {
     code = 1;
     const msg = e instanceof Failure ? e.message : (e && e.stack) || String(e);
