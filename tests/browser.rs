@@ -145,7 +145,10 @@ fn large_files_resume_through_tus_in_chromium() {
     let threshold = 3_000_000;
     let mut cluster = Cluster::new(
         &["s1", "s2"],
-        &format!("fsync = false\n[resumable]\npage_threshold_bytes = {threshold}\n"),
+        &format!(
+            "fsync = false\n[resumable]\npage_threshold_bytes = {threshold}\n\
+             [auth]\ntoken_secrets = {{ {TOKEN_KID} = \"{TOKEN_SECRET}\" }}\n"
+        ),
     );
     cluster.start_all();
     let (s1, s2) = (&cluster.nodes[0], &cluster.nodes[1]);
@@ -176,8 +179,8 @@ fn large_files_resume_through_tus_in_chromium() {
         "browser test failed:\n{stdout}\n{stderr}\n{}",
         s1.output()
     );
-    // The small file and the two large ones, on both servers.
+    // The small file and the three large ones, on both servers.
     let (a, b) = (s1.stored(), s2.stored());
-    assert_eq!(a.len(), 3, "{} files on s1", a.len());
+    assert_eq!(a.len(), 4, "{} files on s1", a.len());
     assert_eq!(a, b);
 }

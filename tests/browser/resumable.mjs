@@ -20,7 +20,9 @@
 // by tus; the connection cut once mid-chunk, the upload resumes by itself
 // from a non-zero offset (one creation only) and ends with the link; the page
 // reloaded mid-upload names the interrupted file and resumes it when it is
-// chosen again; the stored bytes are identical on the server and its peer.
+// chosen again; with an upload token (#token=…, minted with the key) instead
+// of the key, every tus request carries it as Authorization: Bearer; the
+// stored bytes are identical on the server and its peer.
 // The only browser errors allowed are those the cut and the reload cause
 // themselves: failed requests of /files/… (net::ERR_…) and Chromium's
 // "Failed to load resource: net::ERR_…" line for each, and after the cut at
@@ -238,10 +240,13 @@ function watchRequests(page, sink) {
   page.on("request", (req) => {
     const url = new URL(req.url());
     if (url.pathname.startsWith("/files/") || url.pathname === "/do.ashx") {
+      const headers = req.headers();
       sink.push({
         method: req.method(),
         path: url.pathname,
-        offset: req.headers()["upload-offset"],
+        offset: headers["upload-offset"],
+        bearer: /^Bearer \S+$/.test(headers.authorization || ""),
+        key: headers["x-security-key"] !== undefined,
       });
     }
   });
@@ -432,6 +437,33 @@ async function run(opts, state) {
     const expected = assertNoErrors(errors, "resumed upload", NETWORK_ERRORS);
     ok(`the same file chosen again resumed at offset ${resumedAt.offset} (one POST /files/ over both loads), ` +
       `identical here and on the peer; the notice is gone; ${expected} browser error(s), all the abandoned request's`);
+  }
+
+  log("4. with an upload token instead of the key");
+  {
+    const res = await fetch(`${opts.base}/do.ashx?action=token&format=json`, {
+      method: "POST",
+      headers: { "X-Security-Key": opts.key },
+      signal: AbortSignal.timeout(15_000),
+    });
+    const minted = await res.json().catch(() => null);
+    const token = minted && minted.resp && minted.resp.token;
+    check(res.status === 200 && token, `action=token answered HTTP ${res.status}: ${JSON.stringify(minted)}`);
+    const tokenPage = await ctx.newPage();
+    watchErrors(tokenPage, errors);
+    const seen = [];
+    watchRequests(tokenPage, seen);
+    await tokenPage.goto(`${front}/.m/upload#token=${token}`, { waitUntil: "load", timeout: 15_000 });
+    const big = await bigImage(opts, "large-token.png", LARGE, 37);
+    await tokenPage.setInputFiles("#file-input", big.path);
+    const row = await waitRow(tokenPage, big.name, "token upload");
+    await verifyStored(opts, row, big.bytes, "token upload");
+    const tus = seen.filter((r) => r.path.startsWith("/files/"));
+    check(tus.length >= 2 && tus.every((r) => r.bearer && !r.key),
+      `every tus request must carry the token as a Bearer and no key: ${JSON.stringify(seen)}`);
+    assertNoErrors(errors, "token upload");
+    ok(`with #token=…: ${tus.length} tus requests, each with Authorization: Bearer and no key; stored, identical on the peer`);
+    await tokenPage.close();
   }
 
   await browser.close();
