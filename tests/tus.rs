@@ -647,11 +647,9 @@ async fn patch_with_token(
 
 #[tokio::test]
 async fn a_tokens_limits_hold_and_a_started_upload_outlives_it() {
-    let settings = format!(
-        "fsync = false\n[auth]\ntoken_secrets = {{ t1 = \"tus-token-secret\" }}\n\
-         admin_keys = [\"admin-tus\"]\nclock_skew_secs = 0\n"
-    );
-    let cluster = Cluster::single(&settings);
+    let settings = "fsync = false\n[auth]\ntoken_secrets = { t1 = \"tus-token-secret\" }\n\
+         admin_keys = [\"admin-tus\"]\nclock_skew_secs = 0\n";
+    let cluster = Cluster::single(settings);
     let s1 = &cluster.nodes[0];
     let bytes = jpeg(MIB, 27);
     let jti = |n: &str| format!("{n}-{}", std::process::id());

@@ -559,9 +559,7 @@ fn file_name(metadata: Option<&str>) -> String {
         .into_iter()
         .flat_map(|m| m.split(','))
         .filter_map(|pair| {
-            let mut parts = pair.trim().splitn(2, ' ');
-            let key = parts.next()?;
-            let value = parts.next()?;
+            let (key, value) = pair.trim().split_once(' ')?;
             (key == "filename" || key == "name").then(|| STANDARD.decode(value.trim()).ok())?
         })
         .map(|raw| upload::client_name(&String::from_utf8_lossy(&raw)))
