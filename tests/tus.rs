@@ -480,6 +480,43 @@ async fn every_tus_row_of_the_bad_input_table() {
 }
 
 #[tokio::test]
+async fn one_client_address_has_its_share_of_staging() {
+    let settings = "fsync = false\n[resumable]\nmax_bytes_per_client = 3000000\n";
+    let cluster = Cluster::single(settings);
+    let s1 = &cluster.nodes[0];
+    let _first = create(s1, &s1.key, 2_000_000).await;
+    let response = tus(
+        reqwest::Method::POST,
+        &format!("{}/files/", s1.base()),
+        Some(&s1.key),
+    )
+    .header("Upload-Length", "1500000")
+    .send()
+    .await
+    .expect("POST");
+    assert_eq!(response.status(), 507);
+    assert!(
+        response
+            .text()
+            .await
+            .expect("reason")
+            .contains("per client")
+    );
+    // Behind a trusted proxy, another client address has a share of its own.
+    let response = tus(
+        reqwest::Method::POST,
+        &format!("{}/files/", s1.base()),
+        Some(&s1.key),
+    )
+    .header("X-Forwarded-For", "203.0.113.7")
+    .header("Upload-Length", "1500000")
+    .send()
+    .await
+    .expect("POST");
+    assert_eq!(response.status(), 201);
+}
+
+#[tokio::test]
 async fn creation_with_upload_defer_length_and_method_override() {
     let cluster = Cluster::single("fsync = false\n");
     let s1 = &cluster.nodes[0];
