@@ -845,3 +845,58 @@ fn migrate_skips_links_and_fifos_named_like_stored_files() {
         "each skipped entry is named:\n{output}"
     );
 }
+
+/// A resumable (tus) upload in S3 mode: staged on the front end's disk,
+/// then streamed into the bucket as a multipart upload's file is, and the
+/// staged bytes removed.
+#[tokio::test]
+async fn a_tus_upload_streams_its_staged_file_into_the_bucket() {
+    let garage = Garage::start(1);
+    let cluster = garage.front_ends(&["s1"], FAST, &[]);
+    let s1 = &cluster.nodes[0];
+    let image = jpeg(20 * MIB as usize, 12);
+    let created = client()
+        .post(format!("{}/files/", s1.base()))
+        .header("Tus-Resumable", "1.0.0")
+        .header("X-Security-Key", &s1.key)
+        .header("Upload-Length", image.len().to_string())
+        .send()
+        .await
+        .expect("POST");
+    assert_eq!(created.status(), 201);
+    let url = created.headers()["location"]
+        .to_str()
+        .expect("location")
+        .to_owned();
+    let mut link = None;
+    for (i, chunk) in image.chunks(8 * MIB as usize).enumerate() {
+        let response = client()
+            .patch(&url)
+            .header("Tus-Resumable", "1.0.0")
+            .header("X-Security-Key", &s1.key)
+            .header("Upload-Offset", (i * 8 * MIB as usize).to_string())
+            .header("Content-Type", "application/offset+octet-stream")
+            .body(chunk.to_vec())
+            .send()
+            .await
+            .expect("PATCH");
+        assert_eq!(response.status(), 204);
+        link = response
+            .headers()
+            .get("x-upload-link")
+            .map(|v| v.to_str().expect("ascii").to_owned());
+    }
+    let link = link.expect("the last PATCH names the link");
+    let path = link.split('/').skip(3).collect::<Vec<_>>().join("/");
+    let keys: Vec<String> = garage.list(1).into_keys().collect();
+    assert_eq!(keys, [path.clone()]);
+    let (status, got) = get_bytes(&link).await;
+    assert_eq!(status, 200);
+    assert!(got == image, "byte-exact from the bucket");
+    let staged: Vec<_> = std::fs::read_dir(s1.data_dir().join(".staging"))
+        .expect("staging")
+        .flatten()
+        .filter(|e| e.path().extension().is_some_and(|x| x == "part"))
+        .collect();
+    assert!(staged.is_empty(), "the staged bytes are removed");
+}

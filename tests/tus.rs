@@ -155,19 +155,23 @@ fn tus_js_client_uploads_a_large_jpeg_in_1_mib_chunks_to_every_server() {
     assert!(stored_at(s1, link) == bytes, "byte-exact on s1");
     assert!(stored_at(s2, link) == bytes, "byte-exact on s2");
     assert!(
-        staged(s1).iter().all(|p| p.extension().is_some_and(|e| e == "json")),
+        staged(s1)
+            .iter()
+            .all(|p| p.extension().is_some_and(|e| e == "json")),
         "only the finished upload's answer stays: {:?}",
         staged(s1)
     );
     // HEAD of the finished upload answers the link too.
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     let url = done["url"].as_str().expect("url");
-    let head = rt.block_on(
-        tus(reqwest::Method::HEAD, url, Some(&s1.key)).send(),
-    );
-    let head = head.expect("HEAD");
+    let head = rt
+        .block_on(async { tus(reqwest::Method::HEAD, url, Some(&s1.key)).send().await })
+        .expect("HEAD");
     assert_eq!(head.headers()["x-upload-link"], link);
-    assert_eq!(head.headers()["upload-offset"], bytes.len().to_string().as_str());
+    assert_eq!(
+        head.headers()["upload-offset"],
+        bytes.len().to_string().as_str()
+    );
 }
 
 #[test]
@@ -181,8 +185,16 @@ fn a_client_stopped_half_way_resumes_after_the_server_was_killed() {
     let endpoint = format!("{}/files/", s1.base());
     let path = file.to_str().expect("utf-8").to_owned();
     let events = tus_js(&[
-        "--endpoint", &endpoint, "--file", &path, "--key", &s1.key, "--chunk",
-        &MIB.to_string(), "--stop-after", &(8 * MIB).to_string(),
+        "--endpoint",
+        &endpoint,
+        "--file",
+        &path,
+        "--key",
+        &s1.key,
+        "--chunk",
+        &MIB.to_string(),
+        "--stop-after",
+        &(8 * MIB).to_string(),
     ]);
     let url = event(&events, "stopped")["url"]
         .as_str()
@@ -191,10 +203,20 @@ fn a_client_stopped_half_way_resumes_after_the_server_was_killed() {
     s1.kill();
     s1.start();
     let events = tus_js(&[
-        "--endpoint", &endpoint, "--file", &path, "--key", &s1.key, "--chunk",
-        &MIB.to_string(), "--resume", &url,
+        "--endpoint",
+        &endpoint,
+        "--file",
+        &path,
+        "--key",
+        &s1.key,
+        "--chunk",
+        &MIB.to_string(),
+        "--resume",
+        &url,
     ]);
-    let resumed = event(&events, "resumed")["offset"].as_u64().expect("offset");
+    let resumed = event(&events, "resumed")["offset"]
+        .as_u64()
+        .expect("offset");
     assert!(resumed >= 8 * MIB as u64, "resumed from {resumed}");
     let link = event(&events, "success")["link"].as_str().expect("link");
     assert!(stored_at(s1, link) == bytes, "byte-exact");
@@ -211,7 +233,10 @@ fn cutting_proxy(port: u16, cut_after: usize) -> u16 {
             let Ok(server) = TcpStream::connect(("127.0.0.1", port)) else {
                 continue;
             };
-            let (mut c_in, mut s_out) = (client.try_clone().expect("clone"), server.try_clone().expect("clone"));
+            let (mut c_in, mut s_out) = (
+                client.try_clone().expect("clone"),
+                server.try_clone().expect("clone"),
+            );
             let (mut s_in, mut c_out) = (server, client);
             let sent = sent.clone();
             std::thread::spawn(move || {
@@ -252,7 +277,12 @@ fn a_connection_cut_in_the_middle_of_a_patch_resumes() {
     let endpoint = format!("http://127.0.0.1:{proxy}/files/");
     // One PATCH for the whole file: the cut lands inside it.
     let events = tus_js(&[
-        "--endpoint", &endpoint, "--file", file.to_str().expect("utf-8"), "--key", &s1.key,
+        "--endpoint",
+        &endpoint,
+        "--file",
+        file.to_str().expect("utf-8"),
+        "--key",
+        &s1.key,
     ]);
     let link = event(&events, "success")["link"].as_str().expect("link");
     assert!(stored_at(s1, link) == bytes, "byte-exact");
@@ -278,11 +308,19 @@ async fn options_advertises_tus_and_other_versions_are_refused() {
     assert_eq!(h["tus-max-size"], "5000000");
     assert_eq!(h["tus-checksum-algorithm"], "sha1,sha256");
     for extension in [
-        "creation", "creation-with-upload", "creation-defer-length", "termination", "checksum",
+        "creation",
+        "creation-with-upload",
+        "creation-defer-length",
+        "termination",
+        "checksum",
         "expiration",
     ] {
         assert!(
-            h["tus-extension"].to_str().expect("ascii").split(',').any(|e| e == extension),
+            h["tus-extension"]
+                .to_str()
+                .expect("ascii")
+                .split(',')
+                .any(|e| e == extension),
             "{extension}"
         );
     }
@@ -309,8 +347,17 @@ async fn every_tus_row_of_the_bad_input_table() {
     let url = create(s1, &s1.key, bytes.len()).await;
 
     // No credential: 403 on every method, and nothing learnt.
-    for method in [reqwest::Method::POST, reqwest::Method::HEAD, reqwest::Method::PATCH, reqwest::Method::DELETE] {
-        let target = if method == reqwest::Method::POST { &files } else { &url };
+    for method in [
+        reqwest::Method::POST,
+        reqwest::Method::HEAD,
+        reqwest::Method::PATCH,
+        reqwest::Method::DELETE,
+    ] {
+        let target = if method == reqwest::Method::POST {
+            &files
+        } else {
+            &url
+        };
         let response = tus(method.clone(), target, None)
             .header("Upload-Length", "10")
             .send()
@@ -321,7 +368,10 @@ async fn every_tus_row_of_the_bad_input_table() {
     // Another valid credential (the admin key): 404 for this upload.
     let (status, _) = offset_of(&url, &s1.admin_key).await;
     assert_eq!(status, 404);
-    assert_eq!(patch(&url, &s1.admin_key, 0, &bytes[..10]).await.status(), 404);
+    assert_eq!(
+        patch(&url, &s1.admin_key, 0, &bytes[..10]).await.status(),
+        404
+    );
     // A wrong key: 403.
     assert_eq!(offset_of(&url, "not-a-key").await.0, 403);
 
@@ -339,7 +389,10 @@ async fn every_tus_row_of_the_bad_input_table() {
     // A first chunk, then the wrong offset: 409.
     let response = patch(&url, &s1.key, 0, &bytes[..MIB]).await;
     assert_eq!(response.status(), 204);
-    assert_eq!(response.headers()["upload-offset"], MIB.to_string().as_str());
+    assert_eq!(
+        response.headers()["upload-offset"],
+        MIB.to_string().as_str()
+    );
     assert!(response.headers().contains_key("upload-expires"));
     assert_eq!(patch(&url, &s1.key, 0, &bytes[MIB..]).await.status(), 409);
 
@@ -372,10 +425,16 @@ async fn every_tus_row_of_the_bad_input_table() {
         .await
         .expect("PATCH");
     assert_eq!(response.status(), 204);
-    let link = response.headers()["x-upload-link"].to_str().expect("link").to_owned();
-    let result: Value =
-        serde_json::from_str(response.headers()["x-upload-result"].to_str().expect("ascii"))
-            .expect("JSON");
+    let link = response.headers()["x-upload-link"]
+        .to_str()
+        .expect("link")
+        .to_owned();
+    let result: Value = serde_json::from_str(
+        response.headers()["x-upload-result"]
+            .to_str()
+            .expect("ascii"),
+    )
+    .expect("JSON");
     assert_eq!(result["link"], link.as_str());
     assert_eq!(result["sha256"], common::sha256(&bytes));
     assert!(stored_at(s1, &link) == bytes);
@@ -398,7 +457,10 @@ async fn every_tus_row_of_the_bad_input_table() {
         .expect("POST");
     assert_eq!(response.status(), 507);
     // Terminating one makes room; its files are gone.
-    let response = tus(reqwest::Method::DELETE, &b, Some(&s1.key)).send().await.expect("DELETE");
+    let response = tus(reqwest::Method::DELETE, &b, Some(&s1.key))
+        .send()
+        .await
+        .expect("DELETE");
     assert_eq!(response.status(), 204);
     assert_eq!(offset_of(&b, &s1.key).await.0, 404);
     let id = b.rsplit('/').next().expect("id");
@@ -418,22 +480,69 @@ async fn every_tus_row_of_the_bad_input_table() {
 }
 
 #[tokio::test]
+async fn one_client_address_has_its_share_of_staging() {
+    let settings = "fsync = false\n[resumable]\nmax_bytes_per_client = 3000000\n";
+    let cluster = Cluster::single(settings);
+    let s1 = &cluster.nodes[0];
+    let _first = create(s1, &s1.key, 2_000_000).await;
+    let response = tus(
+        reqwest::Method::POST,
+        &format!("{}/files/", s1.base()),
+        Some(&s1.key),
+    )
+    .header("Upload-Length", "1500000")
+    .send()
+    .await
+    .expect("POST");
+    assert_eq!(response.status(), 507);
+    assert!(
+        response
+            .text()
+            .await
+            .expect("reason")
+            .contains("per client")
+    );
+    // Behind a trusted proxy, another client address has a share of its own.
+    let response = tus(
+        reqwest::Method::POST,
+        &format!("{}/files/", s1.base()),
+        Some(&s1.key),
+    )
+    .header("X-Forwarded-For", "203.0.113.7")
+    .header("Upload-Length", "1500000")
+    .send()
+    .await
+    .expect("POST");
+    assert_eq!(response.status(), 201);
+}
+
+#[tokio::test]
 async fn creation_with_upload_defer_length_and_method_override() {
     let cluster = Cluster::single("fsync = false\n");
     let s1 = &cluster.nodes[0];
     let bytes = png();
     // creation-with-upload, deferred length: the data comes with the POST.
-    let response = tus(reqwest::Method::POST, &format!("{}/files/", s1.base()), Some(&s1.key))
-        .header("Upload-Defer-Length", "1")
-        .header("Content-Type", OFFSET_TYPE)
-        .body(bytes[..10].to_vec())
-        .send()
-        .await
-        .expect("POST");
+    let response = tus(
+        reqwest::Method::POST,
+        &format!("{}/files/", s1.base()),
+        Some(&s1.key),
+    )
+    .header("Upload-Defer-Length", "1")
+    .header("Content-Type", OFFSET_TYPE)
+    .body(bytes[..10].to_vec())
+    .send()
+    .await
+    .expect("POST");
     assert_eq!(response.status(), 201);
     assert_eq!(response.headers()["upload-offset"], "10");
-    let url = response.headers()["location"].to_str().expect("location").to_owned();
-    let head = tus(reqwest::Method::HEAD, &url, Some(&s1.key)).send().await.expect("HEAD");
+    let url = response.headers()["location"]
+        .to_str()
+        .expect("location")
+        .to_owned();
+    let head = tus(reqwest::Method::HEAD, &url, Some(&s1.key))
+        .send()
+        .await
+        .expect("HEAD");
     assert_eq!(head.headers()["upload-defer-length"], "1");
     // The length comes with the last PATCH, sent as a POST with an override.
     let response = tus(reqwest::Method::POST, &url, Some(&s1.key))
@@ -446,7 +555,10 @@ async fn creation_with_upload_defer_length_and_method_override() {
         .await
         .expect("PATCH");
     assert_eq!(response.status(), 204, "{:?}", response.text().await);
-    let link = response.headers()["x-upload-link"].to_str().expect("link").to_owned();
+    let link = response.headers()["x-upload-link"]
+        .to_str()
+        .expect("link")
+        .to_owned();
     assert!(stored_at(s1, &link) == bytes);
 }
 
@@ -478,10 +590,16 @@ async fn a_new_patch_takes_over_from_a_stalled_one() {
     assert_eq!(response.status(), 409);
     let (_, offset) = offset_of(&url, &s1.key).await;
     let offset = offset.expect("offset") as usize;
-    assert_eq!(offset, half, "everything the stalled PATCH received is kept");
+    assert_eq!(
+        offset, half,
+        "everything the stalled PATCH received is kept"
+    );
     let response = patch(&url, &s1.key, offset, &bytes[offset..]).await;
     assert_eq!(response.status(), 204);
-    let link = response.headers()["x-upload-link"].to_str().expect("link").to_owned();
+    let link = response.headers()["x-upload-link"]
+        .to_str()
+        .expect("link")
+        .to_owned();
     assert!(stored_at(s1, &link) == bytes, "never interleaved");
     drop(stalled);
 }
@@ -508,8 +626,14 @@ async fn an_abandoned_upload_expires_and_its_bytes_are_gone() {
         .text()
         .await
         .expect("text");
-    assert!(metrics.contains("multiserver_upload_resumable_expired_total 1"), "{metrics}");
-    assert!(metrics.contains("multiserver_upload_resumable_started_total 1"), "{metrics}");
+    assert!(
+        metrics.contains("multiserver_upload_resumable_expired_total 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("multiserver_upload_resumable_started_total 1"),
+        "{metrics}"
+    );
 }
 
 fn now() -> i64 {
@@ -523,7 +647,10 @@ fn token(claims: Value) -> String {
     let body = URL_SAFE_NO_PAD.encode(claims.to_string());
     let mut mac = Hmac::<sha2::Sha256>::new_from_slice(b"tus-token-secret").expect("key");
     mac.update(body.as_bytes());
-    format!("{body}.{}", URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes()))
+    format!(
+        "{body}.{}",
+        URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes())
+    )
 }
 
 async fn create_with_token(node: &Node, token: &str, length: usize) -> reqwest::Response {
@@ -537,7 +664,12 @@ async fn create_with_token(node: &Node, token: &str, length: usize) -> reqwest::
         .expect("POST")
 }
 
-async fn patch_with_token(url: &str, token: &str, offset: usize, bytes: &[u8]) -> reqwest::Response {
+async fn patch_with_token(
+    url: &str,
+    token: &str,
+    offset: usize,
+    bytes: &[u8],
+) -> reqwest::Response {
     client()
         .patch(url)
         .header("Tus-Resumable", "1.0.0")
@@ -552,36 +684,54 @@ async fn patch_with_token(url: &str, token: &str, offset: usize, bytes: &[u8]) -
 
 #[tokio::test]
 async fn a_tokens_limits_hold_and_a_started_upload_outlives_it() {
-    let settings = format!(
-        "fsync = false\n[auth]\ntoken_secrets = {{ t1 = \"tus-token-secret\" }}\n\
-         admin_keys = [\"admin-tus\"]\nclock_skew_secs = 0\n"
-    );
-    let cluster = Cluster::single(&settings);
+    let settings = "fsync = false\n[auth]\ntoken_secrets = { t1 = \"tus-token-secret\" }\n\
+         admin_keys = [\"admin-tus\"]\nclock_skew_secs = 0\n";
+    let cluster = Cluster::single(settings);
     let s1 = &cluster.nodes[0];
     let bytes = jpeg(MIB, 27);
     let jti = |n: &str| format!("{n}-{}", std::process::id());
     // max_bytes against Upload-Length.
     let small = token(json!({"kid": "t1", "exp": now() + 600, "max_bytes": 1000}));
-    assert_eq!(create_with_token(s1, &small, bytes.len()).await.status(), 413);
+    assert_eq!(
+        create_with_token(s1, &small, bytes.len()).await.status(),
+        413
+    );
     // types: a PNG-only token cannot complete a JPEG.
     let png_only = token(json!({"kid": "t1", "exp": now() + 600, "types": ["png"]}));
     let response = create_with_token(s1, &png_only, bytes.len()).await;
     assert_eq!(response.status(), 201);
-    let url = response.headers()["location"].to_str().expect("location").to_owned();
-    assert_eq!(patch_with_token(&url, &png_only, 0, &bytes).await.status(), 415);
+    let url = response.headers()["location"]
+        .to_str()
+        .expect("location")
+        .to_owned();
+    assert_eq!(
+        patch_with_token(&url, &png_only, 0, &bytes).await.status(),
+        415
+    );
     // max_files: one upload is one file.
     let once = token(json!({"kid": "t1", "exp": now() + 600, "max_files": 1, "jti": jti("once")}));
     assert_eq!(create_with_token(s1, &once, 100).await.status(), 201);
     assert_eq!(create_with_token(s1, &once, 100).await.status(), 403);
     // Another token does not see the upload: 404.
     let other = token(json!({"kid": "t1", "exp": now() + 600}));
-    assert_eq!(patch_with_token(&url, &other, 0, &bytes).await.status(), 404);
+    assert_eq!(
+        patch_with_token(&url, &other, 0, &bytes).await.status(),
+        404
+    );
     // exp is checked at creation; a started upload finishes after it.
     let brief = token(json!({"kid": "t1", "exp": now() + 2}));
     let response = create_with_token(s1, &brief, bytes.len()).await;
     assert_eq!(response.status(), 201);
-    let url = response.headers()["location"].to_str().expect("location").to_owned();
-    assert_eq!(patch_with_token(&url, &brief, 0, &bytes[..1000]).await.status(), 204);
+    let url = response.headers()["location"]
+        .to_str()
+        .expect("location")
+        .to_owned();
+    assert_eq!(
+        patch_with_token(&url, &brief, 0, &bytes[..1000])
+            .await
+            .status(),
+        204
+    );
     tokio::time::sleep(Duration::from_secs(4)).await;
     assert_eq!(create_with_token(s1, &brief, 100).await.status(), 403);
     let response = patch_with_token(&url, &brief, 1000, &bytes[1000..]).await;
@@ -616,7 +766,9 @@ async fn a_1_gib_tus_upload_keeps_memory_flat() {
             .header("Upload-Offset", offset.to_string())
             .header("Content-Type", OFFSET_TYPE)
             .header("Content-Length", CHUNK.to_string())
-            .body(reqwest::Body::wrap_stream(futures_util::stream::iter(pieces)))
+            .body(reqwest::Body::wrap_stream(futures_util::stream::iter(
+                pieces,
+            )))
             .send()
             .await
             .expect("PATCH");

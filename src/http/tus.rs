@@ -45,7 +45,8 @@ use crate::resumable::{Finished, Info, NewUpload, Patch, ResumableError, Upload}
 use crate::storage::ImageType;
 
 const TUS_VERSION: &str = "1.0.0";
-const EXTENSIONS: &str = "creation,creation-with-upload,creation-defer-length,termination,checksum,expiration";
+const EXTENSIONS: &str =
+    "creation,creation-with-upload,creation-defer-length,termination,checksum,expiration";
 const CHECKSUMS: &str = "sha1,sha256";
 const OFFSET_TYPE: &str = "application/offset+octet-stream";
 /// Within one PATCH the bytes received are made durable at least this
@@ -119,7 +120,11 @@ fn options(state: &AppState) -> Response {
     let headers = response.headers_mut();
     put(headers, "tus-version", TUS_VERSION.into());
     put(headers, "tus-extension", EXTENSIONS.into());
-    put(headers, "tus-max-size", state.config.max_file_bytes.to_string());
+    put(
+        headers,
+        "tus-max-size",
+        state.config.max_file_bytes.to_string(),
+    );
     put(headers, "tus-checksum-algorithm", CHECKSUMS.into());
     response
 }
@@ -132,7 +137,10 @@ async fn create(state: Arc<AppState>, request: Request) -> Result<Response, Erro
     if let Some(claims) = &claims {
         state.tokens.ensure_unspent(claims).await?;
     }
-    let length = match (number(headers, UPLOAD_LENGTH)?, text(headers, UPLOAD_DEFER_LENGTH)) {
+    let length = match (
+        number(headers, UPLOAD_LENGTH)?,
+        text(headers, UPLOAD_DEFER_LENGTH),
+    ) {
         (Some(length), _) => Some(length),
         (None, Some("1")) => None,
         _ => {
@@ -551,9 +559,7 @@ fn file_name(metadata: Option<&str>) -> String {
         .into_iter()
         .flat_map(|m| m.split(','))
         .filter_map(|pair| {
-            let mut parts = pair.trim().splitn(2, ' ');
-            let key = parts.next()?;
-            let value = parts.next()?;
+            let (key, value) = pair.trim().split_once(' ')?;
             (key == "filename" || key == "name").then(|| STANDARD.decode(value.trim()).ok())?
         })
         .map(|raw| upload::client_name(&String::from_utf8_lossy(&raw)))
@@ -709,7 +715,10 @@ mod tests {
 
     #[test]
     fn answers_fit_in_a_header() {
-        assert_eq!(ascii_json(r#"{"name":"中.jpg"}"#), r#"{"name":"\u4e2d.jpg"}"#);
+        assert_eq!(
+            ascii_json(r#"{"name":"中.jpg"}"#),
+            r#"{"name":"\u4e2d.jpg"}"#
+        );
         assert_eq!(ascii_json("😀"), "\\ud83d\\ude00");
     }
 }

@@ -37,7 +37,10 @@ pub fn new_id() -> String {
 /// Whether `id` is one [`new_id`] could have made (nothing else is looked
 /// up on disk).
 pub fn valid_id(id: &str) -> bool {
-    id.len() == 64 && id.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+    id.len() == 64
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
 }
 
 /// Creates an empty upload's files.
