@@ -889,7 +889,7 @@ async fn a_tus_upload_streams_its_staged_file_into_the_bucket() {
     let link = link.expect("the last PATCH names the link");
     let path = link.split('/').skip(3).collect::<Vec<_>>().join("/");
     let keys: Vec<String> = garage.list(1).into_keys().collect();
-    assert_eq!(keys, [path.clone()]);
+    assert_eq!(keys, [path]);
     let (status, got) = get_bytes(&link).await;
     assert_eq!(status, 200);
     assert!(got == image, "byte-exact from the bucket");

@@ -222,6 +222,55 @@ fn a_client_stopped_half_way_resumes_after_the_server_was_killed() {
     assert!(stored_at(s1, link) == bytes, "byte-exact");
 }
 
+#[tokio::test]
+async fn bytes_past_the_durable_offset_are_cut_away_after_a_kill() {
+    let mut cluster = Cluster::new(&["s1"], "fsync = true\n");
+    cluster.start_all();
+    let s1 = &mut cluster.nodes[0];
+    let bytes = jpeg(12 * MIB, 28);
+    let url = create(s1, &s1.key, bytes.len()).await;
+    let id = url.split("/files/").nth(1).expect("id").to_owned();
+    // 10 MiB of a 12 MiB PATCH, then the client stalls: the server has
+    // recorded about 8 MiB (it records every 8 MiB), and holds more.
+    let mut stalled = TcpStream::connect(("127.0.0.1", s1.port)).expect("connect");
+    write!(
+        stalled,
+        "PATCH /files/{id} HTTP/1.1\r\nHost: t\r\nTus-Resumable: 1.0.0\r\n\
+         X-Security-Key: {}\r\nUpload-Offset: 0\r\nContent-Type: {OFFSET_TYPE}\r\n\
+         Content-Length: {}\r\n\r\n",
+        s1.key,
+        bytes.len()
+    )
+    .expect("head");
+    stalled.write_all(&bytes[..10 * MIB]).expect("body");
+    let part = s1.data_dir().join(".staging").join(format!("{id}.part"));
+    // The offset recorded, and more than a MiB beyond it written (the
+    // write buffer is smaller than that).
+    let (mut recorded, mut written) = (0, 0);
+    for _ in 0..600 {
+        recorded = offset_of(&url, &s1.key).await.1.unwrap_or(0);
+        written = std::fs::metadata(&part).map_or(0, |m| m.len());
+        if recorded >= 8 * MIB as u64 && written > recorded + MIB as u64 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(recorded >= 8 * MIB as u64, "recorded {recorded}");
+    assert!(written > recorded + MIB as u64, "written {written}");
+    s1.kill();
+    drop(stalled);
+    s1.start();
+    assert_eq!(offset_of(&url, &s1.key).await, (200, Some(recorded)));
+    let from = recorded as usize;
+    let response = patch(&url, &s1.key, from, &bytes[from..]).await;
+    assert_eq!(response.status(), 204);
+    let link = response.headers()["x-upload-link"]
+        .to_str()
+        .expect("link")
+        .to_owned();
+    assert!(stored_at(s1, &link) == bytes, "byte-exact");
+}
+
 /// A TCP proxy to `port` that cuts every connection once `cut_after`
 /// bytes went through it (once), then forwards again.
 fn cutting_proxy(port: u16, cut_after: usize) -> u16 {
