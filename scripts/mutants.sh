@@ -23,6 +23,7 @@ files=(
     src/images/frames.rs
     src/images/strip.rs
     src/replication/answer.rs
+    src/repair/wire.rs
     src/storage/sniff.rs
     src/storage/path.rs
     src/storage/variant_path.rs
@@ -45,5 +46,5 @@ done
 journal='\b(JournalEntry::attempted|Counters::\w+|Line::count|Journal::read_lines|ends_with_newline)\b'
 
 exec nice -n 10 cargo mutants "${args[@]}" \
-    --re "^src/(images|index|replication|storage|http|config)/|$journal" \
+    --re "^src/(images|index|replication|repair|storage|http|config)/|$journal" \
     --cargo-arg=--lib --jobs 1 --timeout 60
