@@ -1006,4 +1006,81 @@ mod tests {
         .concat();
         assert_eq!(strip_bytes(&input).expect("parses"), Some(want));
     }
+
+    #[test]
+    fn a_riff_file_that_is_not_a_webp_is_left_alone() {
+        assert_eq!(
+            strip_bytes(b"RIFF\x0c\0\0\0WAVEfmt \0\0\0\0").expect("parses"),
+            None
+        );
+    }
+
+    /// A file of `len` bytes, zero but for `parts` (each at its offset),
+    /// that holds none of its zeros in memory.
+    struct Sparse {
+        parts: Vec<(u64, &'static [u8])>,
+        len: u64,
+        at: u64,
+    }
+
+    impl Read for Sparse {
+        fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+            let n = usize::try_from(self.len.saturating_sub(self.at))
+                .unwrap_or(usize::MAX)
+                .min(out.len());
+            let out = &mut out[..n];
+            out.fill(0);
+            for (start, bytes) in &self.parts {
+                for (i, b) in bytes.iter().enumerate() {
+                    let offset = start + i as u64;
+                    if (self.at..self.at + n as u64).contains(&offset) {
+                        out[(offset - self.at) as usize] = *b;
+                    }
+                }
+            }
+            self.at += n as u64;
+            Ok(n)
+        }
+    }
+
+    impl Seek for Sparse {
+        fn seek(&mut self, to: SeekFrom) -> io::Result<u64> {
+            self.at = match to {
+                SeekFrom::Start(n) => n,
+                SeekFrom::End(n) => self.len.saturating_add_signed(n),
+                SeekFrom::Current(n) => self.at.saturating_add_signed(n),
+            };
+            Ok(self.at)
+        }
+    }
+
+    #[test]
+    fn a_png_chunk_of_the_largest_length_is_walked() {
+        // IDAT of 2^31 - 1 bytes (the most PNG allows), then a text chunk
+        // and IEND: 2 GiB that are never read, only skipped.
+        let idat = 8 + 25;
+        let text = idat + 12 + 0x7FFF_FFFF;
+        let png = Sparse {
+            parts: vec![
+                (0, SIG),
+                (8, IHDR),
+                (idat, b"\x7F\xFF\xFF\xFFIDAT"),
+                (text, b"\0\0\0\x01tEXtx\0\0\0\0"),
+                (text + 13, IEND),
+            ],
+            len: text + 13 + 12,
+            at: 0,
+        };
+        let plan = strip(io::BufReader::new(png))
+            .expect("walked")
+            .expect("something to strip");
+        assert_eq!(
+            plan.edits,
+            [Edit {
+                at: 0x8000_002C,
+                remove: 13,
+                insert: Vec::new(),
+            }]
+        );
+    }
 }
