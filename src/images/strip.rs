@@ -1083,4 +1083,27 @@ mod tests {
             }]
         );
     }
+
+    #[test]
+    fn a_webp_riff_size_that_ends_inside_a_chunk_header_is_malformed() {
+        // Four bytes of a header left in the RIFF, and the file ends there:
+        // the file is refused, not an error reading it.
+        assert!(refused(b"RIFF\x16\0\0\0WEBPVP8L\x05\0\0\0\x2fabcd\0EXIF"));
+    }
+
+    #[test]
+    fn an_empty_chunk_at_the_riff_end_is_walked() {
+        let input = [
+            b"RIFF\x2c\0\0\0WEBPVP8X\x0a\0\0\0\0\0\0\0\0\0\0\0\0\0".as_slice(),
+            b"VP8L\x05\0\0\0\x2fabcd\0",
+            b"GPSx\0\0\0\0",
+        ]
+        .concat();
+        let want = [
+            b"RIFF\x24\0\0\0WEBPVP8X\x0a\0\0\0\0\0\0\0\0\0\0\0\0\0".as_slice(),
+            b"VP8L\x05\0\0\0\x2fabcd\0",
+        ]
+        .concat();
+        assert_eq!(strip_bytes(&input).expect("parses"), Some(want));
+    }
 }
