@@ -1106,4 +1106,18 @@ mod tests {
         .concat();
         assert_eq!(strip_bytes(&input).expect("parses"), Some(want));
     }
+
+    #[test]
+    fn after_a_simple_webp_image_chunk_even_image_and_kept_chunks_go() {
+        // VP8X and a second VP8L are image chunks only first; ICCP is kept
+        // only in an extended file.
+        let input = [
+            b"RIFF\x3e\0\0\0WEBPVP8L\x05\0\0\0\x2fabcd\0".as_slice(),
+            b"VP8X\x0a\0\0\0\x2c\0\0\0\0\0\0\0\0\0",
+            b"VP8L\x05\0\0\0\x2fefgh\0",
+            b"ICCP\x03\0\0\0abc\0",
+        ]
+        .concat();
+        assert_eq!(strip_bytes(&input).expect("parses"), Some(SIMPLE.to_vec()));
+    }
 }
