@@ -2,9 +2,9 @@
 # Mutation testing of the pure-logic files (parsers and checks) with unit
 # tests alone: cargo-mutants changes one operator, return value or match arm
 # at a time and runs `cargo test --lib`; a mutant that no test notices is a
-# behaviour nothing pins down. Not part of scripts/test.sh or CI (over an
-# hour on 2 cores for every file); run it before resolving an issue that touches these
-# files. Equivalent mutants are kept out in .cargo/mutants.toml, each with
+# behaviour nothing pins down. Not part of scripts/test.sh or CI (one to
+# four hours on 2 cores for every file); run it before resolving an issue
+# that touches these files. Equivalent mutants are kept out in .cargo/mutants.toml, each with
 # its reason.
 #
 #   scripts/mutants.sh                        every file below
