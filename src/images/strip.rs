@@ -1120,4 +1120,21 @@ mod tests {
         .concat();
         assert_eq!(strip_bytes(&input).expect("parses"), Some(SIMPLE.to_vec()));
     }
+
+    #[test]
+    fn an_orientation_2_kib_into_the_exif_block_is_kept() {
+        // IFD0 after 2 KiB of other TIFF data (where a camera may put its
+        // maker notes): still within what is read of a block.
+        let head = b"\xFF\xD8\xFF\xE1\x08\x1aExif\0\0MM\0\x2a\0\0\x08\0".as_slice();
+        let ifd0 = b"\0\x01\x01\x12\0\x03\0\0\0\x01\0\x06\0\0\0\0\0\0".as_slice();
+        let scan = b"\xFF\xDA\x00\x03\x01a\xFF\xD9".as_slice();
+        let input = [head, &[0; 0x800 - 8], ifd0, scan].concat();
+        let want = [
+            b"\xFF\xD8\xFF\xE1\x00\x22Exif\0\0".as_slice(),
+            b"MM\0\x2a\0\0\0\x08\0\x01\x01\x12\0\x03\0\0\0\x01\0\x06\0\0\0\0\0\0",
+            scan,
+        ]
+        .concat();
+        assert_eq!(strip_bytes(&input).expect("parses"), Some(want));
+    }
 }
