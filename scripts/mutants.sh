@@ -2,9 +2,9 @@
 # Mutation testing of the pure-logic files (parsers and checks) with unit
 # tests alone: cargo-mutants changes one operator, return value or match arm
 # at a time and runs `cargo test --lib`; a mutant that no test notices is a
-# behaviour nothing pins down. Not part of scripts/test.sh or CI (over an
-# hour on 2 cores for every file); run it before resolving an issue that touches these
-# files. Equivalent mutants are kept out in .cargo/mutants.toml, each with
+# behaviour nothing pins down. Not part of scripts/test.sh or CI (one to
+# four hours on 2 cores for every file); run it before resolving an issue
+# that touches these files. Equivalent mutants are kept out in .cargo/mutants.toml, each with
 # its reason.
 #
 #   scripts/mutants.sh                        every file below
@@ -23,6 +23,7 @@ files=(
     src/images/frames.rs
     src/images/strip.rs
     src/replication/answer.rs
+    src/repair/wire.rs
     src/storage/sniff.rs
     src/storage/path.rs
     src/storage/variant_path.rs
@@ -45,5 +46,5 @@ done
 journal='\b(JournalEntry::attempted|Counters::\w+|Line::count|Journal::read_lines|ends_with_newline)\b'
 
 exec nice -n 10 cargo mutants "${args[@]}" \
-    --re "^src/(images|index|replication|storage|http|config)/|$journal" \
+    --re "^src/(images|index|replication|repair|storage|http|config)/|$journal" \
     --cargo-arg=--lib --jobs 1 --timeout 60

@@ -1006,4 +1006,135 @@ mod tests {
         .concat();
         assert_eq!(strip_bytes(&input).expect("parses"), Some(want));
     }
+
+    #[test]
+    fn a_riff_file_that_is_not_a_webp_is_left_alone() {
+        assert_eq!(
+            strip_bytes(b"RIFF\x0c\0\0\0WAVEfmt \0\0\0\0").expect("parses"),
+            None
+        );
+    }
+
+    /// A file of `len` bytes, zero but for `parts` (each at its offset),
+    /// that holds none of its zeros in memory.
+    struct Sparse {
+        parts: Vec<(u64, &'static [u8])>,
+        len: u64,
+        at: u64,
+    }
+
+    impl Read for Sparse {
+        fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+            let n = usize::try_from(self.len.saturating_sub(self.at))
+                .unwrap_or(usize::MAX)
+                .min(out.len());
+            let out = &mut out[..n];
+            out.fill(0);
+            for (start, bytes) in &self.parts {
+                for (i, b) in bytes.iter().enumerate() {
+                    let offset = start + i as u64;
+                    if (self.at..self.at + n as u64).contains(&offset) {
+                        out[(offset - self.at) as usize] = *b;
+                    }
+                }
+            }
+            self.at += n as u64;
+            Ok(n)
+        }
+    }
+
+    impl Seek for Sparse {
+        fn seek(&mut self, to: SeekFrom) -> io::Result<u64> {
+            self.at = match to {
+                SeekFrom::Start(n) => n,
+                SeekFrom::End(n) => self.len.saturating_add_signed(n),
+                SeekFrom::Current(n) => self.at.saturating_add_signed(n),
+            };
+            Ok(self.at)
+        }
+    }
+
+    #[test]
+    fn a_png_chunk_of_the_largest_length_is_walked() {
+        // IDAT of 2^31 - 1 bytes (the most PNG allows), then a text chunk
+        // and IEND: 2 GiB that are never read, only skipped.
+        let idat = 8 + 25;
+        let text = idat + 12 + 0x7FFF_FFFF;
+        let png = Sparse {
+            parts: vec![
+                (0, SIG),
+                (8, IHDR),
+                (idat, b"\x7F\xFF\xFF\xFFIDAT"),
+                (text, b"\0\0\0\x01tEXtx\0\0\0\0"),
+                (text + 13, IEND),
+            ],
+            len: text + 13 + 12,
+            at: 0,
+        };
+        let plan = strip(io::BufReader::new(png))
+            .expect("walked")
+            .expect("something to strip");
+        assert_eq!(
+            plan.edits,
+            [Edit {
+                at: 0x8000_002C,
+                remove: 13,
+                insert: Vec::new(),
+            }]
+        );
+    }
+
+    #[test]
+    fn a_webp_riff_size_that_ends_inside_a_chunk_header_is_malformed() {
+        // Four bytes of a header left in the RIFF, and the file ends there:
+        // the file is refused, not an error reading it.
+        assert!(refused(b"RIFF\x16\0\0\0WEBPVP8L\x05\0\0\0\x2fabcd\0EXIF"));
+    }
+
+    #[test]
+    fn an_empty_chunk_at_the_riff_end_is_walked() {
+        let input = [
+            b"RIFF\x2c\0\0\0WEBPVP8X\x0a\0\0\0\0\0\0\0\0\0\0\0\0\0".as_slice(),
+            b"VP8L\x05\0\0\0\x2fabcd\0",
+            b"GPSx\0\0\0\0",
+        ]
+        .concat();
+        let want = [
+            b"RIFF\x24\0\0\0WEBPVP8X\x0a\0\0\0\0\0\0\0\0\0\0\0\0\0".as_slice(),
+            b"VP8L\x05\0\0\0\x2fabcd\0",
+        ]
+        .concat();
+        assert_eq!(strip_bytes(&input).expect("parses"), Some(want));
+    }
+
+    #[test]
+    fn after_a_simple_webp_image_chunk_even_image_and_kept_chunks_go() {
+        // VP8X and a second VP8L are image chunks only first; ICCP is kept
+        // only in an extended file.
+        let input = [
+            b"RIFF\x3e\0\0\0WEBPVP8L\x05\0\0\0\x2fabcd\0".as_slice(),
+            b"VP8X\x0a\0\0\0\x2c\0\0\0\0\0\0\0\0\0",
+            b"VP8L\x05\0\0\0\x2fefgh\0",
+            b"ICCP\x03\0\0\0abc\0",
+        ]
+        .concat();
+        assert_eq!(strip_bytes(&input).expect("parses"), Some(SIMPLE.to_vec()));
+    }
+
+    #[test]
+    fn an_orientation_2_kib_into_the_exif_block_is_kept() {
+        // IFD0 after 2 KiB of other TIFF data (where a camera may put its
+        // maker notes): still within what is read of a block.
+        let head = b"\xFF\xD8\xFF\xE1\x08\x1aExif\0\0MM\0\x2a\0\0\x08\0".as_slice();
+        let ifd0 = b"\0\x01\x01\x12\0\x03\0\0\0\x01\0\x06\0\0\0\0\0\0".as_slice();
+        let scan = b"\xFF\xDA\x00\x03\x01a\xFF\xD9".as_slice();
+        let input = [head, &[0; 0x800 - 8], ifd0, scan].concat();
+        let want = [
+            b"\xFF\xD8\xFF\xE1\x00\x22Exif\0\0".as_slice(),
+            b"MM\0\x2a\0\0\0\x08\0\x01\x01\x12\0\x03\0\0\0\x01\0\x06\0\0\0\0\0\0",
+            scan,
+        ]
+        .concat();
+        assert_eq!(strip_bytes(&input).expect("parses"), Some(want));
+    }
 }

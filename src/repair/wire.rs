@@ -303,3 +303,368 @@ fn escape(text: &str) -> String {
         .flat_map(char::escape_default)
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn refusal<T: std::fmt::Debug>(read: Result<T, WireError>) -> String {
+        read.expect_err("refused").to_string()
+    }
+
+    // ---- digest pages ----
+
+    fn year() -> Prefix {
+        Prefix::Year(2026)
+    }
+
+    /// A digest answer about 2026 with the node's digest `abab…`.
+    fn digest_body(children: &str, next: &str) -> String {
+        format!(
+            r#"{{"resp":{{"success":1,"prefix":"2026","digest":"abababababababababababababababababababababababababababababababab","children":[{children}]{next}}}}}"#
+        )
+    }
+
+    fn child(name: u32) -> String {
+        format!(
+            r#"{{"name":{name},"digest":"0303030303030303030303030303030303030303030303030303030303030303"}}"#
+        )
+    }
+
+    fn children(names: &[u32]) -> String {
+        names
+            .iter()
+            .map(|n| child(*n))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    #[test]
+    fn a_digest_page_is_read_with_its_digests_and_next() {
+        let body = br#"{"resp":{"success":1,"prefix":"2026","digest":"abababababababababababababababababababababababababababababababab","children":[{"name":3,"digest":"0303030303030303030303030303030303030303030303030303030303030303"},{"name":11,"digest":"1111111111111111111111111111111111111111111111111111111111111111"}],"next":11}}"#;
+        let page = read_digest(body, year(), Some(2)).expect("taken");
+        assert_eq!(page.digest, Digest([0xab; 32]));
+        assert_eq!(
+            page.children,
+            vec![(3, Digest([0x03; 32])), (11, Digest([0x11; 32]))]
+        );
+        assert_eq!(page.next, Some(11));
+    }
+
+    #[test]
+    fn an_unpaged_digest_answer_is_the_only_page() {
+        let body = digest_body(&children(&[1, 12]), "");
+        let page = read_digest(body.as_bytes(), year(), None).expect("taken");
+        assert_eq!(
+            page.children.iter().map(|c| c.0).collect::<Vec<_>>(),
+            [1, 12]
+        );
+        assert_eq!(page.next, None);
+    }
+
+    #[test]
+    fn a_digest_answer_about_another_node_is_refused() {
+        let body = digest_body("", "").replace(r#""prefix":"2026""#, r#""prefix":"2025""#);
+        let why = refusal(read_digest(body.as_bytes(), year(), None));
+        assert!(why.contains("`2025`, not `2026`"), "{why}");
+    }
+
+    #[test]
+    fn children_must_be_possible_ascending_and_after_the_cursor() {
+        for (names, after) in [
+            (&[13][..], None),
+            (&[0], None),
+            (&[3, 3], None),
+            (&[11, 3], None),
+            (&[3], Some(3)),
+            (&[2], Some(3)),
+        ] {
+            let body = digest_body(&children(names), "");
+            assert!(
+                read_digest(body.as_bytes(), year(), after).is_err(),
+                "{names:?} after {after:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn next_must_be_possible_past_the_cursor_and_not_behind_the_page() {
+        for (names, after, next) in [
+            (&[3, 11][..], None, 10),
+            (&[], None, 13),
+            (&[], Some(5), 5),
+            (&[], Some(5), 4),
+        ] {
+            let body = digest_body(&children(names), &format!(r#","next":{next}"#));
+            let why = refusal(read_digest(body.as_bytes(), year(), after));
+            assert!(why.contains("`next`"), "{names:?} {after:?} {next}: {why}");
+        }
+        let past = digest_body(&children(&[3]), r#","next":7"#);
+        assert_eq!(
+            read_digest(past.as_bytes(), year(), Some(1)).map(|p| p.next),
+            Ok(Some(7))
+        );
+    }
+
+    #[test]
+    fn digests_must_be_32_bytes_of_hex() {
+        let short = digest_body("", "").replace("abab", "ab");
+        assert!(refusal(read_digest(short.as_bytes(), year(), None)).contains("not a digest"));
+        let not_hex = digest_body(&children(&[3]).replace("0303", "zz03"), "");
+        let why = refusal(read_digest(not_hex.as_bytes(), year(), None));
+        assert!(why.contains("`zz03"), "{why}");
+    }
+
+    #[test]
+    fn names_below_each_level_are_years_months_or_days() {
+        for (prefix, low, high) in [
+            (Prefix::Root, 1, 9999),
+            (year(), 1, 12),
+            (Prefix::Month(2026, 2), 1, 31),
+        ] {
+            assert!(!plausible(prefix, low - 1), "{prefix:?}");
+            assert!(plausible(prefix, low), "{prefix:?}");
+            assert!(plausible(prefix, high), "{prefix:?}");
+            assert!(!plausible(prefix, high + 1), "{prefix:?}");
+        }
+    }
+
+    // ---- list pages ----
+
+    fn day() -> NaiveDate {
+        NaiveDate::from_ymd_opt(2026, 3, 4).expect("date")
+    }
+
+    const N0: &str = "00000000-0000-4000-8000-000000000000.jpg";
+    const N1: &str = "10000000-0000-4000-8000-000000000000.jpg";
+    const N2: &str = "20000000-0000-4000-8000-000000000000.png";
+    const N3: &str = "30000000-0000-4000-8000-000000000000.webp";
+
+    /// A list answer of 2026/3/4 with these fields after `day`.
+    fn list_body(fields: &str) -> String {
+        format!(r#"{{"resp":{{"success":1,"day":"2026/3/4",{fields}}}}}"#)
+    }
+
+    fn file(name: &str) -> String {
+        format!(
+            r#"{{"path":"2026/3/4/{name}","size":1,"sha256":"abababababababababababababababababababababababababababababababab","added":0}}"#
+        )
+    }
+
+    /// `files` and `tombstones` by name, and `next` when given.
+    fn page(files: &[&str], tombstones: &[&str], next: Option<&str>) -> String {
+        let files: Vec<String> = files.iter().map(|n| file(n)).collect();
+        let tombstones: Vec<String> = tombstones
+            .iter()
+            .map(|n| format!(r#""2026/3/4/{n}""#))
+            .collect();
+        let next = next.map_or_else(String::new, |n| format!(r#","next":"{n}""#));
+        list_body(&format!(
+            r#""files":[{}],"tombstones":[{}]{next}"#,
+            files.join(","),
+            tombstones.join(",")
+        ))
+    }
+
+    #[test]
+    fn a_list_page_is_read_with_its_files_tombstones_and_next() {
+        let body = br#"{"resp":{"success":1,"day":"2026/3/4","files":[{"path":"2026/3/4/10000000-0000-4000-8000-000000000000.jpg","size":12345,"sha256":"ABCDEF0123456789abcdef0123456789ABCDEF0123456789abcdef0123456789","added":1772582400},{"path":"2026/3/4/30000000-0000-4000-8000-000000000000.webp","size":7,"sha256":"0000000000000000000000000000000000000000000000000000000000000000","added":-1}],"tombstones":["2026/3/4/20000000-0000-4000-8000-000000000000.png"],"next":"30000000-0000-4000-8000-000000000000.webp"}}"#;
+        let page = read_list(body, day(), Some(N0)).expect("taken");
+        let files: Vec<(String, u64, &str, i64)> = page
+            .files
+            .iter()
+            .map(|f| (f.path.to_string(), f.size, f.sha256.as_str(), f.added))
+            .collect();
+        assert_eq!(
+            files,
+            [
+                (
+                    format!("2026/3/4/{N1}"),
+                    12345,
+                    "abcdef0123456789abcdef0123456789abcdef0123456789abcdef0123456789",
+                    1_772_582_400
+                ),
+                (format!("2026/3/4/{N3}"), 7, &"0".repeat(64), -1),
+            ]
+        );
+        let tombstones: Vec<String> = page.tombstones.iter().map(|t| t.to_string()).collect();
+        assert_eq!(tombstones, [format!("2026/3/4/{N2}")]);
+        assert_eq!(page.next.as_deref(), Some(N3));
+    }
+
+    #[test]
+    fn an_unpaged_list_answer_is_the_only_page() {
+        let page = read_list(page(&[N1, N2], &[N0], None).as_bytes(), day(), None).expect("taken");
+        assert_eq!((page.files.len(), page.tombstones.len()), (2, 1));
+        assert_eq!(page.next, None);
+    }
+
+    #[test]
+    fn the_day_is_written_without_zero_padding() {
+        assert_eq!(day_text(day()), "2026/3/4");
+        let last = NaiveDate::from_ymd_opt(2026, 12, 31).expect("date");
+        assert_eq!(day_text(last), "2026/12/31");
+    }
+
+    #[test]
+    fn a_list_of_another_day_is_refused() {
+        let body = page(&[], &[], None).replace(r#""day":"2026/3/4""#, r#""day":"2026/3/5""#);
+        let why = refusal(read_list(body.as_bytes(), day(), None));
+        assert!(why.contains("`2026/3/5`, not `2026/3/4`"), "{why}");
+    }
+
+    #[test]
+    fn files_and_tombstones_must_be_stored_paths_of_the_day() {
+        let other_file = page(&[N1], &[], None).replace("2026/3/4/", "2026/3/5/");
+        let why = refusal(read_list(other_file.as_bytes(), day(), None));
+        assert!(
+            why.contains(&format!("`2026/3/5/{N1}` is not a file of 2026/3/4")),
+            "{why}"
+        );
+        let other_tombstone = list_body(&format!(r#""files":[],"tombstones":["2026/4/4/{N1}"]"#));
+        assert!(read_list(other_tombstone.as_bytes(), day(), None).is_err());
+        let not_stored = page(&["x.jpg"], &[], None);
+        assert!(read_list(not_stored.as_bytes(), day(), None).is_err());
+    }
+
+    #[test]
+    fn names_must_ascend_after_the_cursor_files_and_tombstones_each() {
+        for (files, tombstones, after) in [
+            (&[N1, N1][..], &[][..], None),
+            (&[N2, N1], &[], None),
+            (&[N1], &[], Some(N1)),
+            (&[], &[N2, N2], None),
+            (&[], &[N2, N1], None),
+            (&[], &[N1], Some(N2)),
+        ] {
+            let why = refusal(read_list(
+                page(files, tombstones, None).as_bytes(),
+                day(),
+                after,
+            ));
+            assert!(
+                why.contains("ascending"),
+                "{files:?} {tombstones:?} {after:?}: {why}"
+            );
+        }
+        // The two lists are merged by the asker: a tombstone may sort before a file.
+        assert!(read_list(page(&[N2], &[N1], None).as_bytes(), day(), None).is_ok());
+    }
+
+    #[test]
+    fn a_sha256_is_64_hex_digits() {
+        for sha in ["ab".repeat(31) + "a", "ab".repeat(32) + "a", "g".repeat(64)] {
+            let body = page(&[N1], &[], None).replace(&"ab".repeat(32), &sha);
+            let why = refusal(read_list(body.as_bytes(), day(), None));
+            assert!(why.contains(&format!("`{sha}` is not a SHA-256")), "{why}");
+        }
+    }
+
+    #[test]
+    fn next_must_be_past_the_cursor_and_behind_no_name_of_the_page() {
+        for (files, tombstones, after, next) in [
+            (&[N3][..], &[N1][..], None, N2),
+            (&[N1], &[N3], None, N2),
+            (&[], &[N3], None, N2),
+            (&[], &[], Some(N2), N2),
+            (&[], &[], Some(N2), N1),
+        ] {
+            let body = page(files, tombstones, Some(next));
+            let why = refusal(read_list(body.as_bytes(), day(), after));
+            assert!(
+                why.contains("does not move past"),
+                "{files:?} {tombstones:?} {after:?}: {why}"
+            );
+        }
+        let past = read_list(page(&[N1], &[], Some(N2)).as_bytes(), day(), Some(N0));
+        assert_eq!(past.map(|p| p.next), Ok(Some(N2.to_owned())));
+    }
+
+    #[test]
+    fn next_is_at_most_64_bytes() {
+        let longest = "f".repeat(64);
+        let body = page(&[N1], &[], Some(&longest));
+        assert_eq!(
+            read_list(body.as_bytes(), day(), Some(N0)).map(|p| p.next),
+            Ok(Some(longest))
+        );
+        let body = page(&[N1], &[], Some(&"f".repeat(65)));
+        let why = refusal(read_list(body.as_bytes(), day(), Some(N0)));
+        assert!(why.contains("not a file name"), "{why}");
+    }
+
+    // ---- the envelope ----
+
+    #[test]
+    fn an_answer_without_success_1_is_refused() {
+        for success in ["0", "2"] {
+            let flag = format!(r#""success":{success}"#);
+            let list = page(&[N1], &[], None).replace(r#""success":1"#, &flag);
+            let why = refusal(read_list(list.as_bytes(), day(), None));
+            assert!(why.contains("does not say `success`: 1"), "{why}");
+            let digest = digest_body("", "").replace(r#""success":1"#, &flag);
+            let why = refusal(read_digest(digest.as_bytes(), year(), None));
+            assert!(why.contains("does not say `success`: 1"), "{why}");
+        }
+    }
+
+    #[test]
+    fn a_cut_answer_is_told_from_one_not_understood() {
+        let cut = br#"{"resp":{"success":1,"day":"2026/3/4","fi"#;
+        let why = refusal(read_list(cut, day(), None));
+        assert!(why.contains("ends early (41 bytes read"), "{why}");
+        let xml = b"<resp><success>1</success></resp>";
+        let why = refusal(read_list(xml, day(), None));
+        assert!(why.starts_with("the answer is not understood"), "{why}");
+    }
+
+    #[test]
+    fn a_peer_text_in_an_error_is_escaped_and_cut_at_80_characters() {
+        let control = digest_body("", "").replace(r#""prefix":"2026""#, r#""prefix":"20\n26""#);
+        let why = refusal(read_digest(control.as_bytes(), year(), None));
+        assert!(why.contains(r"about `20\n26`"), "{why}");
+        let long = page(&[], &[], None).replace("2026/3/4", &"9".repeat(100));
+        let why = refusal(read_list(long.as_bytes(), day(), None));
+        assert!(
+            why.contains(&format!("about `{}`", "9".repeat(80))),
+            "{why}"
+        );
+        assert!(!why.contains(&"9".repeat(81)), "{why}");
+    }
+
+    // ---- the read limits ----
+
+    #[test]
+    fn a_full_page_of_the_longest_entries_fits_well_within_its_read_limit() {
+        let digest = DigestAnswer {
+            success: 1,
+            prefix: String::new(),
+            digest: "f".repeat(64),
+            children: (9999 - DIGEST_PAGE as u32 + 1..=9999)
+                .map(|name| Child {
+                    name,
+                    digest: "f".repeat(64),
+                })
+                .collect(),
+            next: Some(9999),
+        };
+        let digest = serde_json::to_vec(&digest).expect("json").len();
+        assert!(digest * 2 < DIGEST_LIMIT, "{digest}");
+        let file = ListedFile {
+            path: format!("2026/12/31/{N3}"),
+            size: u64::MAX,
+            sha256: "f".repeat(64),
+            added: i64::MIN,
+        };
+        let list = ListAnswer {
+            success: 1,
+            day: "2026/12/31".into(),
+            files: vec![file; LIST_PAGE],
+            tombstones: Vec::new(),
+            next: Some(N3.into()),
+        };
+        let list = serde_json::to_vec(&list).expect("json").len();
+        // An older peer's whole day of twenty pages still fits.
+        assert!(list * 20 < LIST_LIMIT, "{list}");
+    }
+}
