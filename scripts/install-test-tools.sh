@@ -41,6 +41,6 @@ if rustup run "$nightly" rustc --version >/dev/null 2>&1 \
   rustup component add rust-src --toolchain "$nightly"
 fi
 
-if [ ! -d tests/browser/node_modules/playwright-core ]; then
+if [ ! -d tests/browser/node_modules/playwright-core ] || [ ! -d tests/browser/node_modules/tus-js-client ]; then
   npm ci --prefix tests/browser --no-audit --no-fund --loglevel=error
 fi
