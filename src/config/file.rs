@@ -44,7 +44,8 @@ pub(crate) struct FileConfig {
     pub storage: Option<super::storage::StorageFile>,
     #[serde(default)]
     pub auth: super::auth::AuthFile,
-    pub resumable: Option<ResumableFile>,
+    #[serde(default)]
+    pub resumable: ResumableFile,
 }
 
 #[derive(Debug, Default, Deserialize)]
