@@ -566,6 +566,32 @@ async fn one_client_address_has_its_share_of_staging() {
 }
 
 #[tokio::test]
+async fn the_environment_sets_a_resumable_limit_beside_app_toml() {
+    let mut cluster = Cluster::new(&["s1"], "fsync = false\n[resumable]\nexpire_secs = 600\n");
+    cluster.nodes[0].env.push((
+        "MULTISERVER_UPLOAD_RESUMABLE_MAX_BYTES".into(),
+        "5000".into(),
+    ));
+    cluster.start_all();
+    let s1 = &cluster.nodes[0];
+    let files = format!("{}/files/", s1.base());
+    let post = |length: u32| {
+        tus(reqwest::Method::POST, &files, Some(&s1.key))
+            .header("Upload-Length", length.to_string())
+            .send()
+    };
+    assert_eq!(post(6000).await.expect("POST").status(), 507);
+    let response = post(4000).await.expect("POST");
+    assert_eq!(response.status(), 201);
+    // app.toml's expiry still holds: about ten minutes away.
+    let expires = response.headers()["upload-expires"].to_str().expect("date");
+    let at = chrono::DateTime::parse_from_rfc2822(&expires.replace("GMT", "+0000"))
+        .expect("an HTTP date")
+        .timestamp();
+    assert!((now() + 500..now() + 700).contains(&at), "{expires}");
+}
+
+#[tokio::test]
 async fn creation_with_upload_defer_length_and_method_override() {
     let cluster = Cluster::single("fsync = false\n");
     let s1 = &cluster.nodes[0];

@@ -2,6 +2,7 @@
 //! (`MULTISERVER_UPLOAD_REPLICATION_<KEY>` for the `[replication]` table,
 //! `MULTISERVER_UPLOAD_REPAIR_<KEY>` for `[repair]`,
 //! `MULTISERVER_UPLOAD_IMAGES_<KEY>` for `[images]`,
+//! `MULTISERVER_UPLOAD_RESUMABLE_<KEY>` for `[resumable]`,
 //! `MULTISERVER_UPLOAD_AUTH_<KEY>` for `[auth]`, lists comma-separated,
 //! `AUTH_TOKEN_SECRETS` as `id=secret,id=secret`), and
 //! `HTTP_PLATFORM_PORT`, which IIS HttpPlatformHandler sets.
@@ -126,7 +127,12 @@ pub(crate) fn read() -> Result<FileConfig, ConfigError> {
         },
         data_dirs: list("DATA_DIRS").map(|l| l.into_iter().map(Into::into).collect()),
         storage: None,
-        resumable: None,
+        resumable: super::file::ResumableFile {
+            expire_secs: parsed("RESUMABLE_EXPIRE_SECS")?,
+            max_bytes: parsed("RESUMABLE_MAX_BYTES")?,
+            max_bytes_per_client: parsed("RESUMABLE_MAX_BYTES_PER_CLIENT")?,
+            page_threshold_bytes: parsed("RESUMABLE_PAGE_THRESHOLD_BYTES")?,
+        },
         cors: None,
         auth: super::auth::AuthFile {
             security_keys: list("AUTH_SECURITY_KEYS"),

@@ -45,7 +45,8 @@ pub(crate) struct FileConfig {
     pub cors: Option<super::cors::CorsFile>,
     #[serde(default)]
     pub auth: super::auth::AuthFile,
-    pub resumable: Option<ResumableFile>,
+    #[serde(default)]
+    pub resumable: ResumableFile,
 }
 
 #[derive(Debug, Default, Deserialize)]

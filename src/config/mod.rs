@@ -428,7 +428,7 @@ impl Config {
             )?,
         };
         let data_dir = c.data_dir.unwrap_or_else(|| folder.join("data"));
-        let staging = c.resumable.unwrap_or_default();
+        let staging = c.resumable;
         // Eight full-size files staged at once, two of them from one client
         // (one resuming while the next starts): room for a busy site's
         // large uploads without letting staging fill the data disk.
@@ -633,7 +633,18 @@ impl FileConfig {
                 .or(self.max_connections_per_client),
             send_timeout_secs: upper.send_timeout_secs.or(self.send_timeout_secs),
             storage: upper.storage.or(self.storage),
-            resumable: upper.resumable.or(self.resumable),
+            resumable: file::ResumableFile {
+                expire_secs: upper.resumable.expire_secs.or(self.resumable.expire_secs),
+                max_bytes: upper.resumable.max_bytes.or(self.resumable.max_bytes),
+                max_bytes_per_client: upper
+                    .resumable
+                    .max_bytes_per_client
+                    .or(self.resumable.max_bytes_per_client),
+                page_threshold_bytes: upper
+                    .resumable
+                    .page_threshold_bytes
+                    .or(self.resumable.page_threshold_bytes),
+            },
             cors: upper.cors.or(self.cors),
             auth: self.auth.overlay(upper.auth),
             replication: file::ReplicationFile {

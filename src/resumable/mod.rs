@@ -200,10 +200,6 @@ impl Resumable {
         }
     }
 
-    pub fn settings(&self) -> &ResumableSettings {
-        &self.inner.settings
-    }
-
     pub fn counts(&self) -> &Counts {
         &self.inner.counts
     }
