@@ -856,3 +856,100 @@ async fn a_1_gib_tus_upload_keeps_memory_flat() {
     println!("peak RSS after a 1 GiB tus upload: {peak} KiB");
     assert!(peak < 64 * 1024, "peak RSS {peak} KiB");
 }
+
+/// A baseline JPEG of about `size` bytes that exiftool reads: a frame
+/// header, a scan (no 0xFF in its data) and its end.
+fn plain_jpeg(size: usize) -> Vec<u8> {
+    let mut bytes = common::JPEG_HEAD.to_vec();
+    bytes.extend_from_slice(b"\xFF\xDA\x00\x0C\x03\x01\x00\x02\x11\x03\x11\x00\x3F\x00");
+    let scan = size.saturating_sub(bytes.len() + 2);
+    bytes.extend((0..scan).map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8 & 0x7F));
+    bytes.extend_from_slice(b"\xFF\xD9");
+    bytes
+}
+
+/// The GPS tags exiftool finds in `bytes`.
+fn gps_tags(bytes: &[u8]) -> Vec<String> {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("read.jpg");
+    std::fs::write(&file, bytes).expect("write");
+    let out = Command::new("exiftool")
+        .args(["-json", "-a", "-GPS:all"])
+        .arg(&file)
+        .output()
+        .expect("exiftool not found: run scripts/install-test-tools.sh (libimage-exiftool-perl)");
+    let list: Vec<serde_json::Map<String, Value>> =
+        serde_json::from_slice(&out.stdout).expect("exiftool -json");
+    list.iter()
+        .flat_map(|tags| tags.keys())
+        .filter(|k| k.starts_with("GPS"))
+        .cloned()
+        .collect()
+}
+
+/// Uploads `bytes` in two PATCHes; the final answer's per-file entry and
+/// the stored file.
+async fn upload_in_two(node: &Node, bytes: &[u8]) -> (Value, Vec<u8>) {
+    let url = create(node, &node.key, bytes.len()).await;
+    let half = bytes.len() / 2;
+    assert_eq!(
+        patch(&url, &node.key, 0, &bytes[..half]).await.status(),
+        204
+    );
+    let response = patch(&url, &node.key, half, &bytes[half..]).await;
+    assert_eq!(response.status(), 204);
+    let result: Value = serde_json::from_str(
+        response.headers()["x-upload-result"]
+            .to_str()
+            .expect("ascii"),
+    )
+    .expect("JSON");
+    let stored = stored_at(node, result["link"].as_str().expect("link"));
+    (result, stored)
+}
+
+#[tokio::test]
+async fn a_finished_upload_is_stripped_of_its_location_or_else_kept_byte_for_byte() {
+    let cluster = Cluster::single("fsync = true\n");
+    let s1 = &cluster.nodes[0];
+    let plain = plain_jpeg(3 * MIB);
+    let work = tempfile::tempdir().expect("tempdir");
+    let camera = work.path().join("camera.jpg");
+    std::fs::write(&camera, &plain).expect("write");
+    let out = Command::new("exiftool")
+        .args([
+            "-overwrite_original",
+            "-GPSLatitude=48.8584",
+            "-GPSLatitudeRef=N",
+            "-GPSLongitude=2.2945",
+            "-GPSLongitudeRef=E",
+        ])
+        .arg(&camera)
+        .output()
+        .expect("exiftool not found: run scripts/install-test-tools.sh (libimage-exiftool-perl)");
+    assert!(out.status.success(), "{out:?}");
+    let camera = std::fs::read(&camera).expect("read");
+    assert!(!gps_tags(&camera).is_empty(), "exiftool wrote no location");
+
+    let (result, stored) = upload_in_two(s1, &camera).await;
+    assert!(stored != camera, "the location was stored");
+    assert!(gps_tags(&stored).is_empty(), "{:?}", gps_tags(&stored));
+    assert_eq!(result["sha256"], common::sha256(&stored));
+    assert_eq!(result["size"], stored.len());
+    assert_eq!(result["width"], 640);
+
+    let (result, stored) = upload_in_two(s1, &plain).await;
+    assert!(stored == plain, "a file without metadata changed");
+    assert_eq!(result["sha256"], common::sha256(&plain));
+    assert_eq!(result["size"], plain.len());
+    assert_eq!(result["height"], 480);
+
+    assert!(s1.temp_files().is_empty(), "{:?}", s1.temp_files());
+    assert!(
+        staged(s1)
+            .iter()
+            .all(|p| p.extension().is_some_and(|e| e == "json")),
+        "{:?}",
+        staged(s1)
+    );
+}

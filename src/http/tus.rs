@@ -11,9 +11,11 @@
 //! token expired.
 //!
 //! The staged bytes, offsets and expiry belong to `crate::resumable`; a
-//! complete upload is read back and received by the multipart upload's
-//! own steps (`upload::receive`, `upload::deliver`, `upload::settle`), so
-//! checks, stripping, naming, the index and replication cannot differ.
+//! complete upload goes through the multipart upload's own steps
+//! (`Storage::adopt` or `upload::receive`, then `upload::deliver`,
+//! `upload::settle`), so checks, stripping, naming, the index and
+//! replication cannot differ. Its bytes are written again only when
+//! stripping changes them or staging is on another filesystem.
 //!
 //! Two PATCHes on one upload never interleave: a new one takes over from
 //! one still running (which stops, keeping what it received) rather than
@@ -41,8 +43,9 @@ use super::params::Params;
 use super::upload;
 use crate::auth::Action;
 use crate::auth::token::Claims;
+use crate::replication::Streams;
 use crate::resumable::{Finished, Info, NewUpload, Patch, ResumableError, Upload};
-use crate::storage::ImageType;
+use crate::storage::{ImageType, Written};
 
 const TUS_VERSION: &str = "1.0.0";
 const EXTENSIONS: &str =
@@ -413,13 +416,7 @@ async fn complete(state: &Arc<AppState>, patch: &Patch, base: &str) -> Result<()
         .iter()
         .filter_map(|t| ImageType::from_name(t))
         .collect();
-    let file = tokio::fs::File::open(patch.part_path())
-        .await
-        .map_err(Error::internal)?;
-    let chunks = tokio_util::io::ReaderStream::with_capacity(file, READ_CHUNK)
-        .map(|chunk| chunk.map_err(Error::internal));
-    let received = upload::receive(state, chunks, info.limit, &allowed, info.length).await;
-    let (written, streams) = match received {
+    let (written, streams) = match take(state, patch, &info, &allowed).await {
         Ok(received) => received,
         Err(e) => {
             if matches!(
@@ -446,6 +443,34 @@ async fn complete(state: &Arc<AppState>, patch: &Patch, base: &str) -> Result<()
         .await
         .map_err(io_error)?;
     Ok(())
+}
+
+/// A complete upload as a received file. Taken as it is when nothing is
+/// to be stripped: its bytes are durable in staging already, so they are
+/// read once (checks and hash) and not written again, and its copies go to
+/// the peers from the stored file. Otherwise read back through the upload
+/// pipeline, which writes the stripped file.
+async fn take(
+    state: &AppState,
+    patch: &Patch,
+    info: &Info,
+    allowed: &[ImageType],
+) -> Result<(Written, Streams), Error> {
+    let rules = upload::image_rules(&state.config);
+    let source = patch.part_path();
+    if let Some(written) = state
+        .storage
+        .adopt(source.clone(), info.limit, allowed, rules)
+        .await?
+    {
+        return Ok((written, Streams::new(&state.replicator, None)));
+    }
+    let file = tokio::fs::File::open(source)
+        .await
+        .map_err(Error::internal)?;
+    let chunks = tokio_util::io::ReaderStream::with_capacity(file, READ_CHUNK)
+        .map(|chunk| chunk.map_err(Error::internal));
+    upload::receive(state, chunks, info.limit, allowed, info.length).await
 }
 
 /// The upload of `id` if the request's credential created it: 403 without

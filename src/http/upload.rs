@@ -283,6 +283,14 @@ pub(super) fn file_limits(config: &Config, claims: Option<&Claims>) -> (u64, Vec
     (limit, allowed)
 }
 
+/// How every upload's pictures are checked and stripped.
+pub(super) fn image_rules(config: &Config) -> ImageRules {
+    ImageRules {
+        limits: config.images.limits(),
+        strip_metadata: config.images.strip_metadata,
+    }
+}
+
 /// Receives one file from `chunks` (a multipart part, or a finished
 /// resumable upload read back) into a complete temporary file of at most
 /// `limit` bytes of one of `allowed`, checked and stripped as every upload
@@ -295,12 +303,9 @@ pub(super) async fn receive(
     allowed: &[ImageType],
     declared: Option<u64>,
 ) -> Result<(Written, Streams), Error> {
-    let config = &state.config;
-    let rules = ImageRules {
-        limits: config.images.limits(),
-        strip_metadata: config.images.strip_metadata,
-    };
-    let mut incoming = state.storage.begin(limit, allowed, rules)?;
+    let mut incoming = state
+        .storage
+        .begin(limit, allowed, image_rules(&state.config))?;
     // A large file also goes to the peers as it arrives; if this file
     // fails, dropping `streams` leaves nothing on any peer.
     let mut streams = Streams::new(&state.replicator, declared);

@@ -10,8 +10,10 @@
 //! middle of a chunk) are cut away when the upload is next written.
 //!
 //! This room does not speak HTTP and does not store finished files: the
-//! tus handler (`http/tus.rs`) reads a finished upload back and hands it to
-//! the upload pipeline, then records its answer here until it expires.
+//! tus handler (`http/tus.rs`) hands a finished upload to storage (which
+//! links it when it can, or reads it back through the upload pipeline),
+//! then records its answer here until it expires. A finished upload's
+//! bytes are never written again, so a link to them stays the file stored.
 
 mod staged;
 

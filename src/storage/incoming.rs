@@ -21,7 +21,7 @@
 //! after its work, whether its upload was dropped meanwhile.
 
 use std::fs::{File, OpenOptions};
-use std::io::{self, BufReader, BufWriter, Cursor, IoSlice, Seek, SeekFrom, Write};
+use std::io::{self, BufRead, BufReader, BufWriter, Cursor, IoSlice, Seek, SeekFrom, Write};
 use std::mem;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -267,17 +267,74 @@ impl Incoming {
     }
 
     fn image_type(&self) -> Result<ImageType, StorageError> {
-        ImageType::sniff(&self.head)
-            .filter(|t| self.allowed.contains(t))
-            .ok_or_else(|| StorageError::UnsupportedType {
-                allowed: self
-                    .allowed
-                    .iter()
-                    .map(|t| t.extension())
-                    .collect::<Vec<_>>()
-                    .join(", "),
-            })
+        image_type(&self.head, &self.allowed)
     }
+}
+
+/// The type `head` (a file's first bytes) shows, if it is one of `allowed`.
+fn image_type(head: &[u8], allowed: &[ImageType]) -> Result<ImageType, StorageError> {
+    ImageType::sniff(head)
+        .filter(|t| allowed.contains(t))
+        .ok_or_else(|| StorageError::UnsupportedType {
+            allowed: allowed
+                .iter()
+                .map(|t| t.extension())
+                .collect::<Vec<_>>()
+                .join(", "),
+        })
+}
+
+/// Takes a complete file already on this machine's disk (a finished
+/// resumable upload, durable there) as it is: checked as
+/// [`Incoming::finish`] checks a received file, then hard-linked into
+/// `slot` and hashed, with one read and no write. `None` when it must be
+/// copied through [`Incoming`] instead: it has metadata to strip, or the
+/// link cannot be made (another filesystem, or one without links). The
+/// source is left in place either way.
+pub(super) fn adopt(
+    slot: Slot,
+    source: &Path,
+    limit: u64,
+    allowed: &[ImageType],
+    rules: ImageRules,
+) -> Result<Option<Written>, StorageError> {
+    let file = File::open(source)?;
+    let size = file.metadata()?.len();
+    if size == 0 {
+        return Err(StorageError::Empty);
+    }
+    if size > limit {
+        return Err(StorageError::TooLarge { limit });
+    }
+    let mut reader = BufReader::with_capacity(READ_BUF, file);
+    let head = reader.fill_buf()?;
+    let image_type = image_type(&head[..head.len().min(SNIFF_LEN)], allowed)?;
+    let end = End {
+        fsync: slot.fsync,
+        image_type,
+        rules,
+    };
+    let (dimensions, plan) = inspect(&mut reader, end)?;
+    if plan.is_some() {
+        return Ok(None);
+    }
+    if let Err(e) = std::fs::hard_link(source, &slot.tmp.0) {
+        tracing::debug!(error = %e, "a finished upload cannot be linked; it is copied");
+        return Ok(None);
+    }
+    reader.seek(SeekFrom::Start(0))?;
+    let mut hasher = Sha256::new();
+    io::copy(&mut reader, &mut hasher)?;
+    Ok(Some(Written {
+        tmp: slot.tmp,
+        writing: slot.writing,
+        size,
+        sha256: hex::encode(hasher.finalize()),
+        image_type,
+        dimensions,
+        rewritten: false,
+        content: None,
+    }))
 }
 
 impl Drop for Incoming {

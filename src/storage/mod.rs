@@ -481,6 +481,26 @@ impl Storage {
         Ok(Incoming::new(self.backend.begin()?, limit, allowed, rules))
     }
 
+    /// Takes the complete file `source` on this machine (a finished
+    /// resumable upload) without copying its bytes when it can: checked as
+    /// [`Storage::begin`]'s files are and linked, if nothing is to be
+    /// stripped and it lies on the filesystem where it would be received.
+    /// `None`: it must be received through [`Storage::begin`] instead.
+    pub async fn adopt(
+        &self,
+        source: PathBuf,
+        limit: u64,
+        allowed: &[ImageType],
+        rules: ImageRules,
+    ) -> Result<Option<Written>, StorageError> {
+        let slot = self.backend.begin()?;
+        let allowed = allowed.to_vec();
+        slot.tasks
+            .clone()
+            .run(move || incoming::adopt(slot, &source, limit, &allowed, rules))
+            .await
+    }
+
     /// Gives a complete upload its dated public name (today, local time).
     pub async fn commit_dated(&self, written: Written) -> Result<StoredFile, StorageError> {
         let path = StoredPath::dated(written.image_type);
