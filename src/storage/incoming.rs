@@ -15,6 +15,10 @@
 //! removed: into a second temporary file that replaces the first, hashed
 //! anew, only when there is something to remove.
 //!
+//! A complete file already on this disk (a finished resumable upload) is
+//! checked the same way by [`adopt`] and, when it has nothing to strip,
+//! hard-linked instead of copied.
+//!
 //! The temporary file is created by the first write and deleted whenever
 //! the upload is abandoned, including the case where the client leaves
 //! while a write task is still queued or running: the task itself checks,
