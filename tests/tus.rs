@@ -3,7 +3,8 @@
 //! large JPEG in 1 MiB chunks, resumes after the server was killed with
 //! SIGKILL, and resumes after its connection was cut by a proxy; raw
 //! requests check each tus row of SPEC §8, termination, expiry, takeover
-//! of a stalled PATCH, token limits, and the memory of a 1 GiB upload.
+//! of a stalled PATCH, token limits, the memory of a 1 GiB upload, and
+//! the stored SHA-256 after a kill, a cut and a refused chunk.
 
 mod common;
 
@@ -951,5 +952,84 @@ async fn a_finished_upload_is_stripped_of_its_location_or_else_kept_byte_for_byt
             .all(|p| p.extension().is_some_and(|e| e == "json")),
         "{:?}",
         staged(s1)
+    );
+}
+
+/// The stored file's answer entry of a last PATCH, and the stored bytes.
+fn finished(node: &Node, response: &reqwest::Response) -> (Value, Vec<u8>) {
+    assert_eq!(response.status(), 204);
+    let result: Value = serde_json::from_str(
+        response.headers()["x-upload-result"]
+            .to_str()
+            .expect("ascii"),
+    )
+    .expect("JSON");
+    let stored = stored_at(node, result["link"].as_str().expect("link"));
+    (result, stored)
+}
+
+#[tokio::test]
+async fn the_sha256_is_right_after_a_kill_a_cut_and_a_refused_chunk() {
+    let mut cluster = Cluster::new(&["s1"], "fsync = true\n");
+    cluster.start_all();
+    let s1 = &mut cluster.nodes[0];
+    let bytes = plain_jpeg(6 * MIB);
+    let expected = common::sha256(&bytes);
+
+    // Killed half way: the hash of the first half is lost with the
+    // process, so completion reads the bytes.
+    let url = create(s1, &s1.key, bytes.len()).await;
+    let half = bytes.len() / 2;
+    assert_eq!(patch(&url, &s1.key, 0, &bytes[..half]).await.status(), 204);
+    s1.kill();
+    s1.start();
+    let response = patch(&url, &s1.key, half, &bytes[half..]).await;
+    let (result, stored) = finished(s1, &response);
+    assert!(stored == bytes, "byte-exact");
+    assert_eq!(result["sha256"], expected, "after a kill");
+
+    // A connection cut in the middle of a PATCH (what arrived is kept),
+    // then a chunk refused by its checksum (cut back): the hash kept in
+    // memory follows the committed bytes only.
+    let url = create(s1, &s1.key, bytes.len()).await;
+    let id = url.split("/files/").nth(1).expect("id").to_owned();
+    let mut cut = TcpStream::connect(("127.0.0.1", s1.port)).expect("connect");
+    write!(
+        cut,
+        "PATCH /files/{id} HTTP/1.1\r\nHost: t\r\nTus-Resumable: 1.0.0\r\n\
+         X-Security-Key: {}\r\nUpload-Offset: 0\r\nContent-Type: {OFFSET_TYPE}\r\n\
+         Content-Length: {}\r\n\r\n",
+        s1.key,
+        bytes.len()
+    )
+    .expect("head");
+    cut.write_all(&bytes[..2 * MIB]).expect("body");
+    drop(cut);
+    let mut recorded = None;
+    for _ in 0..600 {
+        recorded = offset_of(&url, &s1.key).await.1;
+        if recorded == Some(2 * MIB as u64) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(recorded, Some(2 * MIB as u64), "kept before the cut");
+    let wrong = STANDARD.encode([0u8; 32]);
+    let response = tus(reqwest::Method::PATCH, &url, Some(&s1.key))
+        .header("Upload-Offset", (2 * MIB).to_string())
+        .header("Content-Type", OFFSET_TYPE)
+        .header("Upload-Checksum", format!("sha256 {wrong}"))
+        .body(bytes[2 * MIB..4 * MIB].to_vec())
+        .send()
+        .await
+        .expect("PATCH");
+    assert_eq!(response.status(), 460);
+    assert_eq!(offset_of(&url, &s1.key).await, (200, Some(2 * MIB as u64)));
+    let response = patch(&url, &s1.key, 2 * MIB, &bytes[2 * MIB..]).await;
+    let (result, stored) = finished(s1, &response);
+    assert!(stored == bytes, "byte-exact");
+    assert_eq!(
+        result["sha256"], expected,
+        "after a cut and a refused chunk"
     );
 }

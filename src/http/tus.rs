@@ -447,8 +447,8 @@ async fn complete(state: &Arc<AppState>, patch: &Patch, base: &str) -> Result<()
 
 /// A complete upload as a received file. Taken as it is when nothing is
 /// to be stripped: its bytes are durable in staging already, so they are
-/// read once (checks and hash) and not written again, and its copies go to
-/// the peers from the stored file. Otherwise read back through the upload
+/// not written again (nor read, but for the checks, when they were hashed
+/// as they arrived), and its copies go to the peers from the stored file. Otherwise read back through the upload
 /// pipeline, which writes the stripped file.
 async fn take(
     state: &AppState,
@@ -460,7 +460,7 @@ async fn take(
     let source = patch.part_path();
     if let Some(written) = state
         .storage
-        .adopt(source.clone(), info.limit, allowed, rules)
+        .adopt(source.clone(), info.limit, allowed, rules, patch.sha256())
         .await?
     {
         return Ok((written, Streams::new(&state.replicator, None)));

@@ -9,6 +9,11 @@
 //! PATCH answered. Bytes past the recorded offset (a process killed in the
 //! middle of a chunk) are cut away when the upload is next written.
 //!
+//! The bytes are hashed (SHA-256) as they are committed, in memory only,
+//! so a finished upload is not read again for its hash; bytes cut back
+//! take the hash back with them. When no state matches the committed
+//! offset (after a restart), completion reads the bytes instead.
+//!
 //! This room does not speak HTTP and does not store finished files: the
 //! tus handler (`http/tus.rs`) hands a finished upload to storage (which
 //! links it when it can, or reads it back through the upload pipeline),
@@ -25,6 +30,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 use tokio::sync::{OwnedMutexGuard, watch};
 
 use crate::auth::Tokens;
@@ -114,12 +120,31 @@ pub struct Upload {
     writer: Arc<tokio::sync::Mutex<()>>,
     /// Bumped by a request that takes the upload over; the writer stops.
     takeover: watch::Sender<u64>,
+    /// SHA-256 of the bytes up to the committed offset, as they were
+    /// committed; in memory only, so after a restart the bytes are read
+    /// again at completion.
+    hashed: Mutex<Option<Hashed>>,
+}
+
+/// A SHA-256 state and the offset it has hashed up to.
+#[derive(Debug, Clone)]
+struct Hashed {
+    offset: u64,
+    state: Sha256,
 }
 
 impl Upload {
     /// A copy of what is recorded now.
     pub fn info(&self) -> Info {
         lock(&self.info).clone()
+    }
+
+    /// The hash state of the first `offset` bytes, if it is known.
+    fn hashed_to(&self, offset: u64) -> Option<Sha256> {
+        lock(&self.hashed)
+            .as_ref()
+            .filter(|h| h.offset == offset)
+            .map(|h| h.state.clone())
     }
 }
 
@@ -196,9 +221,15 @@ impl Resumable {
         Upload {
             id,
             dir,
-            info: Mutex::new(info),
             writer: Arc::new(tokio::sync::Mutex::new(())),
             takeover: watch::Sender::new(0),
+            // Bytes are cut back to the offset before any is written, so
+            // an empty upload's hash is known even after a restart.
+            hashed: Mutex::new((info.offset == 0).then(|| Hashed {
+                offset: 0,
+                state: Sha256::new(),
+            })),
+            info: Mutex::new(info),
         }
     }
 

@@ -10,10 +10,11 @@ use std::io::{self, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use sha2::{Digest, Sha256};
 use tokio::io::{AsyncSeekExt, AsyncWriteExt, BufWriter};
 use tokio::sync::{OwnedMutexGuard, watch};
 
-use super::{Info, Resumable, ResumableError, Upload};
+use super::{Hashed, Info, Resumable, ResumableError, Upload, lock};
 use crate::storage::sync_dir;
 
 /// Bytes gathered before one write to the staged file.
@@ -131,6 +132,9 @@ pub struct Patch {
     committed: u64,
     /// Appended since the last commit.
     pending: u64,
+    /// SHA-256 of every byte up to [`Patch::offset`], if the upload's was
+    /// known when this request began.
+    hash: Option<Sha256>,
     takeover: watch::Receiver<u64>,
 }
 
@@ -156,6 +160,7 @@ impl Patch {
         .await
         .map_err(io::Error::other)??;
         let takeover = upload.takeover.subscribe();
+        let hash = upload.hashed_to(committed);
         Ok(Self {
             resumable,
             upload,
@@ -163,6 +168,7 @@ impl Patch {
             file: BufWriter::with_capacity(WRITE_BUFFER, tokio::fs::File::from_std(file)),
             committed,
             pending: 0,
+            hash,
             takeover,
         })
     }
@@ -191,8 +197,20 @@ impl Patch {
         part(&self.upload.dir, &self.upload.id)
     }
 
+    /// The SHA-256 of the committed bytes, hex, when it is known (this
+    /// process hashed every byte as it was committed).
+    pub fn sha256(&self) -> Option<String> {
+        if self.pending != 0 {
+            return None;
+        }
+        self.hash.clone().map(|h| hex::encode(h.finalize()))
+    }
+
     pub async fn append(&mut self, chunk: &[u8]) -> io::Result<()> {
         self.file.write_all(chunk).await?;
+        if let Some(hash) = &mut self.hash {
+            hash.update(chunk);
+        }
         self.pending += chunk.len() as u64;
         Ok(())
     }
@@ -210,6 +228,10 @@ impl Patch {
         self.resumable.record(&self.upload, info).await?;
         self.committed += self.pending;
         self.pending = 0;
+        *lock(&self.upload.hashed) = self.hash.clone().map(|state| Hashed {
+            offset: self.committed,
+            state,
+        });
         Ok(self.committed)
     }
 
@@ -220,6 +242,7 @@ impl Patch {
         file.set_len(self.committed).await?;
         file.seek(SeekFrom::Start(self.committed)).await?;
         self.pending = 0;
+        self.hash = self.upload.hashed_to(self.committed);
         Ok(())
     }
 

@@ -291,7 +291,8 @@ fn image_type(head: &[u8], allowed: &[ImageType]) -> Result<ImageType, StorageEr
 /// Takes a complete file already on this machine's disk (a finished
 /// resumable upload, durable there) as it is: checked as
 /// [`Incoming::finish`] checks a received file, then hard-linked into
-/// `slot` and hashed, with one read and no write. `None` when it must be
+/// `slot` and hashed (unless `sha256` is its known hash), with at most
+/// one read and no write. `None` when it must be
 /// copied through [`Incoming`] instead: it has metadata to strip, or the
 /// link cannot be made (another filesystem, or one without links). The
 /// source is left in place either way.
@@ -301,6 +302,7 @@ pub(super) fn adopt(
     limit: u64,
     allowed: &[ImageType],
     rules: ImageRules,
+    sha256: Option<String>,
 ) -> Result<Option<Written>, StorageError> {
     let file = File::open(source)?;
     let size = file.metadata()?.len();
@@ -326,14 +328,20 @@ pub(super) fn adopt(
         tracing::debug!(error = %e, "a finished upload cannot be linked; it is copied");
         return Ok(None);
     }
-    reader.seek(SeekFrom::Start(0))?;
-    let mut hasher = Sha256::new();
-    io::copy(&mut reader, &mut hasher)?;
+    let sha256 = match sha256 {
+        Some(known) => known,
+        None => {
+            reader.seek(SeekFrom::Start(0))?;
+            let mut hasher = Sha256::new();
+            io::copy(&mut reader, &mut hasher)?;
+            hex::encode(hasher.finalize())
+        }
+    };
     Ok(Some(Written {
         tmp: slot.tmp,
         writing: slot.writing,
         size,
-        sha256: hex::encode(hasher.finalize()),
+        sha256,
         image_type,
         dimensions,
         rewritten: false,

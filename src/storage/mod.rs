@@ -486,18 +486,21 @@ impl Storage {
     /// [`Storage::begin`]'s files are and linked, if nothing is to be
     /// stripped and it lies on the filesystem where it would be received.
     /// `None`: it must be received through [`Storage::begin`] instead.
+    /// `sha256` is the file's hash (hex) when it is known: then its bytes
+    /// are not read again.
     pub async fn adopt(
         &self,
         source: PathBuf,
         limit: u64,
         allowed: &[ImageType],
         rules: ImageRules,
+        sha256: Option<String>,
     ) -> Result<Option<Written>, StorageError> {
         let slot = self.backend.begin()?;
         let allowed = allowed.to_vec();
         slot.tasks
             .clone()
-            .run(move || incoming::adopt(slot, &source, limit, &allowed, rules))
+            .run(move || incoming::adopt(slot, &source, limit, &allowed, rules, sha256))
             .await
     }
 
