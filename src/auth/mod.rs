@@ -316,4 +316,98 @@ mod tests {
         }
         assert!(Credential::Peer.may(Action::MintToken, false).is_err());
     }
+
+    #[test]
+    fn a_refusal_names_what_would_allow_it() {
+        assert_eq!(
+            Credential::Peer.may(Action::Upload, true),
+            Err(Refusal::NotAllowed("upload"))
+        );
+        assert_eq!(
+            Credential::Token.may(Action::Replay, true),
+            Err(Refusal::NotAllowed("uploaderrors"))
+        );
+        assert_eq!(
+            Credential::Token.may(Action::Sync, true),
+            Err(Refusal::NeedsPeer("sync"))
+        );
+    }
+
+    #[test]
+    fn now_is_the_unix_clock() {
+        let seconds = || {
+            SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .expect("after 1970")
+                .as_secs()
+        };
+        let before = seconds();
+        let now = u64::try_from(now()).expect("after 1970");
+        assert!((before..=seconds()).contains(&now), "{before} {now}");
+    }
+
+    const LIFETIME: Lifetime = Lifetime {
+        clock_skew_secs: 60,
+        max_token_secs: 86_400,
+    };
+
+    fn secrets() -> TokenSecrets {
+        TokenSecrets::new(vec![("k1".into(), "s3cret-k1".into())])
+    }
+
+    #[test]
+    fn tokens_are_taken_only_with_a_secret_and_minted_with_it() {
+        let none = Tokens::new(TokenSecrets::default(), LIFETIME, None);
+        assert!(!none.enabled());
+        assert_eq!(none.mint(&token::Request::default()), None);
+        let tokens = Tokens::new(secrets(), LIFETIME, None);
+        assert!(tokens.enabled());
+        let minted = tokens
+            .mint(&token::Request::default())
+            .expect("a secret to mint with");
+        let claims = tokens.verify(&minted.token, None).expect("verifies now");
+        assert_eq!((claims.kid.as_str(), claims.exp), ("k1", minted.exp));
+    }
+
+    #[tokio::test]
+    async fn a_token_stores_max_files_and_gets_back_a_file_not_stored() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let spent = Spent::open(dir.path(), LIFETIME, now()).expect("open");
+        let tokens = Tokens::new(secrets(), LIFETIME, Some(spent));
+        let claims = Claims {
+            kid: "k1".into(),
+            exp: now() + 3600,
+            max_bytes: None,
+            max_files: Some(2),
+            types: None,
+            origin: None,
+            jti: Some("j1".into()),
+        };
+        let is_spent = |r: Result<(), TokenError>| {
+            matches!(r, Err(TokenError::Refused(token::Refusal::Spent)))
+        };
+        tokens.ensure_unspent(&claims).await.expect("two left");
+        tokens.take_file(&claims).await.expect("the first");
+        tokens.take_file(&claims).await.expect("the second");
+        assert!(is_spent(tokens.take_file(&claims).await), "no third");
+        assert!(is_spent(tokens.ensure_unspent(&claims).await));
+        tokens.give_back(&claims).await;
+        tokens
+            .ensure_unspent(&claims)
+            .await
+            .expect("one given back");
+        tokens.take_file(&claims).await.expect("taken again");
+        assert!(is_spent(tokens.ensure_unspent(&claims).await));
+        let unlimited = Claims {
+            max_files: None,
+            ..claims
+        };
+        for _ in 0..3 {
+            tokens.take_file(&unlimited).await.expect("not counted");
+        }
+        tokens
+            .ensure_unspent(&unlimited)
+            .await
+            .expect("never spent");
+    }
 }

@@ -344,6 +344,31 @@ mod tests {
     /// `{"kid": "k1", "exp": 1700000300.5}` under k1.
     const FRACTIONAL_EXP: &str = "eyJraWQiOiAiazEiLCAiZXhwIjogMTcwMDAwMDMwMC41fQ.d67EPrSchnc3EVhlM6afEAcy-mpwELsHKazH9ibc_Hk";
 
+    /// `{"kid": "k1", "exp": 1700086460}` under k1: 24 h and the 60 s of
+    /// skew ahead, the latest `exp` taken.
+    const LONGEST: &str =
+        "eyJraWQiOiAiazEiLCAiZXhwIjogMTcwMDA4NjQ2MH0.MahJ1YX6w3b3QCX9UoKXX89YVSRP4EKtKSac4cSRl-E";
+    /// `{"kid": "k1", "exp": 1700000300, "jti": ""}` under k1.
+    const EMPTY_JTI: &str = "eyJraWQiOiAiazEiLCAiZXhwIjogMTcwMDAwMDMwMCwgImp0aSI6ICIifQ.Is7XrhHsmkP9vJQltqPhfNfa4zQDD2kT7nJv_Tb5hSs";
+    /// `{"kid": "k1", "exp": 1700000300, "jti": "jjj…"}` (128 `j`) under k1.
+    const JTI_128: &str = "eyJraWQiOiAiazEiLCAiZXhwIjogMTcwMDAwMDMwMCwgImp0aSI6ICJqampqampqampqampqampqampqampqampqampqampqampqampqampqampqampqampqampqampqampqampqampqampqampqampqampqampqampqampqampqampqampqampqampqampqampqampqampqampqampqampqampqampqaiJ9.6bl6bfVEQrIJvoyNoMjJ9-likwQb3UO0uiW3YNko3zI";
+    /// The same with 129 `j`.
+    const JTI_129: &str = "eyJraWQiOiAiazEiLCAiZXhwIjogMTcwMDAwMDMwMCwgImp0aSI6ICJqampqampqampqampqampqampqampqampqampqampqampqampqampqampqampqampqampqampqampqampqampqampqampqampqampqampqampqampqampqampqampqampqampqampqampqampqampqampqampqampqampqampqamoifQ.nhogG2jUUynBvXANX3lOLVxxKm13DRb-mJwO808Wj88";
+    /// The signatures under k1 of `base64url(padded(2996))` and
+    /// `base64url(padded(2997))`: tokens of 4096 and 4098 bytes.
+    const PADDED_2996_SIGNATURE: &str = "r-xtRE59w037Jg_5p3rjXlUbpFmaGMQN0_dch3PFYLw";
+    const PADDED_2997_SIGNATURE: &str = "GUHFlRVqnAjclYaGtsd6nwopUMVsmdeu9bcOHcvRNEU";
+
+    /// `{"kid": "k1", "exp": 1700000300, "pad": "aaa…"}` with `n` `a`, as
+    /// Python's `json.dumps` writes it.
+    fn padded(n: usize) -> String {
+        let json = format!(
+            r#"{{"kid": "k1", "exp": 1700000300, "pad": "{}"}}"#,
+            "a".repeat(n)
+        );
+        URL_SAFE_NO_PAD.encode(json)
+    }
+
     fn secrets() -> TokenSecrets {
         TokenSecrets::new(vec![
             ("k1".into(), "s3cret-k1".into()),
@@ -508,6 +533,50 @@ mod tests {
         let default = mint(&secrets(), 86_400, &Request::default(), NOW).expect("a secret");
         assert_eq!(default.exp, NOW + DEFAULT_TTL_SECS as i64);
         assert_eq!(mint(&TokenSecrets::default(), 86_400, &request, NOW), None);
+    }
+
+    #[test]
+    fn the_limits_hold_to_the_second_and_to_the_byte() {
+        let at = |token: &str, now: i64| verify(token, &secrets(), LIFETIME, now, None);
+        // Expired 50 s ago: accepted up to the end of the 60 s of skew.
+        assert!(at(EXPIRED_50S_AGO, NOW + 10).is_ok(), "the last second");
+        assert_eq!(at(EXPIRED_50S_AGO, NOW + 11), Err(Refusal::Expired));
+        // `max_token_secs` plus the skew ahead is the latest exp taken.
+        assert_eq!(at(LONGEST, NOW).map(|c| c.exp), Ok(1_700_086_460));
+        assert_eq!(at(LONGEST, NOW - 1), Err(Refusal::TooLong));
+        // A genuine token of 4096 bytes is read; one longer is not.
+        let longest = format!("{}.{PADDED_2996_SIGNATURE}", padded(2996));
+        assert_eq!(longest.len(), MAX_TOKEN_LEN);
+        assert_eq!(at(&longest, NOW).map(|c| c.kid), Ok("k1".into()));
+        let longer = format!("{}.{PADDED_2997_SIGNATURE}", padded(2997));
+        assert_eq!(longer.len(), MAX_TOKEN_LEN + 2);
+        assert_eq!(
+            at(&longer, NOW),
+            Err(Refusal::Malformed("longer than 4096 bytes"))
+        );
+    }
+
+    #[test]
+    fn a_jti_has_1_to_128_bytes() {
+        let refused = Err(Refusal::Malformed("jti is empty or longer than 128 bytes"));
+        assert_eq!(check(EMPTY_JTI, None), refused);
+        assert_eq!(
+            check(JTI_128, None).map(|c| c.jti),
+            Ok(Some("j".repeat(128)))
+        );
+        assert_eq!(check(JTI_129, None), refused);
+    }
+
+    #[test]
+    fn the_secrets_are_listed_in_order() {
+        let secrets = secrets();
+        assert!(!secrets.is_empty());
+        assert!(TokenSecrets::default().is_empty());
+        assert_eq!(secrets.ids().collect::<Vec<_>>(), ["k1", "k0"]);
+        assert_eq!(
+            secrets.values().collect::<Vec<_>>(),
+            ["s3cret-k1", "older secret, ünïcode"]
+        );
     }
 
     #[test]

@@ -256,6 +256,11 @@ mod tests {
             err.contains("not an origin") && !err.contains("pw"),
             "{err}"
         );
+        // A user name alone makes it a URL too.
+        let err = settings(&["https://user@example.com"])
+            .expect_err("user name")
+            .to_string();
+        assert!(err.contains("not an origin"), "{err}");
         assert_eq!(settings(&[]).expect("empty").allowed_origins, vec![]);
     }
 }
