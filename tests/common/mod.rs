@@ -267,6 +267,25 @@ impl Node {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
             let _ = child.wait();
+            self.wait_port_closed();
+        }
+    }
+
+    /// Waits (bounded) until nothing listens on this node's port. On Linux
+    /// a killed process's socket is gone at once; under Wine the
+    /// wineserver holds a Windows process's sockets and closes them only
+    /// once it notices the death, and a restart in between binds beside
+    /// the dead listener, whose connections are never answered.
+    fn wait_port_closed(&self) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline
+            && TcpStream::connect_timeout(
+                &([127, 0, 0, 1], self.port).into(),
+                Duration::from_millis(200),
+            )
+            .is_ok()
+        {
+            std::thread::sleep(Duration::from_millis(100));
         }
     }
 
