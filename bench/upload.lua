@@ -2,6 +2,8 @@
 --   BENCH_BODY      file holding the complete multipart/form-data body
 --   BENCH_BOUNDARY  its boundary
 --   BENCH_KEY       the X-Security-Key header (sent to every server alike)
+--   BENCH_TOKEN     an upload token instead: sent as Authorization: Bearer,
+--                   and no key
 local function slurp(path)
   local f = assert(io.open(path, "rb"))
   local data = f:read("*a")
@@ -13,7 +15,12 @@ wrk.method = "POST"
 wrk.path = "/do.ashx?action=upload"
 wrk.body = slurp(os.getenv("BENCH_BODY"))
 wrk.headers["Content-Type"] = "multipart/form-data; boundary=" .. os.getenv("BENCH_BOUNDARY")
-wrk.headers["X-Security-Key"] = os.getenv("BENCH_KEY") or ""
+local token = os.getenv("BENCH_TOKEN")
+if token and token ~= "" then
+  wrk.headers["Authorization"] = "Bearer " .. token
+else
+  wrk.headers["X-Security-Key"] = os.getenv("BENCH_KEY") or ""
+end
 
 -- A 200 answer that does not say success would be a silent failure: count it
 -- per thread, and add the threads' counts up at the end.
