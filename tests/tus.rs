@@ -82,6 +82,21 @@ async fn offset_of(url: &str, key: &str) -> (u16, Option<u64>) {
     (response.status().as_u16(), offset)
 }
 
+/// A raw PATCH from offset 0 of a `length`-byte upload `id`, its head sent
+/// and no body byte yet: the test sends (part of) the body, stalls or cuts.
+fn raw_patch(node: &Node, id: &str, length: usize) -> TcpStream {
+    let mut stream = TcpStream::connect(("127.0.0.1", node.port)).expect("connect");
+    write!(
+        stream,
+        "PATCH /files/{id} HTTP/1.1\r\nHost: t\r\nTus-Resumable: 1.0.0\r\n\
+         X-Security-Key: {}\r\nUpload-Offset: 0\r\nContent-Type: {OFFSET_TYPE}\r\n\
+         Content-Length: {length}\r\n\r\n",
+        node.key
+    )
+    .expect("head");
+    stream
+}
+
 /// Files (not folders) in the staging folder of `node`.
 fn staged(node: &Node) -> Vec<PathBuf> {
     std::fs::read_dir(node.data_dir().join(".staging"))
@@ -233,16 +248,7 @@ async fn bytes_past_the_durable_offset_are_cut_away_after_a_kill() {
     let id = url.split("/files/").nth(1).expect("id").to_owned();
     // 10 MiB of a 12 MiB PATCH, then the client stalls: the server has
     // recorded about 8 MiB (it records every 8 MiB), and holds more.
-    let mut stalled = TcpStream::connect(("127.0.0.1", s1.port)).expect("connect");
-    write!(
-        stalled,
-        "PATCH /files/{id} HTTP/1.1\r\nHost: t\r\nTus-Resumable: 1.0.0\r\n\
-         X-Security-Key: {}\r\nUpload-Offset: 0\r\nContent-Type: {OFFSET_TYPE}\r\n\
-         Content-Length: {}\r\n\r\n",
-        s1.key,
-        bytes.len()
-    )
-    .expect("head");
+    let mut stalled = raw_patch(s1, &id, bytes.len());
     stalled.write_all(&bytes[..10 * MIB]).expect("body");
     let part = s1.data_dir().join(".staging").join(format!("{id}.part"));
     // The offset recorded, and more than a MiB beyond it written (the
@@ -647,16 +653,7 @@ async fn a_new_patch_takes_over_from_a_stalled_one() {
     let path = url.split("/files/").nth(1).expect("id").to_owned();
     // A PATCH that sends half its body, then stalls (connection kept open).
     let half = bytes.len() / 2;
-    let mut stalled = TcpStream::connect(("127.0.0.1", s1.port)).expect("connect");
-    write!(
-        stalled,
-        "PATCH /files/{path} HTTP/1.1\r\nHost: t\r\nTus-Resumable: 1.0.0\r\n\
-         X-Security-Key: {}\r\nUpload-Offset: 0\r\nContent-Type: {OFFSET_TYPE}\r\n\
-         Content-Length: {}\r\n\r\n",
-        s1.key,
-        bytes.len()
-    )
-    .expect("head");
+    let mut stalled = raw_patch(s1, &path, bytes.len());
     stalled.write_all(&bytes[..half]).expect("half");
     stalled.flush().expect("flush");
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -993,16 +990,7 @@ async fn the_sha256_is_right_after_a_kill_a_cut_and_a_refused_chunk() {
     // memory follows the committed bytes only.
     let url = create(s1, &s1.key, bytes.len()).await;
     let id = url.split("/files/").nth(1).expect("id").to_owned();
-    let mut cut = TcpStream::connect(("127.0.0.1", s1.port)).expect("connect");
-    write!(
-        cut,
-        "PATCH /files/{id} HTTP/1.1\r\nHost: t\r\nTus-Resumable: 1.0.0\r\n\
-         X-Security-Key: {}\r\nUpload-Offset: 0\r\nContent-Type: {OFFSET_TYPE}\r\n\
-         Content-Length: {}\r\n\r\n",
-        s1.key,
-        bytes.len()
-    )
-    .expect("head");
+    let mut cut = raw_patch(s1, &id, bytes.len());
     cut.write_all(&bytes[..2 * MIB]).expect("body");
     drop(cut);
     let mut recorded = None;
