@@ -74,25 +74,36 @@ impl Garage {
     /// on, one zone per node) with bucket `images` and a key that owns it,
     /// and returns once a PUT works through every node.
     pub fn start(nodes: usize) -> Self {
-        let mut garage = Self {
-            dir: tempfile::tempdir().expect("tempdir"),
-            endpoints: Vec::new(),
-            key_id: String::new(),
-            secret: String::new(),
-            bucket: String::new(),
-            region: String::new(),
-            started_in: Duration::ZERO,
+        // The script picks free ports and releases them before Garage binds
+        // them, so a test starting beside this one may take one meanwhile:
+        // then the cluster is started again on other ports (a few tries).
+        let mut attempt = 1;
+        let mut garage = loop {
+            let mut garage = Self {
+                dir: tempfile::tempdir().expect("tempdir"),
+                endpoints: Vec::new(),
+                key_id: String::new(),
+                secret: String::new(),
+                bucket: String::new(),
+                region: String::new(),
+                started_in: Duration::ZERO,
+            };
+            let started = Instant::now();
+            let out = garage.script(&["up", &nodes.to_string()]);
+            garage.started_in = started.elapsed();
+            if out.status.success() {
+                break garage;
+            }
+            let logs = garage.logs();
+            assert!(
+                attempt < 3 && logs.contains("Address already in use"),
+                "garage-cluster.sh up failed: {}{}\n{logs}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr),
+            );
+            eprintln!("garage: a port was taken meanwhile (try {attempt}); starting again");
+            attempt += 1;
         };
-        let started = Instant::now();
-        let out = garage.script(&["up", &nodes.to_string()]);
-        garage.started_in = started.elapsed();
-        assert!(
-            out.status.success(),
-            "garage-cluster.sh up failed: {}{}\n{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr),
-            garage.logs()
-        );
         let env = std::fs::read_to_string(garage.dir().join("env")).expect("env file");
         let vars: BTreeMap<&str, &str> = env
             .lines()
