@@ -15,6 +15,7 @@ pub mod images;
 pub mod index;
 pub mod journal;
 mod logging;
+mod memory;
 mod migrate;
 pub mod repair;
 pub mod replication;
@@ -91,6 +92,7 @@ enum Mode {
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    memory::return_large_blocks();
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
