@@ -2,9 +2,10 @@
 # Before and after: two builds of the service, measured in turn in the same
 # minutes, so that what else the machine does weighs on both alike. Each
 # round starts both binaries afresh (A then B, B then A on the next round)
-# and runs the 140 KB case with wrk; prints req/s, CPU and context
-# switches (all threads of ours) per request of each round, and the best of
-# each binary. On a busy machine req/s and CPU swing; the switches do not.
+# and runs the 140 KB case with wrk; prints req/s, CPU, context
+# switches and minor page faults (all threads of ours) per request of each
+# round, and the best of each binary. On a busy machine req/s and CPU
+# swing; the switches and faults do not.
 #
 #   bench/ab.sh OLD_BINARY NEW_BINARY [small|small-peer]
 #
@@ -52,8 +53,15 @@ switches() {
         awk '/^(non)?voluntary_ctxt_switches:/ { n += $2 } END { print n }'
 }
 
+# Minor page faults so far of the given processes (a fresh mapping per
+# large buffer shows here, whatever the load).
+faults() {
+    local pid
+    for pid in "$@"; do awk '{print $10}' "/proc/$pid/stat"; done | awk '{ n += $1 } END { print n }'
+}
+
 # measure LABEL BINARY: one round of one binary; appends "LABEL rps ms
-# switches" to $WORK/results.
+# switches faults" (the last three per request) to $WORK/results.
 measure() {
     local label=$1 pids=()
     BIN=$2
@@ -72,12 +80,14 @@ measure() {
     wrk_run "$WORK/warmup.txt" "$p1" 1
     settle
     local before after line rps requests
-    local switched
+    local switched faulted
     switched=$(switches "${pids[@]}")
+    faulted=$(faults "${pids[@]}")
     before=$(cpu_ticks "${pids[@]}")
     wrk_run "$WORK/wrk.txt" "$p1" "$SECONDS_PER_RUN"
     after=$(cpu_ticks "${pids[@]}")
     switched=$(($(switches "${pids[@]}") - switched))
+    faulted=$(($(faults "${pids[@]}") - faulted))
     line=$(grep '^BENCH ' "$WORK/wrk.txt")
     rps=${line#*rps=}
     rps=${rps%% *}
@@ -87,8 +97,8 @@ measure() {
     for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
     for pid in "${pids[@]}"; do stop_process "$pid"; done
     empty_files "$WORK/$s1/data" "$WORK/$s2/data"
-    awk -v l="$label" -v r="$rps" -v t=$((after - before)) -v hz="$CLK_TCK" -v n="$requests" -v s="$switched" \
-        'BEGIN { printf "%s %.0f %.3f %.1f\n", l, r, 1000 * t / hz / n, s / n }' | tee -a "$WORK/results"
+    awk -v l="$label" -v r="$rps" -v t=$((after - before)) -v hz="$CLK_TCK" -v n="$requests" -v s="$switched" -v f="$faulted" \
+        'BEGIN { printf "%s %.0f %.3f %.1f %.1f\n", l, r, 1000 * t / hz / n, s / n, f / n }' | tee -a "$WORK/results"
 }
 
 log "$CASE, fsync=$FSYNC, $ROUNDS rounds of ${SECONDS_PER_RUN} s; A=$A B=$B"
@@ -102,8 +112,8 @@ for ((round = 1; round <= ROUNDS; round++)); do
     fi
 done
 echo
-awk '{ rps[$1] = rps[$1] " " $2; if ($2 > best[$1]) best[$1] = $2; cpu[$1] = cpu[$1] " " $3; sw[$1] = sw[$1] " " $4 }
+awk '{ rps[$1] = rps[$1] " " $2; if ($2 > best[$1]) best[$1] = $2; cpu[$1] = cpu[$1] " " $3; sw[$1] = sw[$1] " " $4; pf[$1] = pf[$1] " " $5 }
     END {
-        for (l in best) printf "%s: req/s%s (best %d); CPU ms/req%s; switches/req%s\n", l, rps[l], best[l], cpu[l], sw[l]
+        for (l in best) printf "%s: req/s%s (best %d); CPU ms/req%s; switches/req%s; page faults/req%s\n", l, rps[l], best[l], cpu[l], sw[l], pf[l]
         if (best["A"] > 0) printf "B / A (best of rounds): %.2f\n", best["B"] / best["A"]
     }' "$WORK/results"
