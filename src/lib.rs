@@ -8,9 +8,9 @@
 //! stages the bytes) and enters `storage` the same way either way: a
 //! temporary file, hashed, sniffed, checked and stripped by `images`, then
 //! named by a backend (one data folder, several volumes, or an S3 bucket).
-//! The name is recorded in `index`; `replication` copies the file to every
-//! peer, and a copy that fails goes into `journal`, which replays it until
-//! the peer has it.
+//! On disks the name is recorded in `index`, `replication` copies the file
+//! to every peer, and a copy that fails goes into `journal`, which replays
+//! it until the peer has it; a bucket keeps its copies itself.
 //!
 //! Beside that walk, rooms of their own that never climb back into it:
 //! `repair` (anti-entropy against the peers' index digests, read-through,
