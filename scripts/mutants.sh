@@ -11,7 +11,7 @@
 #   scripts/mutants.sh src/storage/sniff.rs   only the files named
 #
 # Results go to mutants.out/ (caught.txt, missed.txt, timeout.txt,
-# unviable.txt, one log per mutant under log/; README "Two commands" says how
+# unviable.txt, one log per mutant under log/; docs/testing.md says how
 # to read them); the exit status is 2 when a mutant was missed, 3 when
 # none was but some timed out (a walk made to loop forever).
 set -euo pipefail

@@ -1,11 +1,24 @@
 //! multiserver-upload: an image upload service that keeps every uploaded file
 //! on several servers at once.
 //!
-//! The data flow, one module per step: `http` (request, `auth`, multipart
-//! stream) → `storage` → `replication` → `journal` (failed copies, replay).
-//! `auth` says who may do what (keys by role; `http::auth` asks it).
-//! `config` turns files, environment and flags into one `Config`; `server`
-//! and `shutdown` run the listener; `logging` sets up `tracing`.
+//! The data flow of an upload, one module per step: `http` takes the request
+//! and asks `auth` who sent it (a key by role, an upload token, a peer);
+//! the file arrives as a multipart stream (`http::upload`, `http::body`) or,
+//! resumably, through tus (`http::tus` speaks the protocol, `resumable`
+//! stages the bytes) and enters `storage` the same way either way: a
+//! temporary file, hashed, sniffed, checked and stripped by `images`, then
+//! named by a backend (one data folder, several volumes, or an S3 bucket).
+//! On disks the name is recorded in `index`, `replication` copies the file
+//! to every peer, and a copy that fails goes into `journal`, which replays
+//! it until the peer has it; a bucket keeps its copies itself.
+//!
+//! Beside that walk, rooms of their own that never climb back into it:
+//! `repair` (anti-entropy against the peers' index digests, read-through,
+//! scrub, the trash's purge), `images` (pixel limits, metadata, thumbnails
+//! and widths), `migrate` (a data folder into the bucket). `config` turns
+//! files, environment and flags into one `Config`; `server` and `shutdown`
+//! run the listener; `logging` sets up `tracing`; `memory` keeps freed large
+//! buffers from staying with the process.
 
 mod auth;
 pub mod cli;

@@ -696,7 +696,7 @@ fn check_strip(bytes: &[u8], changed: bool) -> Result<(), TestCaseError> {
         Err(_) if changed => return Ok(()),
         Err(e) => return Err(TestCaseError::fail(format!("refused: {e}"))),
     };
-    // Known gap (README, fuzz/README.md finding 4): a JPEG with bytes
+    // Known gap (docs/images.md, fuzz/README.md finding 4): a JPEG with bytes
     // changed at random may be walked otherwise than a tolerant decoder
     // reads it (its walk stops, or takes a damaged length at its word), so
     // such a file is only held to not panicking.

@@ -308,7 +308,7 @@ async fn a_cluster_rotates_its_peer_key_without_a_lost_copy_and_no_key_is_ever_s
     cluster.start_all();
     let mut uploaded = vec![upload_one(&cluster.nodes[0], &jpeg(10_000, 10)).await];
     let mut seed = 11;
-    // The README's order: every server accepts the new key, then every
+    // The order of docs/keys-and-tokens.md: every server accepts the new key, then every
     // server sends it, then every server drops the old one; one server at
     // a time, uploads going on meanwhile (the one restarting misses them
     // and gets them from the journal).

@@ -330,7 +330,7 @@ async fn replay_url_follows_no_redirect_and_wants_a_success_envelope() {
     let sink = FakePeer::start(Reply::Bytes(answer(
         "200 OK",
         &[("Content-Type", "application/json")],
-        br#"{"resp":{"success":1,"replayed":0,"failed":0,"dropped":0,"remaining":0,"busy":false}}"#,
+        br#"{"resp":{"success":1,"replayed":0,"failed":0,"dropped":0,"remaining":0,"busy":0}}"#,
     )));
     let redirect = FakePeer::start(Reply::Bytes(answer(
         "303 See Other",

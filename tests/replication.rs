@@ -280,9 +280,9 @@ async fn replay_command_and_uploaderrors_at_once_lose_no_entry() {
         .and_then(|l| serde_json::from_str(l).ok())
         .unwrap_or_else(|| panic!("no JSON report last on stdout:\n{stdout}\n{stderr}"));
     if output.status.success() {
-        assert_eq!(by_command["busy"], false, "{by_command}");
+        assert_eq!(by_command["busy"], 0, "{by_command}");
     } else {
-        assert_eq!(by_command["busy"], true, "{by_command}");
+        assert_eq!(by_command["busy"], 1, "{by_command}");
         assert!(
             stderr.contains("another replay is running"),
             "{}: {stderr}",
@@ -291,7 +291,7 @@ async fn replay_command_and_uploaderrors_at_once_lose_no_entry() {
     }
     eprintln!("command: {by_command}\nuploaderrors: {by_http}");
     assert!(
-        by_command["busy"] == false || by_http["busy"] == false,
+        by_command["busy"] == 0 || by_http["busy"] == 0,
         "one of them must have replayed"
     );
 
@@ -331,7 +331,7 @@ async fn replay_command_with_url_asks_the_server_with_the_key_in_a_header() {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
     let port = listener.local_addr().expect("addr").port();
     let canned =
-        r#"{"resp":{"success":1,"replayed":0,"failed":0,"dropped":0,"remaining":0,"busy":false}}"#;
+        r#"{"resp":{"success":1,"replayed":0,"failed":0,"dropped":0,"remaining":0,"busy":0}}"#;
     let recorder = std::thread::spawn(move || answer_once(&listener, canned));
     let output = run_replay(
         &cluster.nodes[0],
@@ -392,6 +392,43 @@ async fn replay_command_with_url_asks_the_server_with_the_key_in_a_header() {
         String::from_utf8_lossy(&output.stderr).contains("403"),
         "{output:?}"
     );
+}
+
+/// Every flag of an `uploaderrors` answer is `0`/`1`, as `success`,
+/// `ok` and `journaled` are (SPEC §2.2: "in XML or JSON like above"):
+/// `busy` included, in JSON as in XML, and in the `replay` command's report.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn uploaderrors_says_busy_as_0_or_1_in_json_xml_and_the_command() {
+    let cluster = Cluster::single(QUIET);
+    let s1 = &cluster.nodes[0];
+    let client = client();
+    let body = |format: &'static str| {
+        let request = client
+            .post(s1.do_url(&format!("action=uploaderrors&format={format}")))
+            .header("X-Security-Key", &s1.key);
+        async move {
+            let response = request.send().await.expect("uploaderrors");
+            assert_eq!(response.status(), 200);
+            response.text().await.expect("body")
+        }
+    };
+    let answer = body("json").await;
+    assert!(answer.contains(r#""busy":0"#), "{answer}");
+    let answer = body("xml").await;
+    assert!(answer.contains("<busy>0</busy>"), "{answer}");
+
+    let output = tokio::process::Command::new(BIN)
+        .args(["replay", "--config"])
+        .arg(s1.config())
+        .kill_on_drop(true)
+        .output();
+    let output = tokio::time::timeout(Duration::from_secs(60), output)
+        .await
+        .expect("replay command finished")
+        .expect("ran");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{output:?}");
+    assert!(stdout.contains(r#""busy":0"#), "{stdout}");
 }
 
 // ---------------------------------------------------------------------------
@@ -838,7 +875,7 @@ async fn uploaderrors(client: &reqwest::Client, node: &Node, method: reqwest::Me
         .await;
         assert_eq!(status, 200, "{v}");
         assert_eq!(v["resp"]["success"], 1, "{v}");
-        if v["resp"]["busy"] == false {
+        if v["resp"]["busy"] == 0 {
             return v["resp"].clone();
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -859,7 +896,7 @@ fn spawn_uploaderrors(
         let response = request.send().await?;
         assert_eq!(response.status(), 200);
         let v: Value = response.json().await?;
-        assert_eq!(v["resp"]["busy"], false, "{v}");
+        assert_eq!(v["resp"]["busy"], 0, "{v}");
         Ok(v["resp"].clone())
     })
 }

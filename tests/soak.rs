@@ -122,7 +122,7 @@ fn uploads_survive_a_flapping_peer_and_nothing_is_lost() {
                 )
                 .await;
                 remaining += v["resp"]["remaining"].as_u64().unwrap_or(1);
-                if v["resp"]["busy"] == true {
+                if v["resp"]["busy"] == 1 {
                     remaining += 1;
                 }
             }

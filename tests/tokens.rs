@@ -1,7 +1,7 @@
 //! Upload tokens (SPEC §12) against the real binary: every refusal names
 //! its reason and stores nothing, a token's limits hold while the file
 //! streams, `max_files` survives a restart, tokens minted offline by the
-//! README's snippets upload, a token works on every server sharing the
+//! snippets of docs/keys-and-tokens.md upload, a token works on every server sharing the
 //! secret and under an older secret, a token may only upload, and
 //! `action=token` mints in XML and JSON.
 //!
@@ -357,9 +357,11 @@ fn example(name: &str) -> std::path::PathBuf {
 }
 
 #[tokio::test]
-async fn tokens_minted_by_the_readme_snippets_upload() {
-    let readme = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md"))
-        .expect("README");
+async fn tokens_minted_by_the_documented_snippets_upload() {
+    let page = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/keys-and-tokens.md"),
+    )
+    .expect("docs/keys-and-tokens.md");
     for snippet in [
         "UploadToken.cs",
         "mint_upload_token.py",
@@ -368,8 +370,8 @@ async fn tokens_minted_by_the_readme_snippets_upload() {
     ] {
         let text = std::fs::read_to_string(example(snippet)).expect("snippet");
         assert!(
-            readme.contains(text.trim_end()),
-            "README does not show {snippet} as it is"
+            page.contains(text.trim_end()),
+            "docs/keys-and-tokens.md does not show {snippet} as it is"
         );
     }
 

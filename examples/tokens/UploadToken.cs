@@ -1,4 +1,4 @@
-// Mints an upload token (README "Keys and tokens"). .NET Framework 4, no packages.
+// Mints an upload token (docs/keys-and-tokens.md). .NET Framework 4, no packages.
 using System;
 using System.Security.Cryptography;
 using System.Text;

@@ -1,4 +1,4 @@
-// Mints an upload token (README "Keys and tokens"). Node.js, standard library only.
+// Mints an upload token (docs/keys-and-tokens.md). Node.js, standard library only.
 const crypto = require("crypto");
 
 function mintUploadToken(kid, secret, ttlSecs, maxFiles, maxBytes, origin) {

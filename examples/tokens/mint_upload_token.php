@@ -1,5 +1,5 @@
 <?php
-// Mints an upload token (README "Keys and tokens"). PHP 7.1+, no extensions.
+// Mints an upload token (docs/keys-and-tokens.md). PHP 7.1+, no extensions.
 function b64url(string $data): string {
     return rtrim(strtr(base64_encode($data), '+/', '-_'), '=');
 }

@@ -1,4 +1,4 @@
-# Mints an upload token (README "Keys and tokens"). Python 3, standard library only.
+# Mints an upload token (docs/keys-and-tokens.md). Python 3, standard library only.
 import base64, hashlib, hmac, json, secrets, time
 
 def b64url(data):

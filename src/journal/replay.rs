@@ -51,8 +51,14 @@ pub struct ReplayReport {
     /// Of those, entries a peer refused for good: never resent, left to an
     /// operator.
     pub needs_operator: usize,
-    /// Another replay was running; this call did nothing.
+    /// Another replay was running; this call did nothing. Written `1`/`0`
+    /// like every other flag of an answer (`success`, `ok`, `journaled`).
+    #[serde(serialize_with = "as_flag")]
     pub busy: bool,
+}
+
+fn as_flag<S: serde::Serializer>(flag: &bool, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.serialize_u8(u8::from(*flag))
 }
 
 pub struct Replayer {

@@ -1,4 +1,4 @@
-// Prints a token minted by the README's C# snippet (examples/tokens/UploadToken.cs),
+// Prints a token minted by the C# snippet of docs/keys-and-tokens.md (examples/tokens/UploadToken.cs),
 // so the test can upload with it: kid secret ttl_secs max_files max_bytes [origin].
 using System;
 
