@@ -66,7 +66,12 @@ pub struct ReplayArgs {
     pub url: Option<String>,
     /// Milliseconds between progress lines when standard error is not a
     /// terminal (hidden: the default suits a log; tests shorten it).
-    #[arg(long, hide = true, default_value_t = 5000)]
+    #[arg(
+        long,
+        hide = true,
+        env = "MULTISERVER_UPLOAD_PROGRESS_EVERY_MS",
+        default_value_t = 5000
+    )]
     pub progress_every_ms: u64,
 }
 
@@ -82,7 +87,12 @@ pub struct MigrateArgs {
     pub concurrency: u16,
     /// Milliseconds between progress lines when standard error is not a
     /// terminal (hidden: the default suits a log; tests shorten it).
-    #[arg(long, hide = true, default_value_t = 5000)]
+    #[arg(
+        long,
+        hide = true,
+        env = "MULTISERVER_UPLOAD_PROGRESS_EVERY_MS",
+        default_value_t = 5000
+    )]
     pub progress_every_ms: u64,
 }
 
