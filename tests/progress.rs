@@ -70,6 +70,7 @@ async fn replay_without_a_terminal_prints_progress_lines() {
         .lines()
         .filter(|l| l.starts_with("replay: "))
         .collect();
+    println!("{}", lines.join("\n"));
     assert!(lines.len() >= 2, "periodic progress lines:\n{stderr}");
     let of_total = format!(" of {FILES} files, ");
     assert!(

@@ -543,6 +543,38 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn entries_owed_per_peer_follow_open_appends_and_settles() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let a = entry("s2");
+        let text = format!("{}\n", serde_json::to_string(&a).expect("json"));
+        std::fs::write(dir.path().join(JOURNAL), text).expect("write");
+        let journal = Journal::open(dir.path(), false).expect("open");
+        let owed = |pairs: &[(&str, usize)]| -> BTreeMap<String, usize> {
+            pairs.iter().map(|(p, n)| ((*p).to_owned(), *n)).collect()
+        };
+        assert_eq!(journal.owed_by_peer(), owed(&[("s2", 1)]));
+        let (b, c) = (entry("s3"), entry("s2"));
+        journal
+            .append(vec![b.clone(), c.clone()])
+            .await
+            .expect("append");
+        assert_eq!(journal.owed_by_peer(), owed(&[("s2", 2), ("s3", 1)]));
+        journal
+            .settle(HashMap::from([
+                (a.id, Settlement::Delivered),
+                (b.id, Settlement::Delivered),
+                (c.id, Settlement::Failed("refused".into())),
+            ]))
+            .await
+            .expect("settle");
+        assert_eq!(
+            journal.owed_by_peer(),
+            owed(&[("s2", 1)]),
+            "s3 owed nothing"
+        );
+    }
+
+    #[tokio::test]
     async fn the_probe_leaves_nothing_behind() {
         let dir = tempfile::tempdir().expect("tempdir");
         let journal = Journal::open(dir.path(), true).expect("open");
