@@ -21,6 +21,15 @@ use tokio::task::JoinHandle;
 /// How often the bar is redrawn on a terminal.
 const DRAW_EVERY: Duration = Duration::from_millis(200);
 
+/// The bar until the total is known: a spinner, counts and rate.
+const COUNTING: &str =
+    "{prefix}: {spinner} {msg}, {bytes} at {binary_bytes_per_sec} (still counting the total)";
+
+/// The bar once the total is known; `msg` holds files and time left, as
+/// the lines off a terminal say them.
+const KNOWN: &str =
+    "{prefix}: [{wide_bar}] {bytes} of {total_bytes} at {binary_bytes_per_sec}, {msg}";
+
 /// What is done, and what there is to do once it is known.
 #[derive(Debug, Default)]
 pub struct Tally {
@@ -74,13 +83,12 @@ impl Figures {
         let rate = rate(self.bytes, elapsed);
         match self.total {
             Some((files, bytes)) => format!(
-                "{what}: {} of {files} files, {} of {}, {}/s, {} left",
+                "{what}: {} of {files} files, {} of {}, {}/s, {}",
                 self.files,
                 HumanBytes(self.bytes),
                 HumanBytes(bytes),
                 HumanBytes(rate),
-                self.left(elapsed)
-                    .map_or_else(|| "time".to_owned(), |d| HumanDuration(d).to_string()),
+                self.left_text(elapsed),
             ),
             None => format!(
                 "{what}: {} files, {}, {}/s (still counting the total)",
@@ -89,6 +97,14 @@ impl Figures {
                 HumanBytes(rate)
             ),
         }
+    }
+
+    /// `3 minutes left`, or that it is not known before anything is done.
+    fn left_text(&self, elapsed: Duration) -> String {
+        self.left(elapsed).map_or_else(
+            || "time left not known yet".to_owned(),
+            |d| format!("{} left", HumanDuration(d)),
+        )
     }
 
     /// The time left at the rate so far: by bytes where there are bytes to
@@ -162,15 +178,10 @@ async fn lines(
 async fn draw(what: &'static str, tally: Arc<Tally>, mut stopped: watch::Receiver<bool>) {
     let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
     bar.set_prefix(what);
-    let counting = ProgressStyle::with_template(
-        "{prefix}: {spinner} {msg}, {bytes} at {binary_bytes_per_sec} (still counting the total)",
-    );
-    let known = ProgressStyle::with_template(
-        "{prefix}: [{wide_bar}] {msg}, {bytes} of {total_bytes} at {binary_bytes_per_sec}, {eta} left",
-    );
-    if let Ok(style) = &counting {
-        bar.set_style(style.clone());
+    if let Ok(style) = ProgressStyle::with_template(COUNTING) {
+        bar.set_style(style);
     }
+    let started = Instant::now();
     let mut styled = false;
     let mut tick = tokio::time::interval(DRAW_EVERY);
     loop {
@@ -178,23 +189,26 @@ async fn draw(what: &'static str, tally: Arc<Tally>, mut stopped: watch::Receive
         match figures.total {
             Some((files, bytes)) => {
                 if !styled {
-                    if let Ok(style) = &known {
-                        bar.set_style(style.clone());
+                    if let Ok(style) = ProgressStyle::with_template(KNOWN) {
+                        bar.set_style(style);
                     }
                     styled = true;
                 }
                 bar.set_length(bytes);
-                bar.set_message(format!("{} of {files} files", figures.files));
+                let left = figures.left_text(started.elapsed());
+                bar.set_message(format!("{} of {files} files, {left}", figures.files));
             }
             None => bar.set_message(format!("{} files", figures.files)),
         }
         bar.set_position(figures.bytes);
+        if *stopped.borrow() {
+            // Left on the screen as it ended, its last figures drawn.
+            bar.abandon();
+            return;
+        }
         tokio::select! {
             _ = tick.tick() => {}
-            _ = stopped.changed() => {
-                bar.abandon();
-                return;
-            }
+            _ = stopped.changed() => {}
         }
     }
 }
@@ -252,6 +266,13 @@ mod tests {
             known,
             "migrate: 120 of 480 files, 120.00 MiB of 480.00 MiB, 30.00 MiB/s, 12 seconds left"
         );
+    }
+
+    #[test]
+    fn the_bar_templates_parse() {
+        for template in [COUNTING, KNOWN] {
+            assert!(ProgressStyle::with_template(template).is_ok(), "{template}");
+        }
     }
 
     #[test]
