@@ -5,7 +5,9 @@
 //! stream) → `storage` → `replication` → `journal` (failed copies, replay).
 //! `auth` says who may do what (keys by role; `http::auth` asks it).
 //! `config` turns files, environment and flags into one `Config`; `server`
-//! and `shutdown` run the listener; `logging` sets up `tracing`.
+//! and `shutdown` run the listener; `logging` sets up `tracing`;
+//! `metrics` holds the latency histograms, `progress` what long commands
+//! show while they run.
 
 mod auth;
 pub mod cli;

@@ -1,8 +1,10 @@
 //! `GET /metrics` (no key, like `/healthz`): Prometheus text (OpenMetrics)
 //! through `prometheus-client`. Request and byte counters live here and are
-//! counted by the request-log middleware; everything else (journal, index,
-//! repair) is read when scraped from figures the other rooms already keep,
-//! with no read of the journal and no lock held longer than a copy.
+//! counted by the request-log middleware; the latency histograms are
+//! `crate::metrics`', registered here once; everything else (journal,
+//! index, repair, stored files) is read when scraped from figures the other
+//! rooms already keep, with no read of the journal and no lock held longer
+//! than a copy. docs/operations.md lists every family (a test checks it).
 
 use std::sync::Arc;
 
