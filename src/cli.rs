@@ -64,6 +64,15 @@ pub struct ReplayArgs {
     /// the key goes in the X-Security-Key header, never in the URL.
     #[arg(long)]
     pub url: Option<String>,
+    /// Milliseconds between progress lines when standard error is not a
+    /// terminal (hidden: the default suits a log; tests shorten it).
+    #[arg(
+        long,
+        hide = true,
+        env = "MULTISERVER_UPLOAD_PROGRESS_EVERY_MS",
+        default_value_t = 5000
+    )]
+    pub progress_every_ms: u64,
 }
 
 #[derive(Debug, Args, Clone)]
@@ -76,6 +85,15 @@ pub struct MigrateArgs {
     /// Files copied at once.
     #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..))]
     pub concurrency: u16,
+    /// Milliseconds between progress lines when standard error is not a
+    /// terminal (hidden: the default suits a log; tests shorten it).
+    #[arg(
+        long,
+        hide = true,
+        env = "MULTISERVER_UPLOAD_PROGRESS_EVERY_MS",
+        default_value_t = 5000
+    )]
+    pub progress_every_ms: u64,
 }
 
 impl Cli {

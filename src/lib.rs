@@ -17,8 +17,9 @@
 //! scrub, the trash's purge), `images` (pixel limits, metadata, thumbnails
 //! and widths), `migrate` (a data folder into the bucket). `config` turns
 //! files, environment and flags into one `Config`; `server` and `shutdown`
-//! run the listener; `logging` sets up `tracing`; `memory` keeps freed large
-//! buffers from staying with the process.
+//! run the listener; `logging` sets up `tracing`; `metrics` holds the
+//! latency histograms, `progress` what long commands show while they run;
+//! `memory` keeps freed large buffers from staying with the process.
 
 mod auth;
 pub mod cli;
@@ -29,7 +30,9 @@ pub mod index;
 pub mod journal;
 mod logging;
 mod memory;
+mod metrics;
 mod migrate;
+mod progress;
 pub mod repair;
 pub mod replication;
 pub mod resumable;
@@ -40,6 +43,7 @@ pub mod storage;
 use std::borrow::Cow;
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 
@@ -60,12 +64,27 @@ pub fn run(cli: Cli) -> ExitCode {
         None => (cli.overrides, Mode::Serve),
         Some(Command::Serve(o)) => (o, Mode::Serve),
         Some(Command::CheckConfig(o)) => (o, Mode::Check),
-        Some(Command::Replay(ReplayArgs { overrides, url })) => (overrides, Mode::Replay(url)),
+        Some(Command::Replay(ReplayArgs {
+            overrides,
+            url,
+            progress_every_ms,
+        })) => (
+            overrides,
+            Mode::Replay(url, Duration::from_millis(progress_every_ms)),
+        ),
         Some(Command::Migrate(MigrateArgs {
             overrides,
             from,
             concurrency,
-        })) => (overrides, Mode::Migrate(from, concurrency.into())),
+            progress_every_ms,
+        })) => (
+            overrides,
+            Mode::Migrate(
+                from,
+                concurrency.into(),
+                Duration::from_millis(progress_every_ms),
+            ),
+        ),
     };
     let config = match Config::load(&config_path, &overrides) {
         Ok(c) => c,
@@ -80,10 +99,12 @@ pub fn run(cli: Cli) -> ExitCode {
             Ok(())
         }
         Mode::Serve => runtime().and_then(|rt| rt.block_on(serve(config))),
-        Mode::Replay(url) => runtime().and_then(|rt| rt.block_on(replay(config, url))),
-        Mode::Migrate(from, concurrency) => runtime().and_then(|rt| {
+        Mode::Replay(url, every) => {
+            runtime().and_then(|rt| rt.block_on(replay(config, url, every)))
+        }
+        Mode::Migrate(from, concurrency, every) => runtime().and_then(|rt| {
             let _log = logging::init(None, &config.secrets())?;
-            rt.block_on(migrate::run(&config, from, concurrency))
+            rt.block_on(migrate::run(&config, from, concurrency, every))
         }),
     };
     match result {
@@ -99,9 +120,11 @@ pub fn run(cli: Cli) -> ExitCode {
 enum Mode {
     Serve,
     Check,
-    Replay(Option<String>),
-    /// The folder to copy (default: data_dir) and files at once.
-    Migrate(Option<std::path::PathBuf>, usize),
+    /// A running server's URL, or none; the time between progress lines.
+    Replay(Option<String>, Duration),
+    /// The folder to copy (default: data_dir), files at once, and the time
+    /// between progress lines.
+    Migrate(Option<std::path::PathBuf>, usize, Duration),
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
@@ -199,14 +222,17 @@ pub async fn open(config: Arc<Config>) -> anyhow::Result<AppState> {
     .with_context(|| format!("cannot open the storage in {}", config.data_dir.display()))?;
     let journal = Journal::open(&config.log_dir, config.fsync)
         .with_context(|| format!("cannot use log_dir {}", config.log_dir.display()))?;
-    let replicator = Replicator::new(&config).context("cannot build the HTTP client")?;
+    let latency = metrics::Latency::default();
+    let replicator =
+        Replicator::new(&config, latency.clone()).context("cannot build the HTTP client")?;
     let replayer = Arc::new(Replayer::new(
         journal.clone(),
         storage.clone(),
         replicator.clone(),
         config.server_name.clone(),
     ));
-    let fetcher = Fetcher::new(&config, storage.clone()).context("cannot build the HTTP client")?;
+    let fetcher =
+        Fetcher::new(&config, storage.clone(), latency).context("cannot build the HTTP client")?;
     // No counts file (nor its writer thread and cache) where no token
     // can exist.
     let spent = if config.auth.token_secrets.is_empty() {
@@ -289,18 +315,18 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn replay(config: Config, url: Option<String>) -> anyhow::Result<()> {
+async fn replay(config: Config, url: Option<String>, every: Duration) -> anyhow::Result<()> {
     let config = Arc::new(config);
     let _log = logging::init(None, &config.secrets())?;
     match url {
         Some(url) => replay_remote(&config, &url).await,
         None => {
-            let report = open(config)
-                .await?
-                .replayer
-                .replay(None)
-                .await
-                .context("replay failed")?;
+            let state = open(config).await?;
+            let tally = Arc::new(progress::Tally::default());
+            let shown = progress::show("replay", tally.clone(), every);
+            let report = state.replayer.replay_counted(None, &tally).await;
+            shown.finish().await;
+            let report = report.context("replay failed")?;
             println!("{}", serde_json::to_string(&report)?);
             if report.busy {
                 anyhow::bail!("another replay is running; nothing done");

@@ -17,9 +17,18 @@
 //!
 //! The walk runs on a blocking thread and hands files over a short queue,
 //! so a folder of millions of files is never listed whole in memory.
+//!
+//! Progress (files, bytes, rate, time left) is shown while it runs. The
+//! copy starts at once; a second walk beside it counts the files and their
+//! sizes (one `stat` each, far quicker than their upload), and once it is
+//! through the time left is shown too. A terabyte operator gets a count and
+//! a rate from the first second, and a time left after the minutes a count
+//! of millions of files takes, without waiting for it to start copying.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
 
 use anyhow::Context;
 use futures_util::StreamExt;
@@ -27,6 +36,7 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 
 use crate::config::Config;
+use crate::progress::{self, Tally};
 use crate::storage::s3::S3Store;
 use crate::storage::{StoredPath, hash_file, not_regular};
 
@@ -61,7 +71,12 @@ enum Found {
 
 /// Copies every stored file below `from` (default: `data_dir`) into the
 /// bucket, `concurrency` files at once; fails if any file was not copied.
-pub async fn run(config: &Config, from: Option<PathBuf>, concurrency: usize) -> anyhow::Result<()> {
+pub async fn run(
+    config: &Config,
+    from: Option<PathBuf>,
+    concurrency: usize,
+    every: Duration,
+) -> anyhow::Result<()> {
     let settings = config
         .s3
         .as_ref()
@@ -81,13 +96,24 @@ pub async fn run(config: &Config, from: Option<PathBuf>, concurrency: usize) -> 
     let (found, queue) = mpsc::channel(concurrency * 2);
     let walker = {
         let from = from.clone();
-        tokio::task::spawn_blocking(move || walk(&from, &found))
+        tokio::task::spawn_blocking(move || walk(&from, &mut |f| found.blocking_send(f).is_ok()))
     };
+    let tally = Arc::new(Tally::default());
+    let done = Arc::new(AtomicBool::new(false));
+    let counter = {
+        let (from, tally, done) = (from.clone(), tally.clone(), done.clone());
+        tokio::task::spawn_blocking(move || count(&from, &tally, &done))
+    };
+    let shown = progress::show("migrate", tally.clone(), every);
     let summary = Summary::default();
     ReceiverStream::new(queue)
-        .for_each_concurrent(concurrency, |found| copy(&store, found, &summary))
+        .for_each_concurrent(concurrency, |found| copy(&store, found, &summary, &tally))
         .await;
+    // A count still under way has nothing left to tell.
+    done.store(true, Ordering::Relaxed);
+    shown.finish().await;
     walker.await.context("the folder walk failed")?;
+    counter.await.context("the folder count failed")?;
     let count = |n: &AtomicU64| n.load(Ordering::Relaxed);
     println!(
         "copied {} ({} bytes), skipped {} (already in the bucket), failed {}, ignored {} (not stored files)",
@@ -103,7 +129,24 @@ pub async fn run(config: &Config, from: Option<PathBuf>, concurrency: usize) -> 
     }
 }
 
-async fn copy(store: &S3Store, found: Found, summary: &Summary) {
+async fn copy(store: &S3Store, found: Found, summary: &Summary, tally: &Tally) {
+    if let Found::File { file, .. } = &found {
+        // Counted as the count walk counts it, whatever becomes of it.
+        let size = file_size(file).await;
+        copy_found(store, found, summary).await;
+        tally.add(1, size);
+        return;
+    }
+    copy_found(store, found, summary).await;
+}
+
+async fn file_size(file: &Path) -> u64 {
+    tokio::fs::symlink_metadata(file)
+        .await
+        .map_or(0, |m| m.len())
+}
+
+async fn copy_found(store: &S3Store, found: Found, summary: &Summary) {
     match found {
         Found::Ignored => {
             summary.ignored.fetch_add(1, Ordering::Relaxed);
@@ -172,19 +215,39 @@ async fn copy_file(store: &S3Store, path: &StoredPath, file: &Path) -> anyhow::R
     Ok(Copied::Sent(size))
 }
 
-/// Walks `root` to the depth of stored files (`yyyy/M/d/name`), sending
-/// each file found; folders whose name starts with `.` are not entered.
-fn walk(root: &Path, found: &mpsc::Sender<Found>) {
-    fn visit(folder: &Path, relative: &str, depth: usize, found: &mpsc::Sender<Found>) -> bool {
+/// Counts the stored files below `root` and their bytes into `tally`'s
+/// total, unless `done` is set first.
+fn count(root: &Path, tally: &Tally, done: &AtomicBool) {
+    let (mut files, mut bytes) = (0u64, 0u64);
+    walk(root, &mut |found| {
+        if let Found::File { file, .. } = found {
+            files += 1;
+            bytes += std::fs::symlink_metadata(file).map_or(0, |m| m.len());
+        }
+        !done.load(Ordering::Relaxed)
+    });
+    if !done.load(Ordering::Relaxed) {
+        tally.set_total(files, bytes);
+    }
+}
+
+/// Walks `root` to the depth of stored files (`yyyy/M/d/name`), handing
+/// each file found to `found` until it returns `false`; folders whose name
+/// starts with `.` are not entered.
+fn walk(root: &Path, found: &mut dyn FnMut(Found) -> bool) {
+    fn visit(
+        folder: &Path,
+        relative: &str,
+        depth: usize,
+        found: &mut dyn FnMut(Found) -> bool,
+    ) -> bool {
         let entries = match std::fs::read_dir(folder) {
             Ok(entries) => entries,
             Err(error) => {
-                return found
-                    .blocking_send(Found::Unreadable {
-                        folder: folder.to_path_buf(),
-                        error,
-                    })
-                    .is_ok();
+                return found(Found::Unreadable {
+                    folder: folder.to_path_buf(),
+                    error,
+                });
             }
         };
         for entry in entries {
@@ -195,7 +258,7 @@ fn walk(root: &Path, found: &mpsc::Sender<Found>) {
                         folder: folder.to_path_buf(),
                         error,
                     };
-                    if found.blocking_send(unreadable).is_err() {
+                    if !found(unreadable) {
                         return false;
                     }
                     continue;
@@ -203,7 +266,7 @@ fn walk(root: &Path, found: &mpsc::Sender<Found>) {
             };
             let name = entry.file_name();
             let Some(name) = name.to_str() else {
-                if found.blocking_send(Found::Ignored).is_err() {
+                if !found(Found::Ignored) {
                     return false;
                 }
                 continue;
@@ -235,7 +298,7 @@ fn walk(root: &Path, found: &mpsc::Sender<Found>) {
                     Some(_) if depth == 3 => Found::NotRegular { file: entry.path() },
                     _ => Found::Ignored,
                 };
-                found.blocking_send(item).is_ok()
+                found(item)
             };
             if !sent {
                 return false;
@@ -277,7 +340,7 @@ mod tests {
         }
         let (tx, mut rx) = mpsc::channel(64);
         let root = root.to_path_buf();
-        tokio::task::spawn_blocking(move || walk(&root, &tx))
+        tokio::task::spawn_blocking(move || walk(&root, &mut |f| tx.blocking_send(f).is_ok()))
             .await
             .expect("walk");
         let (mut files, mut ignored) = (Vec::new(), 0);

@@ -846,6 +846,53 @@ fn migrate_skips_links_and_fifos_named_like_stored_files() {
     );
 }
 
+/// Issue 22: a long `migrate` run by Task Scheduler (no terminal) says how
+/// far it is every few seconds (here every 100 ms): files of the total,
+/// bytes, rate and time left, on standard error.
+#[test]
+fn migrate_without_a_terminal_prints_progress_lines() {
+    const FILES: usize = 150;
+    let garage = Garage::start(1);
+    let mut cluster = Cluster::new(&["m1"], FAST);
+    cluster.nodes[0].use_s3(&garage, 1, &[]);
+    let node = &cluster.nodes[0];
+    let work = tempfile::tempdir().expect("tempdir");
+    let from: PathBuf = work.path().join("data");
+    data_folder(&from, FILES);
+    let child = migrate_command(node, &from)
+        .args(["--concurrency", "1"])
+        .env("MULTISERVER_UPLOAD_PROGRESS_EVERY_MS", "100")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn migrate");
+    let output = common::output_within(child, Duration::from_secs(300));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "migrate: {}\n{stderr}",
+        output.status
+    );
+    let lines: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.starts_with("migrate: "))
+        .collect();
+    println!("{}", lines.join("\n"));
+    assert!(lines.len() >= 2, "periodic progress lines:\n{stderr}");
+    let of_total = format!(" of {FILES} files, ");
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains(&of_total) && l.contains("/s, ") && l.ends_with(" left")),
+        "a line with the total, a rate and the time left:\n{stderr}"
+    );
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        !stdout.contains("migrate: "),
+        "progress stays off standard output:\n{stdout}"
+    );
+}
+
 /// A resumable (tus) upload in S3 mode: staged on the front end's disk,
 /// then streamed into the bucket as a multipart upload's file is, and the
 /// staged bytes removed.

@@ -1,8 +1,10 @@
 //! `GET /metrics` (no key, like `/healthz`): Prometheus text (OpenMetrics)
 //! through `prometheus-client`. Request and byte counters live here and are
-//! counted by the request-log middleware; everything else (journal, index,
-//! repair) is read when scraped from figures the other rooms already keep,
-//! with no read of the journal and no lock held longer than a copy.
+//! counted by the request-log middleware; the latency histograms are
+//! `crate::metrics`', registered here once; everything else (journal,
+//! index, repair, stored files) is read when scraped from figures the other
+//! rooms already keep, with no read of the journal and no lock held longer
+//! than a copy. docs/operations.md lists every family (a test checks it).
 
 use std::sync::Arc;
 
@@ -17,6 +19,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
 use super::AppState;
+use crate::metrics::Latency;
 
 const PREFIX: &str = "multiserver_upload";
 const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
@@ -40,9 +43,11 @@ pub(super) struct Metrics {
     bytes_out: Counter,
 }
 
-impl Default for Metrics {
-    fn default() -> Self {
+impl Metrics {
+    /// The request counters, and `latency`'s histograms.
+    pub(super) fn new(latency: &Latency) -> Self {
         let mut registry = Registry::with_prefix(PREFIX);
+        latency.register(&mut registry);
         let requests = Family::<StatusClass, Counter>::default();
         let bytes_in = Counter::default();
         let bytes_out = Counter::default();
@@ -68,9 +73,7 @@ impl Default for Metrics {
             bytes_out,
         }
     }
-}
 
-impl Metrics {
     pub(super) fn record(&self, status: u16, bytes_in: u64, bytes_out: u64) {
         let class = match status {
             100..=199 => "1xx",
@@ -100,6 +103,8 @@ pub async fn handle(State(state): State<Arc<AppState>>) -> Response {
         "Journal entries a peer refused for good",
         journal.needs_operator,
     );
+    owed_figures(&mut now, &state);
+    stored_figures(&mut now, &state);
     if let Some(index) = state.storage.index().cloned() {
         match tokio::task::spawn_blocking(move || index.counts()).await {
             Ok(Ok(counts)) => {
@@ -134,6 +139,48 @@ pub async fn handle(State(state): State<Arc<AppState>>) -> Response {
         text,
     )
         .into_response()
+}
+
+/// Copies owed per peer: every peer of servers.xml.config (0 when owed
+/// nothing, so a dashboard shows it), and any other the journal names.
+fn owed_figures(registry: &mut Registry, state: &AppState) {
+    let owed = Family::<PeerLabel, Gauge>::default();
+    for peer in state.replicator.peers() {
+        owed.get_or_create(&PeerLabel {
+            peer: peer.name.clone(),
+        })
+        .set(0);
+    }
+    for (peer, entries) in state.journal.owed_by_peer() {
+        owed.get_or_create(&PeerLabel { peer })
+            .set(clamp(entries as u64));
+    }
+    registry.register(
+        "journal_owed_copies",
+        "Journal entries (copies, deletes, restores) owed to the peer",
+        owed,
+    );
+}
+
+/// Files and bytes this process committed (uploads, replicas, fetches).
+fn stored_figures(registry: &mut Registry, state: &AppState) {
+    let stored = state.storage.stored();
+    for (name, help, value) in [
+        (
+            "stored_files",
+            "Files stored since the start (uploads, replicas, repair and read-through fetches)",
+            &stored.files,
+        ),
+        (
+            "stored_bytes",
+            "Bytes of the files stored since the start",
+            &stored.bytes,
+        ),
+    ] {
+        let counter = Counter::<u64>::default();
+        counter.inc_by(value.load(std::sync::atomic::Ordering::Relaxed));
+        registry.register(name, help, counter);
+    }
 }
 
 /// Per peer: totals since start as counters, the last pass as gauges.

@@ -117,7 +117,9 @@ impl AppState {
                     max_side: config.images.max_side,
                 },
             },
+            replicator.latency().clone(),
         );
+        let metrics = metrics::Metrics::new(replicator.latency());
         Ok(Self {
             read_through: ReadThrough::new(fetcher.clone(), config.peers.clone(), storage.clone()),
             scrubber: Scrubber::new(storage.clone(), fetcher.clone(), config.peers.clone()),
@@ -132,7 +134,7 @@ impl AppState {
             journal,
             replayer,
             health: health::Probes::default(),
-            metrics: metrics::Metrics::default(),
+            metrics,
             variants,
             resumable,
         })

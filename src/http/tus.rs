@@ -43,6 +43,7 @@ use super::params::Params;
 use super::upload;
 use crate::auth::Action;
 use crate::auth::token::Claims;
+use crate::metrics::Via;
 use crate::replication::Streams;
 use crate::resumable::{Finished, Info, NewUpload, Patch, ResumableError, Upload};
 use crate::storage::{ImageType, Written};
@@ -409,6 +410,7 @@ async fn receive(
 /// Stores a complete upload through the upload pipeline and records its
 /// answer; a file refused (type, size, pixels) is removed with its upload.
 async fn complete(state: &Arc<AppState>, patch: &Patch, base: &str) -> Result<(), Error> {
+    let started = std::time::Instant::now();
     let upload = patch.upload();
     let info = upload.info();
     let allowed: Vec<ImageType> = info
@@ -430,7 +432,7 @@ async fn complete(state: &Arc<AppState>, patch: &Patch, base: &str) -> Result<()
         }
     };
     let dimensions = written.dimensions;
-    let delivery = upload::deliver(state, written, streams);
+    let delivery = upload::deliver(state, written, streams, Via::Resumable, started);
     let name = file_name(info.metadata.as_deref());
     let entry = upload::settle(state, base, &name, dimensions, delivery).await?;
     let finished = Finished {

@@ -12,6 +12,7 @@
 //! fewer files, never more.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use axum::body::Body;
 use axum::http::{HeaderMap, StatusCode, header};
@@ -29,6 +30,7 @@ use super::respond::{Format, answer};
 use crate::auth::token::{Claims, MAX_TOKEN_LEN, Refusal};
 use crate::config::Config;
 use crate::images::Dimensions;
+use crate::metrics::Via;
 use crate::replication::{self, ReplicaOutcome, Streams};
 use crate::storage::{ImageRules, ImageType, StorageError, StoredFile, Written};
 
@@ -68,6 +70,7 @@ pub async fn handle(
     body: Body,
     grant: Grant,
 ) -> Response {
+    let started = Instant::now();
     let mut pending = Vec::new();
     let result = match &grant {
         // A spent token is refused before any body byte is read.
@@ -98,6 +101,11 @@ pub async fn handle(
                 failure.get_or_insert(e);
             }
         }
+    }
+    // Only requests that stored a file: a refusal answered at once would
+    // pull the quantiles of real uploads down.
+    if !files.is_empty() {
+        state.replicator.latency().upload_request(started.elapsed());
     }
     let mut resp = Map::new();
     if let Some(first) = files.first() {
@@ -221,6 +229,7 @@ async fn receive_parts(
                 config.max_files_per_request
             )));
         }
+        let file_started = Instant::now();
         let (written, streams) = match &grant {
             Grant::Key => receive_file(state, &mut field, None, declared).await?,
             Grant::Token(claims) => {
@@ -234,7 +243,7 @@ async fn receive_parts(
             Grant::TokenInForm => return Err(Error::Forbidden),
         };
         let dimensions = written.dimensions;
-        let delivery = deliver(state, written, streams);
+        let delivery = deliver(state, written, streams, Via::Multipart, file_started);
         pending.push(Pending {
             name,
             dimensions,
@@ -321,10 +330,13 @@ pub(super) async fn receive(
 /// a task of its own from the moment the file is complete: once it takes
 /// its public name, its delivery and journal entries happen even if the
 /// client goes away, so no file stays on this server alone unrecorded.
+/// The file's time since `started` is observed once it is delivered.
 pub(super) fn deliver(
     state: &Arc<AppState>,
     written: Written,
     streams: Streams,
+    via: Via,
+    started: Instant,
 ) -> JoinHandle<Result<Delivered, StorageError>> {
     let state = state.clone();
     tokio::spawn(async move {
@@ -347,6 +359,10 @@ pub(super) fn deliver(
             &streamed,
         )
         .await;
+        state
+            .replicator
+            .latency()
+            .upload_file(via, started.elapsed());
         Ok((file, replicas))
     })
 }

@@ -37,6 +37,7 @@ use tokio::sync::Semaphore;
 use uuid::Uuid;
 
 use super::variant::{self, DecodeLimits, Request, VariantError};
+use crate::metrics::Latency;
 
 /// The folder below the variants' folder where variants are written first.
 const TMP_DIR: &str = ".tmp";
@@ -103,12 +104,13 @@ struct Inner {
     total: Mutex<Option<u64>>,
     /// Variants made since the start, for the logs.
     made: AtomicU64,
+    latency: Latency,
 }
 
 impl VariantCache {
     /// A cache keeping its files below `root` (created when first
     /// written); temporary files of an earlier process are removed.
-    pub fn new(root: PathBuf, settings: CacheSettings) -> Self {
+    pub fn new(root: PathBuf, settings: CacheSettings, latency: Latency) -> Self {
         if let Ok(entries) = std::fs::read_dir(root.join(TMP_DIR)) {
             for entry in entries.flatten() {
                 let _ = std::fs::remove_file(entry.path());
@@ -123,6 +125,7 @@ impl VariantCache {
                 in_flight: Mutex::default(),
                 total: Mutex::new(None),
                 made: AtomicU64::new(0),
+                latency,
             }),
         }
     }
@@ -256,6 +259,7 @@ impl Inner {
             let _ = std::fs::remove_file(target);
             return Outcome::Fallback;
         }
+        self.latency.variant(started.elapsed());
         let made = self.made.fetch_add(1, Ordering::Relaxed) + 1;
         tracing::info!(
             variant = %label,

@@ -34,6 +34,7 @@ use redb::{
 use tokio::sync::oneshot;
 
 use super::{DayList, Digest, FileEntry, day_date, day_number, key};
+use crate::progress::Every;
 use crate::storage::{StoredPath, hash_file};
 
 const FILES: TableDefinition<&str, (u64, [u8; 32], i64)> = TableDefinition::new("files");
@@ -51,6 +52,11 @@ const GATHER: Duration = Duration::from_millis(20);
 /// Day folders changed this long before the last commit are checked too at
 /// open (clocks of folders and of this process may disagree a little).
 const RECONCILE_SLACK_SECS: i64 = 300;
+
+/// The index build logs how far it is once it has taken this long...
+const RECONCILE_QUIET: Duration = Duration::from_secs(1);
+/// ...and again at this interval.
+const RECONCILE_LOG_EVERY: Duration = Duration::from_secs(5);
 /// How long a start waits for another program to let go of the index: less
 /// than the 20 s IIS gives a start (web.config's `startupTimeLimit`), so the
 /// refusal is logged before IIS gives up and starts the service again.
@@ -440,7 +446,21 @@ fn committed_at(db: &Database) -> Result<Option<i64>, IndexError> {
 fn reconcile(db: &Database, data_dir: &Path, since: Option<i64>) -> Result<(), IndexError> {
     let mut added = 0usize;
     let mut batch = Vec::new();
-    for (date, folder) in day_folders(data_dir)? {
+    let days = day_folders(data_dir)?;
+    let total = days.len();
+    // A build of many files takes minutes; say how far it is, but not for
+    // the usual start that takes less than a second.
+    let mut every = Every::new(RECONCILE_QUIET, RECONCILE_LOG_EVERY);
+    let report = |done: usize, added: usize| {
+        tracing::info!(
+            data_dir = %data_dir.display(),
+            "index build: {done} of {total} day folders, {added} files added so far"
+        );
+    };
+    for (done, (date, folder)) in days.into_iter().enumerate() {
+        if every.due() {
+            report(done, added);
+        }
         if let Some(since) = since {
             let changed = std::fs::metadata(&folder)
                 .and_then(|m| m.modified())
@@ -460,6 +480,10 @@ fn reconcile(db: &Database, data_dir: &Path, since: Option<i64>) -> Result<(), I
             }
         };
         for entry in std::fs::read_dir(&folder)?.flatten() {
+            // A day of a million files is worth its own lines.
+            if every.due() {
+                report(done, added);
+            }
             let name = entry.file_name();
             let Some(path) = name.to_str().and_then(|n| stored_path(date, n)) else {
                 continue;

@@ -23,12 +23,12 @@
 
 mod replay;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use chrono::{DateTime, Local};
 use serde::{Deserialize, Serialize};
@@ -121,6 +121,8 @@ struct Counters {
     entries: AtomicUsize,
     needs_operator: AtomicUsize,
     unreadable: AtomicUsize,
+    /// Entries per peer they are owed to; set with the counts above.
+    per_peer: Mutex<BTreeMap<String, usize>>,
 }
 
 impl Counters {
@@ -132,17 +134,26 @@ impl Counters {
         }
     }
 
-    fn set(&self, counts: Counts) {
+    fn set(&self, counts: Counts, per_peer: BTreeMap<String, usize>) {
         self.entries.store(counts.entries, Ordering::Relaxed);
         self.needs_operator
             .store(counts.needs_operator, Ordering::Relaxed);
         self.unreadable.store(counts.unreadable, Ordering::Relaxed);
+        *self.per_peer() = per_peer;
     }
 
     fn add(&self, entries: &[JournalEntry]) {
         let refused = entries.iter().filter(|e| e.needs_operator).count();
         self.entries.fetch_add(entries.len(), Ordering::Relaxed);
         self.needs_operator.fetch_add(refused, Ordering::Relaxed);
+        let mut per_peer = self.per_peer();
+        for e in entries {
+            *per_peer.entry(e.peer.clone()).or_default() += 1;
+        }
+    }
+
+    fn per_peer(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, usize>> {
+        self.per_peer.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
 
@@ -162,18 +173,21 @@ enum Line {
 }
 
 impl Line {
-    fn count(lines: &[Line]) -> Counts {
+    /// The counts of `lines`, and their entries per peer.
+    fn count(lines: &[Line]) -> (Counts, BTreeMap<String, usize>) {
         let mut counts = Counts::default();
+        let mut per_peer = BTreeMap::new();
         for line in lines {
             match line {
                 Line::Entry(e) => {
                     counts.entries += 1;
                     counts.needs_operator += usize::from(e.needs_operator);
+                    *per_peer.entry(e.peer.clone()).or_default() += 1;
                 }
                 Line::Unreadable(_) => counts.unreadable += 1,
             }
         }
-        counts
+        (counts, per_peer)
     }
 }
 
@@ -188,7 +202,8 @@ impl Journal {
         };
         journal.remove_abandoned_replacements()?;
         let _lock = journal.lock()?;
-        journal.counters.set(Line::count(&journal.read_lines()?));
+        let (counts, per_peer) = Line::count(&journal.read_lines()?);
+        journal.counters.set(counts, per_peer);
         Ok(journal)
     }
 
@@ -196,6 +211,12 @@ impl Journal {
     /// documentation): no lock, no read.
     pub fn counts(&self) -> Counts {
         self.counters.get()
+    }
+
+    /// Entries per peer they are owed to, as this process last saw them;
+    /// peers owed nothing are absent.
+    pub fn owed_by_peer(&self) -> BTreeMap<String, usize> {
+        self.counters.per_peer().clone()
     }
 
     /// Whether a file can be written in `log_dir` now: creates, writes and
@@ -286,8 +307,8 @@ impl Journal {
         blocking(move || {
             let _lock = this.lock()?;
             let lines = this.read_lines()?;
-            let counts = Line::count(&lines);
-            this.counters.set(counts);
+            let (counts, per_peer) = Line::count(&lines);
+            this.counters.set(counts, per_peer);
             let unreadable = counts.unreadable;
             let entries = lines
                 .into_iter()
@@ -313,6 +334,7 @@ impl Journal {
             let now = Local::now();
             let mut text = Vec::new();
             let mut counts = Counts::default();
+            let mut per_peer = BTreeMap::new();
             for line in this.read_lines()? {
                 match line {
                     Line::Unreadable(raw) => {
@@ -336,13 +358,14 @@ impl Journal {
                         }
                         counts.entries += 1;
                         counts.needs_operator += usize::from(e.needs_operator);
+                        *per_peer.entry(e.peer.clone()).or_default() += 1;
                         serde_json::to_writer(&mut text, &e).map_err(io::Error::other)?;
                         text.push(b'\n');
                     }
                 }
             }
             this.replace(&text)?;
-            this.counters.set(counts);
+            this.counters.set(counts, per_peer);
             Ok(counts)
         })
         .await
@@ -516,6 +539,38 @@ mod tests {
         assert_eq!(
             (b_now.attempts, b_now.last_error.as_str()),
             (2, "409: taken")
+        );
+    }
+
+    #[tokio::test]
+    async fn entries_owed_per_peer_follow_open_appends_and_settles() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let a = entry("s2");
+        let text = format!("{}\n", serde_json::to_string(&a).expect("json"));
+        std::fs::write(dir.path().join(JOURNAL), text).expect("write");
+        let journal = Journal::open(dir.path(), false).expect("open");
+        let owed = |pairs: &[(&str, usize)]| -> BTreeMap<String, usize> {
+            pairs.iter().map(|(p, n)| ((*p).to_owned(), *n)).collect()
+        };
+        assert_eq!(journal.owed_by_peer(), owed(&[("s2", 1)]));
+        let (b, c) = (entry("s3"), entry("s2"));
+        journal
+            .append(vec![b.clone(), c.clone()])
+            .await
+            .expect("append");
+        assert_eq!(journal.owed_by_peer(), owed(&[("s2", 2), ("s3", 1)]));
+        journal
+            .settle(HashMap::from([
+                (a.id, Settlement::Delivered),
+                (b.id, Settlement::Delivered),
+                (c.id, Settlement::Failed("refused".into())),
+            ]))
+            .await
+            .expect("settle");
+        assert_eq!(
+            journal.owed_by_peer(),
+            owed(&[("s2", 1)]),
+            "s3 owed nothing"
         );
     }
 

@@ -29,6 +29,7 @@ use futures_util::StreamExt;
 use serde::Serialize;
 
 use super::{Journal, JournalEntry, Operation, Settlement};
+use crate::progress::Tally;
 use crate::replication::{Lane, Notice, ReplicationError, Replicator, Source};
 use crate::storage::{Storage, StoredFile, StoredPath};
 
@@ -86,6 +87,16 @@ impl Replayer {
     /// Replays this server's entries (for the peers in `only`, or all),
     /// except those left to an operator.
     pub async fn replay(&self, only: Option<&HashSet<String>>) -> io::Result<ReplayReport> {
+        self.replay_counted(only, &Tally::default()).await
+    }
+
+    /// [`Replayer::replay`], counting the entries to send and those settled
+    /// into `tally` (for the `replay` command's progress).
+    pub async fn replay_counted(
+        &self,
+        only: Option<&HashSet<String>>,
+        tally: &Tally,
+    ) -> io::Result<ReplayReport> {
         let journal = self.journal.clone();
         let Some(_running) = tokio::task::spawn_blocking(move || journal.try_replay_lock())
             .await
@@ -109,10 +120,12 @@ impl Replayer {
             .map(|p| (p.name.as_str(), self.replicator.mark(&p.name)))
             .collect();
         let marks = &marks;
+        tally.set_total(mine.len() as u64, mine.iter().map(|e| e.size).sum::<u64>());
         let settled: Vec<(JournalEntry, Settlement)> = futures_util::stream::iter(mine)
             .map(|entry| async move {
                 let since = marks.get(entry.peer.as_str()).copied().unwrap_or(0);
                 let settlement = self.settle_one(&entry, since).await;
+                tally.add(1, entry.size);
                 (entry, settlement)
             })
             .buffer_unordered(REPLAY_PARALLELISM)

@@ -19,6 +19,7 @@ use std::time::Duration;
 use futures_util::StreamExt;
 
 use crate::config::{Config, Peer};
+use crate::metrics::Latency;
 use crate::storage::{Arrival, ImageRules, Storage, StorageError, StoredPath};
 
 /// Marks a request made on another server's behalf: answer from your own
@@ -68,10 +69,15 @@ pub struct Fetcher {
     /// The slowest a peer may send a whole file, if bounded: the fetch's
     /// deadline is `answer_timeout` plus the declared size at this rate.
     min_bytes_per_sec: Option<u64>,
+    latency: Latency,
 }
 
 impl Fetcher {
-    pub fn new(config: &Config, storage: Storage) -> Result<Self, reqwest::Error> {
+    pub fn new(
+        config: &Config,
+        storage: Storage,
+        latency: Latency,
+    ) -> Result<Self, reqwest::Error> {
         let client = reqwest::Client::builder()
             .connect_timeout(config.replication.connect_timeout)
             .redirect(reqwest::redirect::Policy::none())
@@ -90,7 +96,13 @@ impl Fetcher {
             idle_timeout: config.replication.idle_timeout,
             answer_timeout: config.replication.idle_timeout,
             min_bytes_per_sec: None,
+            latency,
         })
+    }
+
+    /// The process's histograms, which fetches are timed into.
+    pub(crate) fn latency(&self) -> &Latency {
+        &self.latency
     }
 
     /// The same fetcher for a client waiting on the other end: it gives up
@@ -118,6 +130,18 @@ impl Fetcher {
         known: Option<(&str, u64)>,
     ) -> Result<Arrival, FetchError> {
         let started = tokio::time::Instant::now();
+        let result = self.bring(peer, path, known, started).await;
+        self.latency.fetch(&peer.name, started.elapsed());
+        result
+    }
+
+    async fn bring(
+        &self,
+        peer: &Peer,
+        path: &StoredPath,
+        known: Option<(&str, u64)>,
+        started: tokio::time::Instant,
+    ) -> Result<Arrival, FetchError> {
         let url = peer
             .uri
             .join(&path.to_string())

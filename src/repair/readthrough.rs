@@ -37,6 +37,7 @@ use tokio::sync::Semaphore;
 
 use super::{FetchError, Fetcher};
 use crate::config::Peer;
+use crate::metrics::ReadThroughEnd;
 use crate::storage::{Storage, StoredPath};
 
 /// How long a peer may take to start answering while a client waits.
@@ -230,7 +231,18 @@ impl ReadThrough {
                 return Lookup::Unavailable;
             }
         }
+        let started = Instant::now();
         let lookup = self.ask_each_peer(path).await;
+        let end = match lookup {
+            Lookup::Here => ReadThroughEnd::Fetched,
+            Lookup::Deleted => ReadThroughEnd::Deleted,
+            Lookup::Nowhere => ReadThroughEnd::Nowhere,
+            Lookup::Unavailable => ReadThroughEnd::Unavailable,
+        };
+        self.inner
+            .fetcher
+            .latency()
+            .read_through(end, started.elapsed());
         let mut misses = self.misses();
         match lookup {
             Lookup::Nowhere => misses.remember(path.clone(), Instant::now()),

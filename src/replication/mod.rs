@@ -46,6 +46,7 @@ use tokio_util::io::ReaderStream;
 
 use crate::config::{Config, Peer};
 use crate::journal::{Journal, JournalEntry, Operation};
+use crate::metrics::Latency;
 use crate::storage::{Storage, StoredFile, StoredPath, open_regular};
 
 pub(crate) use answer::{
@@ -181,10 +182,11 @@ pub struct Replicator {
     idle_timeout: Duration,
     /// Upload permits per peer.
     concurrency: usize,
+    latency: Latency,
 }
 
 impl Replicator {
-    pub fn new(config: &Config) -> Result<Self, reqwest::Error> {
+    pub fn new(config: &Config, latency: Latency) -> Result<Self, reqwest::Error> {
         let r = &config.replication;
         let client = reqwest::Client::builder()
             .connect_timeout(r.connect_timeout)
@@ -209,7 +211,13 @@ impl Replicator {
             links,
             idle_timeout: r.idle_timeout,
             concurrency: r.concurrency,
+            latency,
         })
+    }
+
+    /// The process's histograms, which copies are timed into.
+    pub fn latency(&self) -> &Latency {
+        &self.latency
     }
 
     pub fn peers(&self) -> &[Peer] {
@@ -257,8 +265,13 @@ impl Replicator {
         source: Source<'_>,
         file: &StoredFile,
     ) -> Result<(), ReplicationError> {
-        self.guarded(lane, peer, |peer| self.transfer(peer, source, file))
-            .await
+        self.guarded(lane, peer, |peer| async move {
+            let started = Instant::now();
+            let result = self.transfer(peer, source, file).await;
+            self.latency.replica(&peer.name, started.elapsed());
+            result
+        })
+        .await
     }
 
     /// Tells one peer that `path` was deleted or restored here (`from`

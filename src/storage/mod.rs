@@ -35,7 +35,7 @@ mod volumes;
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use futures_util::future::BoxFuture;
 use sha2::{Digest, Sha256};
@@ -267,6 +267,15 @@ pub struct Storage {
     /// A volume was replaced by an empty disk while the others kept their
     /// files (and the index still lists what it held).
     replaced_volume: bool,
+    /// Files and bytes committed since the start, for `/metrics`.
+    stored: Arc<Stored>,
+}
+
+/// Files and bytes committed by this process (uploads, replicas, fetches).
+#[derive(Debug, Default)]
+pub struct Stored {
+    pub files: AtomicU64,
+    pub bytes: AtomicU64,
 }
 
 /// Why a data folder cannot be used.
@@ -368,6 +377,7 @@ impl Storage {
                 .map_or_else(|| scratch_dir.to_path_buf(), |home| home.clone())
                 .join(VARIANTS_DIR),
             replaced_volume,
+            stored: Arc::default(),
         };
         if let Some(index) = &storage.index {
             // A process that died between a tombstone and the file's move
@@ -708,6 +718,8 @@ impl Storage {
     }
 
     fn record(&self, file: &StoredFile) {
+        self.stored.files.fetch_add(1, Ordering::Relaxed);
+        self.stored.bytes.fetch_add(file.size, Ordering::Relaxed);
         if let Some(index) = &self.index {
             index.record(FileEntry {
                 path: file.path.clone(),
@@ -716,6 +728,11 @@ impl Storage {
                 added: chrono::Utc::now().timestamp(),
             });
         }
+    }
+
+    /// Files and bytes committed since the start.
+    pub fn stored(&self) -> &Stored {
+        &self.stored
     }
 
     /// Can this server still store uploads?

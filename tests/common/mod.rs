@@ -628,6 +628,23 @@ pub async fn run_replay(node: &Node, url: &str) -> std::process::Output {
         .expect("ran")
 }
 
+/// Waits for `child` (its output piped) to end, killing it after `within`;
+/// its output, read as it comes so that a full pipe cannot stall it.
+pub fn output_within(child: Child, within: Duration) -> std::process::Output {
+    let pid = child.id();
+    let (done, wait) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = done.send(child.wait_with_output());
+    });
+    match wait.recv_timeout(within) {
+        Ok(output) => output.expect("wait"),
+        Err(_) => {
+            let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
+            panic!("the command did not end within {within:?}");
+        }
+    }
+}
+
 /// Polls `f` until it is true or `within` passes.
 pub fn eventually(within: Duration, mut f: impl FnMut() -> bool) -> bool {
     let deadline = Instant::now() + within;
