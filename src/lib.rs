@@ -53,6 +53,10 @@ pub fn run(cli: Cli) -> ExitCode {
             from,
             concurrency,
         })) => (overrides, Mode::Migrate(from, concurrency.into())),
+        Some(Command::ConfigReference) => {
+            print!("{}", config::reference());
+            return ExitCode::SUCCESS;
+        }
     };
     let config = match Config::load(&config_path, &overrides) {
         Ok(c) => c,

@@ -9,6 +9,7 @@
 
 mod auth;
 mod cors;
+mod declare;
 mod env;
 mod file;
 pub mod servers;
@@ -450,7 +451,7 @@ impl Config {
                 8 << 20,
             )?,
         };
-        let storage_file = c.storage.unwrap_or_default();
+        let storage_file = c.storage;
         let min_free = storage_file.min_free_bytes.unwrap_or(256 << 20);
         let (s3, use_s3) = storage_file.s3_settings(file, folder)?;
         let storage = match (&s3, use_s3) {
@@ -466,7 +467,7 @@ impl Config {
                 min_free,
             },
         };
-        let cors = c.cors.unwrap_or_default().into_settings(file)?;
+        let cors = c.cors.into_settings(file)?;
         let (data_dir, peers) = match &storage {
             BackendSettings::Disk { data_dirs, .. } => {
                 (data_dirs.first().cloned().unwrap_or(data_dir), peers)
@@ -591,6 +592,11 @@ impl Config {
     }
 }
 
+/// The settings tables of docs/configuration.md, from the declarations.
+pub fn reference() -> String {
+    declare::reference(&FileConfig::declared())
+}
+
 fn config_folder(config_file: &Path) -> PathBuf {
     match config_file.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
@@ -599,96 +605,6 @@ fn config_folder(config_file: &Path) -> PathBuf {
 }
 
 impl FileConfig {
-    /// Every setting of `upper` that is set wins over this layer's.
-    fn overlay(self, upper: FileConfig) -> FileConfig {
-        let r = self.replication;
-        let u = upper.replication;
-        FileConfig {
-            server_name: upper.server_name.or(self.server_name),
-            security_key: upper.security_key.or(self.security_key),
-            domain: upper.domain.or(self.domain),
-            listen: upper.listen.or(self.listen),
-            data_dir: upper.data_dir.or(self.data_dir),
-            data_dirs: upper.data_dirs.or(self.data_dirs),
-            log_dir: upper.log_dir.or(self.log_dir),
-            servers: upper.servers.or(self.servers),
-            fsync: upper.fsync.or(self.fsync),
-            max_file_bytes: upper.max_file_bytes.or(self.max_file_bytes),
-            max_request_bytes: upper.max_request_bytes.or(self.max_request_bytes),
-            max_files_per_request: upper.max_files_per_request.or(self.max_files_per_request),
-            allowed_types: upper.allowed_types.or(self.allowed_types),
-            trusted_proxies: upper.trusted_proxies.or(self.trusted_proxies),
-            client_idle_timeout_secs: upper
-                .client_idle_timeout_secs
-                .or(self.client_idle_timeout_secs),
-            client_min_bytes_per_sec: upper
-                .client_min_bytes_per_sec
-                .or(self.client_min_bytes_per_sec),
-            header_timeout_secs: upper.header_timeout_secs.or(self.header_timeout_secs),
-            shutdown_grace_secs: upper.shutdown_grace_secs.or(self.shutdown_grace_secs),
-            max_uploads_in_flight: upper.max_uploads_in_flight.or(self.max_uploads_in_flight),
-            max_connections: upper.max_connections.or(self.max_connections),
-            max_connections_per_client: upper
-                .max_connections_per_client
-                .or(self.max_connections_per_client),
-            send_timeout_secs: upper.send_timeout_secs.or(self.send_timeout_secs),
-            storage: upper.storage.or(self.storage),
-            resumable: file::ResumableFile {
-                expire_secs: upper.resumable.expire_secs.or(self.resumable.expire_secs),
-                max_bytes: upper.resumable.max_bytes.or(self.resumable.max_bytes),
-                max_bytes_per_client: upper
-                    .resumable
-                    .max_bytes_per_client
-                    .or(self.resumable.max_bytes_per_client),
-                page_threshold_bytes: upper
-                    .resumable
-                    .page_threshold_bytes
-                    .or(self.resumable.page_threshold_bytes),
-            },
-            cors: upper.cors.or(self.cors),
-            auth: self.auth.overlay(upper.auth),
-            replication: file::ReplicationFile {
-                connect_timeout_secs: u.connect_timeout_secs.or(r.connect_timeout_secs),
-                idle_timeout_secs: u.idle_timeout_secs.or(r.idle_timeout_secs),
-                concurrency: u.concurrency.or(r.concurrency),
-                retry_interval_secs: u.retry_interval_secs.or(r.retry_interval_secs),
-                max_retry_interval_secs: u.max_retry_interval_secs.or(r.max_retry_interval_secs),
-            },
-            images: file::ImagesFile {
-                max_pixels: upper.images.max_pixels.or(self.images.max_pixels),
-                max_side: upper.images.max_side.or(self.images.max_side),
-                strip_metadata: upper.images.strip_metadata.or(self.images.strip_metadata),
-                thumbnail_size: upper.images.thumbnail_size.or(self.images.thumbnail_size),
-                widths: upper.images.widths.or(self.images.widths),
-                eager_thumbnail: upper.images.eager_thumbnail.or(self.images.eager_thumbnail),
-                variants_max_bytes: upper
-                    .images
-                    .variants_max_bytes
-                    .or(self.images.variants_max_bytes),
-                workers: upper.images.workers.or(self.images.workers),
-                queue: upper.images.queue.or(self.images.queue),
-            },
-            repair: file::RepairFile {
-                interval_secs: upper.repair.interval_secs.or(self.repair.interval_secs),
-                settle_secs: upper.repair.settle_secs.or(self.repair.settle_secs),
-                scrub_interval_secs: upper
-                    .repair
-                    .scrub_interval_secs
-                    .or(self.repair.scrub_interval_secs),
-                max_bytes_per_sec: upper
-                    .repair
-                    .max_bytes_per_sec
-                    .or(self.repair.max_bytes_per_sec),
-                concurrency: upper.repair.concurrency.or(self.repair.concurrency),
-                trash_days: upper.repair.trash_days.or(self.repair.trash_days),
-                tombstone_min_age_secs: upper
-                    .repair
-                    .tombstone_min_age_secs
-                    .or(self.repair.tombstone_min_age_secs),
-            },
-        }
-    }
-
     /// Makes this file's relative paths relative to `folder`.
     fn relative_to(mut self, folder: &Path) -> FileConfig {
         for path in [&mut self.data_dir, &mut self.log_dir, &mut self.servers]
@@ -721,5 +637,127 @@ mod tests {
             "an @ after the host is no credential"
         );
         assert!(matches!(without_userinfo("no url here"), Cow::Borrowed(_)));
+    }
+
+    /// The settings tables of docs/configuration.md: every line between
+    /// the markers.
+    fn documented() -> String {
+        let page = std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/configuration.md"),
+        )
+        .expect("docs/configuration.md");
+        let start = page.find(REFERENCE_START).expect("start marker") + REFERENCE_START.len();
+        let end = page.find(REFERENCE_END).expect("end marker");
+        page[start..end].to_owned()
+    }
+
+    const REFERENCE_START: &str = "<!-- settings: start -->\n";
+    const REFERENCE_END: &str = "<!-- settings: end -->";
+
+    /// The first column of every row: the keys a table documents.
+    fn keys(tables: &str) -> Vec<String> {
+        tables
+            .lines()
+            .filter_map(|l| l.strip_prefix("| `")?.split_once('`'))
+            .map(|(key, _)| key.to_owned())
+            .collect()
+    }
+
+    #[test]
+    fn every_accepted_key_is_documented_and_every_documented_key_is_accepted() {
+        let accepted: Vec<String> = FileConfig::declared()
+            .iter()
+            .map(|s| s.key.to_owned())
+            .collect();
+        let in_docs = keys(&documented());
+        let undocumented: Vec<_> = accepted.iter().filter(|k| !in_docs.contains(k)).collect();
+        let unknown: Vec<_> = in_docs.iter().filter(|k| !accepted.contains(k)).collect();
+        assert!(
+            undocumented.is_empty() && unknown.is_empty(),
+            "docs/configuration.md lacks {undocumented:?} and documents keys the service \
+             does not accept: {unknown:?}; refresh its tables with \
+             `multiserver-upload config-reference`"
+        );
+        assert!(
+            documented() == reference(),
+            "docs/configuration.md's tables differ from the declarations (a default, a \
+             name or a meaning); refresh them with `multiserver-upload config-reference`"
+        );
+    }
+
+    /// Every key of an app.toml table is one the service reads: a key
+    /// that serde accepts but the declarations do not list could not be.
+    #[test]
+    fn every_declared_key_is_read_from_app_toml() {
+        for setting in FileConfig::declared() {
+            let (table, key) = setting.key.rsplit_once('.').unwrap_or(("", setting.key));
+            let header = match table {
+                "" => String::new(),
+                t => format!("[{t}]\n"),
+            };
+            let text = format!("{header}{key} = 0\n");
+            if let Err(e) = toml::from_str::<FileConfig>(&text) {
+                assert!(!e.to_string().contains("unknown field"), "{text}: {e}");
+            }
+        }
+    }
+
+    #[test]
+    fn the_flags_are_the_declared_ones() {
+        use clap::CommandFactory;
+        let cli = crate::cli::Cli::command();
+        let serve = cli.find_subcommand("serve").expect("serve");
+        let mut flags: Vec<String> = serve
+            .get_arguments()
+            .filter_map(|a| a.get_long())
+            .filter(|l| *l != "config")
+            .map(|l| format!("--{l}"))
+            .collect();
+        let mut declared: Vec<String> = FileConfig::declared()
+            .iter()
+            .filter_map(|s| s.flag.map(str::to_owned))
+            .collect();
+        flags.sort();
+        declared.sort();
+        assert_eq!(flags, declared);
+    }
+
+    /// A declared default is what validation falls back to: a layer that
+    /// sets every such key to it validates to the same `Config` as one that
+    /// leaves them all unset.
+    #[test]
+    fn the_declared_defaults_are_the_defaults() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let folder = dir.path();
+        std::fs::write(
+            folder.join("servers.xml.config"),
+            r#"<Servers><Server Name="s1" Uri="http://127.0.0.1:1/do.ashx" SecurityKey="k1"/></Servers>"#,
+        )
+        .expect("servers");
+        let file = folder.join("app.toml");
+        let required = || {
+            let mut layer = FileConfig::default();
+            for (key, text) in [
+                ("server_name", "s1"),
+                ("security_key", "k"),
+                ("storage.s3.bucket", "b"),
+            ] {
+                layer.set(key, text, "test").expect(key);
+            }
+            layer
+        };
+        let mut explicit = required();
+        let mut set = 0;
+        for setting in FileConfig::declared() {
+            if let declare::Unset::Value(text) = setting.default {
+                explicit.set(setting.key, text, "test").expect(setting.key);
+                set += 1;
+            }
+        }
+        assert!(set > 60, "{set}");
+        let unset = Config::validate(&file, folder, required(), false).expect("valid");
+        let explicit =
+            Config::validate(&file, folder, explicit.relative_to(folder), false).expect("valid");
+        assert_eq!(format!("{unset:?}"), format!("{explicit:?}"));
     }
 }
