@@ -39,7 +39,7 @@ settings_table! {
         /// listed one verifies; empty: no tokens. Environment: `k2=…,k1=…` in order
         token_secrets: OrderedSecrets = Value("");
         /// how far a back end's clock and this server's may disagree about a
-        /// token's `exp`
+        /// token's `exp` (0: not at all)
         clock_skew_secs: u64 = Value("60");
         /// longest life of a token: `action=token` caps `ttl_secs` at it, and a
         /// token minted elsewhere whose `exp` is further away than this (plus the

@@ -175,7 +175,7 @@ macro_rules! some {
     };
 }
 
-/// Declares one app.toml table: `struct Name in "prefix." (env) { keys }`,
+/// Declares one app.toml table: `struct Name in "prefix." (env: bool) {…}`,
 /// then the tables inside it (`tables`, always present, merged key by key)
 /// and those whose presence means something (`optional`, like
 /// `[storage.s3]`). Each key is `/// meaning` then

@@ -99,7 +99,7 @@ settings_table! {
     pub(crate) struct RepairFile in "repair." (env: true) {
         /// time between two repair passes over every peer
         interval_secs: u64 = Value("300");
-        /// files younger than this are left to replication
+        /// files younger than this are left to replication (0: none)
         settle_secs: u64 = Value("120");
         /// time between two scrub passes (every file rehashed against the index)
         scrub_interval_secs: u64 = Value("604800");
@@ -108,10 +108,10 @@ settings_table! {
         /// files fetched at once by repair
         concurrency: usize = Value("8");
         /// a deleted file waits this long in the trash before it is purged;
-        /// fractions allowed (`0.5` is 12 hours)
+        /// fractions allowed (`0.5` is 12 hours; 0: no wait)
         trash_days: f64 = Value("7");
         /// a tombstone every server has is dropped no sooner than this after it
-        /// was written
+        /// was written (0: as soon as every server has it)
         tombstone_min_age_secs: u64 = Value("86400");
     }
 }

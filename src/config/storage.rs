@@ -74,7 +74,7 @@ settings_table! {
         connect_timeout_secs: u64 = Value("5");
         /// a request to the store that takes longer has failed
         request_timeout_secs: u64 = Value("60");
-        /// for requests the store failed transiently
+        /// for requests the store failed transiently (0: none)
         retries: usize = Value("3");
         /// GETs of stored files redirect (302) there instead of being proxied
         public_base_url: String = Value("");
