@@ -159,7 +159,7 @@ settings_table! {
 
 impl FileConfig {
     /// Sets the declared `key` from `text` (an environment variable, a
-    /// web.config value, a flag); `source` is what an error names.
+    /// web.config value); `source` is what an error names.
     pub(crate) fn set(&mut self, key: &str, text: &str, source: &str) -> Result<(), ConfigError> {
         match self.set_text(key, text, source)? {
             true => Ok(()),
