@@ -81,13 +81,19 @@ impl AuthFile {
         file: &Path,
         security_key: &str,
     ) -> Result<AuthSettings, ConfigError> {
+        let unset = |key: &str| ConfigError::new(file, key, "is not set and has no default");
         let settings = AuthSettings {
             security_keys: self.security_keys.unwrap_or_default(),
             admin_keys: self.admin_keys.unwrap_or_default(),
             peer_keys: self.peer_keys.unwrap_or_default(),
             token_secrets: token_secrets(file, self.token_secrets.unwrap_or_default().0)?,
-            clock_skew_secs: self.clock_skew_secs.unwrap_or(60),
-            max_token_secs: match self.max_token_secs.unwrap_or(86_400) {
+            clock_skew_secs: self
+                .clock_skew_secs
+                .ok_or_else(|| unset("auth.clock_skew_secs"))?,
+            max_token_secs: match self
+                .max_token_secs
+                .ok_or_else(|| unset("auth.max_token_secs"))?
+            {
                 0 => {
                     return Err(ConfigError::new(
                         file,
@@ -199,7 +205,10 @@ mod tests {
     use super::*;
 
     fn check(file: AuthFile) -> Result<AuthSettings, String> {
-        file.settings(Path::new("app.toml"), "upload-key")
+        AuthFile::defaults()
+            .expect("defaults")
+            .overlay(file)
+            .settings(Path::new("app.toml"), "upload-key")
             .map_err(|e| e.to_string())
     }
 
@@ -265,9 +274,7 @@ mod tests {
             auth: AuthFile,
         }
         let doc: Doc = toml::from_str(text).map_err(|e| e.to_string())?;
-        doc.auth
-            .settings(Path::new("app.toml"), "upload-key")
-            .map_err(|e| e.to_string())
+        check(doc.auth)
     }
 
     #[test]

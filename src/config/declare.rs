@@ -16,8 +16,7 @@ pub(crate) const ENV_PREFIX: &str = "MULTISERVER_UPLOAD_";
 /// What a key means when no layer sets it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Unset {
-    /// As if this text were given (checked by a test against what
-    /// validation really falls back to).
+    /// As if this text were given: the lowest layer of every load.
     Value(&'static str),
     /// Worked out from other settings, or nothing at all, as described.
     Described(&'static str),
@@ -225,6 +224,19 @@ macro_rules! settings_table {
                 $($( let all = all.chain(<$tab_ty>::declared()); )*)?
                 $($( let all = all.chain(<$opt_ty>::declared()); )*)?
                 all.collect()
+            }
+
+            /// The lowest layer: every key declared with an `Unset::Value`,
+            /// here and in the tables always inside this one.
+            pub(crate) fn defaults() -> Result<Self, $crate::config::ConfigError> {
+                let mut layer = Self::default();
+                for setting in Self::OWN {
+                    if let $crate::config::declare::Unset::Value(text) = setting.default {
+                        layer.set_text(setting.key, text, "built-in default")?;
+                    }
+                }
+                $($( layer.$tab = <$tab_ty>::defaults()?; )*)?
+                Ok(layer)
             }
 
             /// Every setting of `upper` that is set wins over this layer's.

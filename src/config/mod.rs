@@ -252,6 +252,7 @@ impl Config {
     /// Loads every layer for `config_file` and applies `flags` on top.
     pub fn load(config_file: &Path, flags: &Overrides) -> Result<Self, ConfigError> {
         let folder = config_folder(config_file);
+        let defaults = FileConfig::defaults()?.relative_to(&folder);
         let web = webconfig::read(&folder.join("web.config"))?.relative_to(&folder);
         let app = FileConfig::read(config_file)?.relative_to(&folder);
         let env = env::read()?;
@@ -264,7 +265,12 @@ impl Config {
             ..FileConfig::default()
         };
         let behind_iis = platform.listen.is_some();
-        let merged = web.overlay(app).overlay(env).overlay(platform).overlay(cli);
+        let merged = defaults
+            .overlay(web)
+            .overlay(app)
+            .overlay(env)
+            .overlay(platform)
+            .overlay(cli);
         Self::validate(config_file, &folder, merged, behind_iis)
     }
 
@@ -275,6 +281,9 @@ impl Config {
         behind_iis: bool,
     ) -> Result<Self, ConfigError> {
         let err = |key: &str, problem: String| ConfigError::new(file, key, problem);
+        // Every key read this way has a built-in default (`Unset::Value`),
+        // the lowest layer: only a declaration without one leaves it unset.
+        let unset = |key: &str| ConfigError::new(file, key, "is not set and has no default");
         let server_name = c
             .server_name
             .filter(|s| !s.trim().is_empty())
@@ -286,8 +295,7 @@ impl Config {
         let auth = c.auth.settings(file, &security_key)?;
         let listen: SocketAddr = c
             .listen
-            .as_deref()
-            .unwrap_or("127.0.0.1:8080")
+            .ok_or_else(|| unset("listen"))?
             .parse()
             .map_err(|e| err("listen", format!("not an address like 127.0.0.1:8080: {e}")))?;
         let domain = match c.domain.filter(|d| !d.trim().is_empty()) {
@@ -304,9 +312,7 @@ impl Config {
                 Some(d.trim().trim_end_matches('/').to_owned())
             }
         };
-        let servers_file = c
-            .servers
-            .unwrap_or_else(|| folder.join("servers.xml.config"));
+        let servers_file = c.servers.ok_or_else(|| unset("servers"))?;
         let entries = servers::read(&servers_file)?;
         if let Some(bad) = entries
             .iter()
@@ -344,20 +350,19 @@ impl Config {
                 })
             })
             .collect::<Result<Vec<_>, ConfigError>>()?;
-        let allowed_types = match c.allowed_types {
-            None => ImageType::ALL.to_vec(),
-            Some(names) => names
-                .iter()
-                .map(|n| {
-                    ImageType::from_name(n).ok_or_else(|| {
-                        err(
-                            "allowed_types",
-                            format!("`{n}` is not one of jpg, png, gif, webp, bmp"),
-                        )
-                    })
+        let allowed_types = c
+            .allowed_types
+            .ok_or_else(|| unset("allowed_types"))?
+            .iter()
+            .map(|n| {
+                ImageType::from_name(n).ok_or_else(|| {
+                    err(
+                        "allowed_types",
+                        format!("`{n}` is not one of jpg, png, gif, webp, bmp"),
+                    )
                 })
-                .collect::<Result<Vec<_>, _>>()?,
-        };
+            })
+            .collect::<Result<Vec<_>, _>>()?;
         if allowed_types.is_empty() {
             return Err(err(
                 "allowed_types",
@@ -366,7 +371,7 @@ impl Config {
         }
         let trusted_proxies = c
             .trusted_proxies
-            .unwrap_or_else(|| vec!["127.0.0.1".into(), "::1".into()])
+            .ok_or_else(|| unset("trusted_proxies"))?
             .iter()
             .map(|p| {
                 p.parse::<IpAddr>().map_err(|e| {
@@ -398,61 +403,57 @@ impl Config {
                 ),
             ));
         }
-        let positive = |key: &str, v: Option<u64>, default: u64| -> Result<u64, ConfigError> {
-            match v.unwrap_or(default) {
+        let positive = |key: &str, v: Option<u64>| -> Result<u64, ConfigError> {
+            match v.ok_or_else(|| unset(key))? {
                 0 => Err(err(key, "must be greater than 0".into())),
                 n => Ok(n),
             }
         };
-        let secs = |key: &str, v: Option<u64>, default: u64| -> Result<Duration, ConfigError> {
-            positive(key, v, default).map(Duration::from_secs)
+        let secs = |key: &str, v: Option<u64>| -> Result<Duration, ConfigError> {
+            positive(key, v).map(Duration::from_secs)
         };
-        let count = |key: &str, v: Option<usize>, default: u64| -> Result<usize, ConfigError> {
-            positive(key, v.map(|n| n as u64), default).map(|n| n as usize)
+        let count = |key: &str, v: Option<usize>| -> Result<usize, ConfigError> {
+            positive(key, v.map(|n| n as u64)).map(|n| n as usize)
         };
-        let max_file_bytes = positive("max_file_bytes", c.max_file_bytes, 2 << 30)?;
-        let max_files_per_request = count("max_files_per_request", c.max_files_per_request, 32)?;
+        let max_file_bytes = positive("max_file_bytes", c.max_file_bytes)?;
+        let max_files_per_request = count("max_files_per_request", c.max_files_per_request)?;
         let r = c.replication;
         let replication = ReplicationSettings {
-            connect_timeout: secs(
-                "replication.connect_timeout_secs",
-                r.connect_timeout_secs,
-                5,
-            )?,
-            idle_timeout: secs("replication.idle_timeout_secs", r.idle_timeout_secs, 30)?,
-            concurrency: count("replication.concurrency", r.concurrency, 16)?,
-            retry_interval: secs("replication.retry_interval_secs", r.retry_interval_secs, 10)?,
+            connect_timeout: secs("replication.connect_timeout_secs", r.connect_timeout_secs)?,
+            idle_timeout: secs("replication.idle_timeout_secs", r.idle_timeout_secs)?,
+            concurrency: count("replication.concurrency", r.concurrency)?,
+            retry_interval: secs("replication.retry_interval_secs", r.retry_interval_secs)?,
             max_retry_interval: secs(
                 "replication.max_retry_interval_secs",
                 r.max_retry_interval_secs,
-                600,
             )?,
         };
-        let data_dir = c.data_dir.unwrap_or_else(|| folder.join("data"));
+        let data_dir = c.data_dir.ok_or_else(|| unset("data_dir"))?;
         let staging = c.resumable;
         // Eight full-size files staged at once, two of them from one client
         // (one resuming while the next starts): room for a busy site's
         // large uploads without letting staging fill the data disk.
         let resumable = ResumableSettings {
-            expire: secs("resumable.expire_secs", staging.expire_secs, 86_400)?,
+            expire: secs("resumable.expire_secs", staging.expire_secs)?,
             max_bytes: positive(
                 "resumable.max_bytes",
-                staging.max_bytes,
-                max_file_bytes.saturating_mul(8),
+                staging.max_bytes.or(Some(max_file_bytes.saturating_mul(8))),
             )?,
             max_bytes_per_client: positive(
                 "resumable.max_bytes_per_client",
-                staging.max_bytes_per_client,
-                max_file_bytes.saturating_mul(2),
+                staging
+                    .max_bytes_per_client
+                    .or(Some(max_file_bytes.saturating_mul(2))),
             )?,
             page_threshold_bytes: positive(
                 "resumable.page_threshold_bytes",
                 staging.page_threshold_bytes,
-                8 << 20,
             )?,
         };
         let storage_file = c.storage;
-        let min_free = storage_file.min_free_bytes.unwrap_or(256 << 20);
+        let min_free = storage_file
+            .min_free_bytes
+            .ok_or_else(|| unset("storage.min_free_bytes"))?;
         let (s3, use_s3) = storage_file.s3_settings(file, folder)?;
         let storage = match (&s3, use_s3) {
             (Some(s3), true) => BackendSettings::S3(s3.clone()),
@@ -487,76 +488,86 @@ impl Config {
             domain,
             listen,
             data_dir,
-            log_dir: c.log_dir.unwrap_or_else(|| folder.join("log")),
+            log_dir: c.log_dir.ok_or_else(|| unset("log_dir"))?,
             servers_file,
             peers,
             servers_keys,
-            fsync: c.fsync.unwrap_or(true),
+            fsync: c.fsync.ok_or_else(|| unset("fsync"))?,
             max_file_bytes,
             // Room for the multipart framing of one full-size file by default.
             max_request_bytes: positive(
                 "max_request_bytes",
-                c.max_request_bytes,
-                max_file_bytes.saturating_add(1 << 20),
+                c.max_request_bytes
+                    .or(Some(max_file_bytes.saturating_add(1 << 20))),
             )?,
             max_files_per_request,
             allowed_types,
             trusted_proxies,
-            client_idle_timeout: secs("client_idle_timeout_secs", c.client_idle_timeout_secs, 60)?,
-            client_min_bytes_per_sec: c.client_min_bytes_per_sec.unwrap_or(1024),
-            header_timeout: secs("header_timeout_secs", c.header_timeout_secs, 30)?,
-            shutdown_grace: secs("shutdown_grace_secs", c.shutdown_grace_secs, 30)?,
-            max_uploads_in_flight: count("max_uploads_in_flight", c.max_uploads_in_flight, 256)?,
-            max_connections: count("max_connections", c.max_connections, 4096)?,
+            client_idle_timeout: secs("client_idle_timeout_secs", c.client_idle_timeout_secs)?,
+            client_min_bytes_per_sec: c
+                .client_min_bytes_per_sec
+                .ok_or_else(|| unset("client_min_bytes_per_sec"))?,
+            header_timeout: secs("header_timeout_secs", c.header_timeout_secs)?,
+            shutdown_grace: secs("shutdown_grace_secs", c.shutdown_grace_secs)?,
+            max_uploads_in_flight: count("max_uploads_in_flight", c.max_uploads_in_flight)?,
+            max_connections: count("max_connections", c.max_connections)?,
             max_connections_per_client: count(
                 "max_connections_per_client",
                 c.max_connections_per_client,
-                128,
             )?,
-            send_timeout: secs("send_timeout_secs", c.send_timeout_secs, 60)?,
+            send_timeout: secs("send_timeout_secs", c.send_timeout_secs)?,
             replication,
             images: ImageSettings {
-                max_pixels: positive("images.max_pixels", c.images.max_pixels, 50_000_000)?,
+                max_pixels: positive("images.max_pixels", c.images.max_pixels)?,
                 max_side: u32::try_from(positive(
                     "images.max_side",
                     c.images.max_side.map(u64::from),
-                    16_384,
                 )?)
                 .unwrap_or(u32::MAX),
-                strip_metadata: c.images.strip_metadata.unwrap_or(true),
+                strip_metadata: c
+                    .images
+                    .strip_metadata
+                    .ok_or_else(|| unset("images.strip_metadata"))?,
                 thumbnail_size: u32::try_from(positive(
                     "images.thumbnail_size",
                     c.images.thumbnail_size.map(u64::from),
-                    320,
                 )?)
                 .unwrap_or(u32::MAX),
-                widths: match c.images.widths {
-                    Some(w) if w.contains(&0) => {
+                widths: match c.images.widths.ok_or_else(|| unset("images.widths"))? {
+                    w if w.contains(&0) => {
                         return Err(err("images.widths", "0 is not a width".into()));
                     }
-                    Some(w) => w,
-                    None => vec![160, 320, 640, 1280],
+                    w => w,
                 },
-                eager_thumbnail: c.images.eager_thumbnail.unwrap_or(false),
+                eager_thumbnail: c
+                    .images
+                    .eager_thumbnail
+                    .ok_or_else(|| unset("images.eager_thumbnail"))?,
                 variants_max_bytes: positive(
                     "images.variants_max_bytes",
                     c.images.variants_max_bytes,
-                    10 << 30,
                 )?,
-                workers: count("images.workers", c.images.workers, 2)?,
-                queue: count("images.queue", c.images.queue, 64)?,
+                workers: count("images.workers", c.images.workers)?,
+                queue: count("images.queue", c.images.queue)?,
             },
             repair: RepairSettings {
-                interval: secs("repair.interval_secs", c.repair.interval_secs, 300)?,
-                settle: Duration::from_secs(c.repair.settle_secs.unwrap_or(120)),
-                scrub_interval: secs(
-                    "repair.scrub_interval_secs",
-                    c.repair.scrub_interval_secs,
-                    604_800,
-                )?,
-                max_bytes_per_sec: c.repair.max_bytes_per_sec.unwrap_or(0),
-                concurrency: count("repair.concurrency", c.repair.concurrency, 8)?,
-                trash: match c.repair.trash_days.unwrap_or(7.0) {
+                interval: secs("repair.interval_secs", c.repair.interval_secs)?,
+                settle: Duration::from_secs(
+                    c.repair
+                        .settle_secs
+                        .ok_or_else(|| unset("repair.settle_secs"))?,
+                ),
+                scrub_interval: secs("repair.scrub_interval_secs", c.repair.scrub_interval_secs)?,
+                max_bytes_per_sec: c
+                    .repair
+                    .max_bytes_per_sec
+                    .ok_or_else(|| unset("repair.max_bytes_per_sec"))?,
+                concurrency: count("repair.concurrency", c.repair.concurrency)?,
+                trash: match c
+                    .repair
+                    .trash_days
+                    .ok_or_else(|| unset("repair.trash_days"))?
+                {
                     days if days.is_finite() && (0.0..=36_500.0).contains(&days) => {
                         Duration::from_secs_f64(days * 86_400.0)
                     }
@@ -568,7 +579,9 @@ impl Config {
                     }
                 },
                 tombstone_min_age: Duration::from_secs(
-                    c.repair.tombstone_min_age_secs.unwrap_or(86_400),
+                    c.repair
+                        .tombstone_min_age_secs
+                        .ok_or_else(|| unset("repair.tombstone_min_age_secs"))?,
                 ),
             },
         })
@@ -722,11 +735,11 @@ mod tests {
         assert_eq!(flags, declared);
     }
 
-    /// A declared default is what validation falls back to: a layer that
-    /// sets every such key to it validates to the same `Config` as one that
-    /// leaves them all unset.
+    /// Every key validation reads has its built-in default, and the
+    /// declared `[storage.s3]` defaults are the store's own
+    /// (`S3Settings::new`).
     #[test]
-    fn the_declared_defaults_are_the_defaults() {
+    fn the_built_in_defaults_and_the_required_keys_make_a_config() {
         let dir = tempfile::tempdir().expect("tempdir");
         let folder = dir.path();
         std::fs::write(
@@ -734,30 +747,23 @@ mod tests {
             r#"<Servers><Server Name="s1" Uri="http://127.0.0.1:1/do.ashx" SecurityKey="k1"/></Servers>"#,
         )
         .expect("servers");
-        let file = folder.join("app.toml");
-        let required = || {
-            let mut layer = FileConfig::default();
-            for (key, text) in [
-                ("server_name", "s1"),
-                ("security_key", "k"),
-                ("storage.s3.bucket", "b"),
-            ] {
-                layer.set(key, text, "test").expect(key);
-            }
-            layer
-        };
-        let mut explicit = required();
-        let mut set = 0;
-        for setting in FileConfig::declared() {
-            if let declare::Unset::Value(text) = setting.default {
-                explicit.set(setting.key, text, "test").expect(setting.key);
-                set += 1;
-            }
+        let mut layer = FileConfig::defaults()
+            .expect("defaults")
+            .relative_to(folder);
+        for (key, text) in [
+            ("server_name", "s1"),
+            ("security_key", "k"),
+            ("storage.s3.bucket", "b"),
+        ] {
+            layer.set(key, text, "test").expect(key);
         }
-        assert!(set > 60, "{set}");
-        let unset = Config::validate(&file, folder, required(), false).expect("valid");
-        let explicit =
-            Config::validate(&file, folder, explicit.relative_to(folder), false).expect("valid");
-        assert_eq!(format!("{unset:?}"), format!("{explicit:?}"));
+        let c = Config::validate(&folder.join("app.toml"), folder, layer, false).expect("valid");
+        assert_eq!(c.s3, Some(crate::storage::s3::S3Settings::new("b")));
+        assert_eq!(c.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(c.data_dir, folder.join("data"));
+        assert_eq!(c.max_request_bytes, (2 << 30) + (1 << 20));
+        assert_eq!(c.images.widths, [160, 320, 640, 1280]);
+        assert_eq!(c.repair.trash, Duration::from_secs(7 * 86_400));
+        assert_eq!(c.auth.max_token_secs, 86_400);
     }
 }

@@ -39,7 +39,7 @@ impl StorageFile {
         let err = |problem: &str| ConfigError::new(file, "storage.backend", problem);
         let s3 = self
             .s3
-            .map(|s3| s3.into_settings(file, folder))
+            .map(|s3| S3File::defaults()?.overlay(s3).into_settings(file, folder))
             .transpose()?;
         match (self.backend.as_deref().map(str::trim), &s3) {
             (None | Some("disk"), _) => Ok((s3, false)),
