@@ -363,3 +363,20 @@ fn every_documented_variable_is_read_and_its_errors_name_the_key() {
     }
     assert!(tried > 30, "{tried}");
 }
+
+#[test]
+fn the_configuration_reference_is_what_the_binary_prints() {
+    let o = Command::new(BIN)
+        .arg("config-reference")
+        .output()
+        .expect("run");
+    assert!(o.status.success(), "{}", stderr(&o));
+    let printed = String::from_utf8_lossy(&o.stdout);
+    let page = std::fs::read_to_string(repo().join("docs/configuration.md")).expect("docs");
+    assert!(
+        page.contains(&format!(
+            "<!-- settings: start -->\n{printed}<!-- settings: end -->"
+        )),
+        "docs/configuration.md: paste `multiserver-upload config-reference` between the markers"
+    );
+}

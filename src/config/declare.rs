@@ -29,6 +29,7 @@ pub(crate) enum Unset {
 pub(crate) struct Setting {
     /// Dotted, as in error messages: `images.max_side`.
     pub key: &'static str,
+    /// `FromText::TYPE` of its type: `integer`, `list of strings`, …
     pub ty: &'static str,
     pub default: Unset,
     /// Whether `MULTISERVER_UPLOAD_…` sets it; tables that describe a
@@ -38,6 +39,7 @@ pub(crate) struct Setting {
     pub web: Option<&'static str>,
     /// The command-line flag that overrides it.
     pub flag: Option<&'static str>,
+    /// Its doc comment: the meaning column of the reference.
     pub doc: &'static str,
 }
 

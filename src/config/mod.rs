@@ -2,7 +2,9 @@
 //!
 //! Layers, lowest first: built-in defaults, the original web.config
 //! `appSettings` (beside app.toml), app.toml, `MULTISERVER_UPLOAD_*`
-//! environment variables, `HTTP_PLATFORM_PORT`, command-line flags. Paths in a
+//! environment variables, `HTTP_PLATFORM_PORT`, command-line flags. Each key
+//! is declared once (`declare::settings_table!`, in the file of its table):
+//! every layer and docs/configuration.md follow from that. Paths in a
 //! file are relative to that file's folder; paths from the environment or flags
 //! are relative to the working directory. Every error names the file (or
 //! variable), the key and what is wrong; `main` turns it into exit code 2.
