@@ -37,6 +37,11 @@ pub enum Command {
     /// Copy a data folder's stored files into the `[storage.s3]` bucket;
     /// run it again to resume after an interruption.
     Migrate(MigrateArgs),
+    /// Print the settings tables of docs/configuration.md, generated from
+    /// the declarations in `config`: how that page is refreshed after a
+    /// setting is added.
+    #[command(hide = true)]
+    ConfigReference,
 }
 
 /// Settings that flags can override, above environment and files.

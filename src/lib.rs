@@ -85,6 +85,10 @@ pub fn run(cli: Cli) -> ExitCode {
                 Duration::from_millis(progress_every_ms),
             ),
         ),
+        Some(Command::ConfigReference) => {
+            print!("{}", config::reference());
+            return ExitCode::SUCCESS;
+        }
     };
     let config = match Config::load(&config_path, &overrides) {
         Ok(c) => c,

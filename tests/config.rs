@@ -324,3 +324,59 @@ fn credentials_in_a_peer_or_endpoint_url_are_never_printed() {
         );
     }
 }
+
+/// The rows of the settings tables in docs/configuration.md, cell by cell.
+fn documented_settings() -> Vec<Vec<String>> {
+    let page = std::fs::read_to_string(repo().join("docs/configuration.md")).expect("docs");
+    page.lines()
+        .filter(|l| l.starts_with("| `"))
+        .map(|l| {
+            l.trim_matches('|')
+                .split(" | ")
+                .map(|cell| cell.trim().trim_matches('`').to_owned())
+                .collect()
+        })
+        .collect()
+}
+
+#[test]
+fn every_documented_variable_is_read_and_its_errors_name_the_key() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = write(dir.path(), "server_name = \"s1\"\nsecurity_key = \"k\"\n");
+    let mut tried = 0;
+    for row in documented_settings() {
+        let (key, ty, variable) = (&row[0], &row[1], &row[3]);
+        // `x` is no number, no boolean and no list of numbers.
+        if variable == "—"
+            || !["integer", "number", "boolean", "list of integers"].contains(&ty.as_str())
+        {
+            continue;
+        }
+        let o = check(&path, &[(variable.as_str(), "x")]);
+        assert_eq!(o.status.code(), Some(2), "{variable}");
+        let e = stderr(&o);
+        assert!(
+            e.contains(&format!("environment variable {variable}: `{key}`: `x`")),
+            "{e}"
+        );
+        tried += 1;
+    }
+    assert!(tried > 30, "{tried}");
+}
+
+#[test]
+fn the_configuration_reference_is_what_the_binary_prints() {
+    let o = Command::new(BIN)
+        .arg("config-reference")
+        .output()
+        .expect("run");
+    assert!(o.status.success(), "{}", stderr(&o));
+    let printed = String::from_utf8_lossy(&o.stdout);
+    let page = std::fs::read_to_string(repo().join("docs/configuration.md")).expect("docs");
+    assert!(
+        page.contains(&format!(
+            "<!-- settings: start -->\n{printed}<!-- settings: end -->"
+        )),
+        "docs/configuration.md: paste `multiserver-upload config-reference` between the markers"
+    );
+}

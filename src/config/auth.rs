@@ -13,6 +13,7 @@ use std::path::Path;
 use serde::de::{MapAccess, Visitor};
 use serde::{Deserialize, Deserializer};
 
+use super::declare::settings_table;
 use super::{ConfigError, PLACEHOLDER_KEY};
 use crate::auth::token::{Lifetime, TokenSecrets};
 
@@ -20,17 +21,31 @@ use crate::auth::token::{Lifetime, TokenSecrets};
 /// short secret could be found by trying them all offline.
 const MIN_SECRET_LEN: usize = 16;
 
-/// `[auth]` as written (or as another layer sets it); `None` takes the
-/// default.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct AuthFile {
-    pub security_keys: Option<Vec<String>>,
-    pub admin_keys: Option<Vec<String>>,
-    pub peer_keys: Option<Vec<String>>,
-    pub token_secrets: Option<OrderedSecrets>,
-    pub clock_skew_secs: Option<u64>,
-    pub max_token_secs: Option<u64>,
+settings_table! {
+    /// `[auth]` as written (or as another layer sets it); `None` takes the
+    /// default.
+    pub(crate) struct AuthFile in "auth." (env: true) {
+        /// more keys with `security_key`'s rights: upload, the page, `uploaderrors`
+        /// (see "Keys and tokens")
+        security_keys: Vec<String> = Value("");
+        /// keys that may also `delete` and `restore`; none: nobody may
+        admin_keys: Vec<String> = Value("");
+        /// the keys of peer actions, the same on every server: the first is sent,
+        /// any is accepted, nothing else is; empty: peers send each other's
+        /// `security_key` (servers.xml.config), with a warning at start
+        peer_keys: Vec<String> = Value("");
+        /// upload token secrets, id → secret (16 characters or more), the same on
+        /// every server; the first listed mints `action=token` tokens, every
+        /// listed one verifies; empty: no tokens. Environment: `k2=…,k1=…` in order
+        token_secrets: OrderedSecrets = Value("");
+        /// how far a back end's clock and this server's may disagree about a
+        /// token's `exp` (0: not at all)
+        clock_skew_secs: u64 = Value("60");
+        /// longest life of a token: `action=token` caps `ttl_secs` at it, and a
+        /// token minted elsewhere whose `exp` is further away than this (plus the
+        /// skew) is refused
+        max_token_secs: u64 = Value("86400");
+    }
 }
 
 /// `token_secrets = { k2 = "…", k1 = "…" }` in the order written: the
@@ -59,18 +74,6 @@ impl<'de> Deserialize<'de> for OrderedSecrets {
 }
 
 impl AuthFile {
-    /// Every setting of `upper` that is set wins over this layer's.
-    pub(crate) fn overlay(self, upper: AuthFile) -> AuthFile {
-        AuthFile {
-            security_keys: upper.security_keys.or(self.security_keys),
-            admin_keys: upper.admin_keys.or(self.admin_keys),
-            peer_keys: upper.peer_keys.or(self.peer_keys),
-            token_secrets: upper.token_secrets.or(self.token_secrets),
-            clock_skew_secs: upper.clock_skew_secs.or(self.clock_skew_secs),
-            max_token_secs: upper.max_token_secs.or(self.max_token_secs),
-        }
-    }
-
     /// The settings, checked against each other and against
     /// `security_key`.
     pub(crate) fn settings(
@@ -78,13 +81,19 @@ impl AuthFile {
         file: &Path,
         security_key: &str,
     ) -> Result<AuthSettings, ConfigError> {
+        let unset = |key: &str| ConfigError::new(file, key, "is not set and has no default");
         let settings = AuthSettings {
             security_keys: self.security_keys.unwrap_or_default(),
             admin_keys: self.admin_keys.unwrap_or_default(),
             peer_keys: self.peer_keys.unwrap_or_default(),
             token_secrets: token_secrets(file, self.token_secrets.unwrap_or_default().0)?,
-            clock_skew_secs: self.clock_skew_secs.unwrap_or(60),
-            max_token_secs: match self.max_token_secs.unwrap_or(86_400) {
+            clock_skew_secs: self
+                .clock_skew_secs
+                .ok_or_else(|| unset("auth.clock_skew_secs"))?,
+            max_token_secs: match self
+                .max_token_secs
+                .ok_or_else(|| unset("auth.max_token_secs"))?
+            {
                 0 => {
                     return Err(ConfigError::new(
                         file,
@@ -196,7 +205,10 @@ mod tests {
     use super::*;
 
     fn check(file: AuthFile) -> Result<AuthSettings, String> {
-        file.settings(Path::new("app.toml"), "upload-key")
+        AuthFile::defaults()
+            .expect("defaults")
+            .overlay(file)
+            .settings(Path::new("app.toml"), "upload-key")
             .map_err(|e| e.to_string())
     }
 
@@ -262,9 +274,7 @@ mod tests {
             auth: AuthFile,
         }
         let doc: Doc = toml::from_str(text).map_err(|e| e.to_string())?;
-        doc.auth
-            .settings(Path::new("app.toml"), "upload-key")
-            .map_err(|e| e.to_string())
+        check(doc.auth)
     }
 
     #[test]

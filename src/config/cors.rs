@@ -10,14 +10,18 @@
 
 use std::path::Path;
 
-use serde::Deserialize;
-
 use super::ConfigError;
+use super::declare::settings_table;
 
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct CorsFile {
-    pub allowed_origins: Option<Vec<String>>,
+settings_table! {
+    /// `[cors]` as written; app.toml only (a site's neighbours are a
+    /// deployment decision, not a per-run one).
+    pub(crate) struct CorsFile in "cors." (env: false) {
+        /// other sites whose pages may call this service from a browser:
+        /// `https://www.example.com`, or `https://*.example.com` for every
+        /// subdomain (scheme and port exact; see "Keys and tokens")
+        allowed_origins: Vec<String> = Value("");
+    }
 }
 
 /// The origins whose pages may upload here; empty: no CORS at all.

@@ -2,13 +2,16 @@
 //!
 //! Layers, lowest first: built-in defaults, the original web.config
 //! `appSettings` (beside app.toml), app.toml, `MULTISERVER_UPLOAD_*`
-//! environment variables, `HTTP_PLATFORM_PORT`, command-line flags. Paths in a
+//! environment variables, `HTTP_PLATFORM_PORT`, command-line flags. Each key
+//! is declared once (`declare::settings_table!`, in the file of its table):
+//! every layer and docs/configuration.md follow from that. Paths in a
 //! file are relative to that file's folder; paths from the environment or flags
 //! are relative to the working directory. Every error names the file (or
 //! variable), the key and what is wrong; `main` turns it into exit code 2.
 
 mod auth;
 mod cors;
+mod declare;
 mod env;
 mod file;
 pub mod servers;
@@ -251,6 +254,7 @@ impl Config {
     /// Loads every layer for `config_file` and applies `flags` on top.
     pub fn load(config_file: &Path, flags: &Overrides) -> Result<Self, ConfigError> {
         let folder = config_folder(config_file);
+        let defaults = FileConfig::defaults()?.relative_to(&folder);
         let web = webconfig::read(&folder.join("web.config"))?.relative_to(&folder);
         let app = FileConfig::read(config_file)?.relative_to(&folder);
         let env = env::read()?;
@@ -263,7 +267,12 @@ impl Config {
             ..FileConfig::default()
         };
         let behind_iis = platform.listen.is_some();
-        let merged = web.overlay(app).overlay(env).overlay(platform).overlay(cli);
+        let merged = defaults
+            .overlay(web)
+            .overlay(app)
+            .overlay(env)
+            .overlay(platform)
+            .overlay(cli);
         Self::validate(config_file, &folder, merged, behind_iis)
     }
 
@@ -274,6 +283,9 @@ impl Config {
         behind_iis: bool,
     ) -> Result<Self, ConfigError> {
         let err = |key: &str, problem: String| ConfigError::new(file, key, problem);
+        // Every key read this way has a built-in default (`Unset::Value`),
+        // the lowest layer: only a declaration without one leaves it unset.
+        let unset = |key: &str| ConfigError::new(file, key, "is not set and has no default");
         let server_name = c
             .server_name
             .filter(|s| !s.trim().is_empty())
@@ -285,8 +297,7 @@ impl Config {
         let auth = c.auth.settings(file, &security_key)?;
         let listen: SocketAddr = c
             .listen
-            .as_deref()
-            .unwrap_or("127.0.0.1:8080")
+            .ok_or_else(|| unset("listen"))?
             .parse()
             .map_err(|e| err("listen", format!("not an address like 127.0.0.1:8080: {e}")))?;
         let domain = match c.domain.filter(|d| !d.trim().is_empty()) {
@@ -303,9 +314,7 @@ impl Config {
                 Some(d.trim().trim_end_matches('/').to_owned())
             }
         };
-        let servers_file = c
-            .servers
-            .unwrap_or_else(|| folder.join("servers.xml.config"));
+        let servers_file = c.servers.ok_or_else(|| unset("servers"))?;
         let entries = servers::read(&servers_file)?;
         if let Some(bad) = entries
             .iter()
@@ -343,20 +352,19 @@ impl Config {
                 })
             })
             .collect::<Result<Vec<_>, ConfigError>>()?;
-        let allowed_types = match c.allowed_types {
-            None => ImageType::ALL.to_vec(),
-            Some(names) => names
-                .iter()
-                .map(|n| {
-                    ImageType::from_name(n).ok_or_else(|| {
-                        err(
-                            "allowed_types",
-                            format!("`{n}` is not one of jpg, png, gif, webp, bmp"),
-                        )
-                    })
+        let allowed_types = c
+            .allowed_types
+            .ok_or_else(|| unset("allowed_types"))?
+            .iter()
+            .map(|n| {
+                ImageType::from_name(n).ok_or_else(|| {
+                    err(
+                        "allowed_types",
+                        format!("`{n}` is not one of jpg, png, gif, webp, bmp"),
+                    )
                 })
-                .collect::<Result<Vec<_>, _>>()?,
-        };
+            })
+            .collect::<Result<Vec<_>, _>>()?;
         if allowed_types.is_empty() {
             return Err(err(
                 "allowed_types",
@@ -365,7 +373,7 @@ impl Config {
         }
         let trusted_proxies = c
             .trusted_proxies
-            .unwrap_or_else(|| vec!["127.0.0.1".into(), "::1".into()])
+            .ok_or_else(|| unset("trusted_proxies"))?
             .iter()
             .map(|p| {
                 p.parse::<IpAddr>().map_err(|e| {
@@ -397,61 +405,57 @@ impl Config {
                 ),
             ));
         }
-        let positive = |key: &str, v: Option<u64>, default: u64| -> Result<u64, ConfigError> {
-            match v.unwrap_or(default) {
+        let positive = |key: &str, v: Option<u64>| -> Result<u64, ConfigError> {
+            match v.ok_or_else(|| unset(key))? {
                 0 => Err(err(key, "must be greater than 0".into())),
                 n => Ok(n),
             }
         };
-        let secs = |key: &str, v: Option<u64>, default: u64| -> Result<Duration, ConfigError> {
-            positive(key, v, default).map(Duration::from_secs)
+        let secs = |key: &str, v: Option<u64>| -> Result<Duration, ConfigError> {
+            positive(key, v).map(Duration::from_secs)
         };
-        let count = |key: &str, v: Option<usize>, default: u64| -> Result<usize, ConfigError> {
-            positive(key, v.map(|n| n as u64), default).map(|n| n as usize)
+        let count = |key: &str, v: Option<usize>| -> Result<usize, ConfigError> {
+            positive(key, v.map(|n| n as u64)).map(|n| n as usize)
         };
-        let max_file_bytes = positive("max_file_bytes", c.max_file_bytes, 2 << 30)?;
-        let max_files_per_request = count("max_files_per_request", c.max_files_per_request, 32)?;
+        let max_file_bytes = positive("max_file_bytes", c.max_file_bytes)?;
+        let max_files_per_request = count("max_files_per_request", c.max_files_per_request)?;
         let r = c.replication;
         let replication = ReplicationSettings {
-            connect_timeout: secs(
-                "replication.connect_timeout_secs",
-                r.connect_timeout_secs,
-                5,
-            )?,
-            idle_timeout: secs("replication.idle_timeout_secs", r.idle_timeout_secs, 30)?,
-            concurrency: count("replication.concurrency", r.concurrency, 16)?,
-            retry_interval: secs("replication.retry_interval_secs", r.retry_interval_secs, 10)?,
+            connect_timeout: secs("replication.connect_timeout_secs", r.connect_timeout_secs)?,
+            idle_timeout: secs("replication.idle_timeout_secs", r.idle_timeout_secs)?,
+            concurrency: count("replication.concurrency", r.concurrency)?,
+            retry_interval: secs("replication.retry_interval_secs", r.retry_interval_secs)?,
             max_retry_interval: secs(
                 "replication.max_retry_interval_secs",
                 r.max_retry_interval_secs,
-                600,
             )?,
         };
-        let data_dir = c.data_dir.unwrap_or_else(|| folder.join("data"));
+        let data_dir = c.data_dir.ok_or_else(|| unset("data_dir"))?;
         let staging = c.resumable;
         // Eight full-size files staged at once, two of them from one client
         // (one resuming while the next starts): room for a busy site's
         // large uploads without letting staging fill the data disk.
         let resumable = ResumableSettings {
-            expire: secs("resumable.expire_secs", staging.expire_secs, 86_400)?,
+            expire: secs("resumable.expire_secs", staging.expire_secs)?,
             max_bytes: positive(
                 "resumable.max_bytes",
-                staging.max_bytes,
-                max_file_bytes.saturating_mul(8),
+                staging.max_bytes.or(Some(max_file_bytes.saturating_mul(8))),
             )?,
             max_bytes_per_client: positive(
                 "resumable.max_bytes_per_client",
-                staging.max_bytes_per_client,
-                max_file_bytes.saturating_mul(2),
+                staging
+                    .max_bytes_per_client
+                    .or(Some(max_file_bytes.saturating_mul(2))),
             )?,
             page_threshold_bytes: positive(
                 "resumable.page_threshold_bytes",
                 staging.page_threshold_bytes,
-                8 << 20,
             )?,
         };
-        let storage_file = c.storage.unwrap_or_default();
-        let min_free = storage_file.min_free_bytes.unwrap_or(256 << 20);
+        let storage_file = c.storage;
+        let min_free = storage_file
+            .min_free_bytes
+            .ok_or_else(|| unset("storage.min_free_bytes"))?;
         let (s3, use_s3) = storage_file.s3_settings(file, folder)?;
         let storage = match (&s3, use_s3) {
             (Some(s3), true) => BackendSettings::S3(s3.clone()),
@@ -466,7 +470,7 @@ impl Config {
                 min_free,
             },
         };
-        let cors = c.cors.unwrap_or_default().into_settings(file)?;
+        let cors = c.cors.into_settings(file)?;
         let (data_dir, peers) = match &storage {
             BackendSettings::Disk { data_dirs, .. } => {
                 (data_dirs.first().cloned().unwrap_or(data_dir), peers)
@@ -486,76 +490,86 @@ impl Config {
             domain,
             listen,
             data_dir,
-            log_dir: c.log_dir.unwrap_or_else(|| folder.join("log")),
+            log_dir: c.log_dir.ok_or_else(|| unset("log_dir"))?,
             servers_file,
             peers,
             servers_keys,
-            fsync: c.fsync.unwrap_or(true),
+            fsync: c.fsync.ok_or_else(|| unset("fsync"))?,
             max_file_bytes,
             // Room for the multipart framing of one full-size file by default.
             max_request_bytes: positive(
                 "max_request_bytes",
-                c.max_request_bytes,
-                max_file_bytes.saturating_add(1 << 20),
+                c.max_request_bytes
+                    .or(Some(max_file_bytes.saturating_add(1 << 20))),
             )?,
             max_files_per_request,
             allowed_types,
             trusted_proxies,
-            client_idle_timeout: secs("client_idle_timeout_secs", c.client_idle_timeout_secs, 60)?,
-            client_min_bytes_per_sec: c.client_min_bytes_per_sec.unwrap_or(1024),
-            header_timeout: secs("header_timeout_secs", c.header_timeout_secs, 30)?,
-            shutdown_grace: secs("shutdown_grace_secs", c.shutdown_grace_secs, 30)?,
-            max_uploads_in_flight: count("max_uploads_in_flight", c.max_uploads_in_flight, 256)?,
-            max_connections: count("max_connections", c.max_connections, 4096)?,
+            client_idle_timeout: secs("client_idle_timeout_secs", c.client_idle_timeout_secs)?,
+            client_min_bytes_per_sec: c
+                .client_min_bytes_per_sec
+                .ok_or_else(|| unset("client_min_bytes_per_sec"))?,
+            header_timeout: secs("header_timeout_secs", c.header_timeout_secs)?,
+            shutdown_grace: secs("shutdown_grace_secs", c.shutdown_grace_secs)?,
+            max_uploads_in_flight: count("max_uploads_in_flight", c.max_uploads_in_flight)?,
+            max_connections: count("max_connections", c.max_connections)?,
             max_connections_per_client: count(
                 "max_connections_per_client",
                 c.max_connections_per_client,
-                128,
             )?,
-            send_timeout: secs("send_timeout_secs", c.send_timeout_secs, 60)?,
+            send_timeout: secs("send_timeout_secs", c.send_timeout_secs)?,
             replication,
             images: ImageSettings {
-                max_pixels: positive("images.max_pixels", c.images.max_pixels, 50_000_000)?,
+                max_pixels: positive("images.max_pixels", c.images.max_pixels)?,
                 max_side: u32::try_from(positive(
                     "images.max_side",
                     c.images.max_side.map(u64::from),
-                    16_384,
                 )?)
                 .unwrap_or(u32::MAX),
-                strip_metadata: c.images.strip_metadata.unwrap_or(true),
+                strip_metadata: c
+                    .images
+                    .strip_metadata
+                    .ok_or_else(|| unset("images.strip_metadata"))?,
                 thumbnail_size: u32::try_from(positive(
                     "images.thumbnail_size",
                     c.images.thumbnail_size.map(u64::from),
-                    320,
                 )?)
                 .unwrap_or(u32::MAX),
-                widths: match c.images.widths {
-                    Some(w) if w.contains(&0) => {
+                widths: match c.images.widths.ok_or_else(|| unset("images.widths"))? {
+                    w if w.contains(&0) => {
                         return Err(err("images.widths", "0 is not a width".into()));
                     }
-                    Some(w) => w,
-                    None => vec![160, 320, 640, 1280],
+                    w => w,
                 },
-                eager_thumbnail: c.images.eager_thumbnail.unwrap_or(false),
+                eager_thumbnail: c
+                    .images
+                    .eager_thumbnail
+                    .ok_or_else(|| unset("images.eager_thumbnail"))?,
                 variants_max_bytes: positive(
                     "images.variants_max_bytes",
                     c.images.variants_max_bytes,
-                    10 << 30,
                 )?,
-                workers: count("images.workers", c.images.workers, 2)?,
-                queue: count("images.queue", c.images.queue, 64)?,
+                workers: count("images.workers", c.images.workers)?,
+                queue: count("images.queue", c.images.queue)?,
             },
             repair: RepairSettings {
-                interval: secs("repair.interval_secs", c.repair.interval_secs, 300)?,
-                settle: Duration::from_secs(c.repair.settle_secs.unwrap_or(120)),
-                scrub_interval: secs(
-                    "repair.scrub_interval_secs",
-                    c.repair.scrub_interval_secs,
-                    604_800,
-                )?,
-                max_bytes_per_sec: c.repair.max_bytes_per_sec.unwrap_or(0),
-                concurrency: count("repair.concurrency", c.repair.concurrency, 8)?,
-                trash: match c.repair.trash_days.unwrap_or(7.0) {
+                interval: secs("repair.interval_secs", c.repair.interval_secs)?,
+                settle: Duration::from_secs(
+                    c.repair
+                        .settle_secs
+                        .ok_or_else(|| unset("repair.settle_secs"))?,
+                ),
+                scrub_interval: secs("repair.scrub_interval_secs", c.repair.scrub_interval_secs)?,
+                max_bytes_per_sec: c
+                    .repair
+                    .max_bytes_per_sec
+                    .ok_or_else(|| unset("repair.max_bytes_per_sec"))?,
+                concurrency: count("repair.concurrency", c.repair.concurrency)?,
+                trash: match c
+                    .repair
+                    .trash_days
+                    .ok_or_else(|| unset("repair.trash_days"))?
+                {
                     days if days.is_finite() && (0.0..=36_500.0).contains(&days) => {
                         Duration::from_secs_f64(days * 86_400.0)
                     }
@@ -567,7 +581,9 @@ impl Config {
                     }
                 },
                 tombstone_min_age: Duration::from_secs(
-                    c.repair.tombstone_min_age_secs.unwrap_or(86_400),
+                    c.repair
+                        .tombstone_min_age_secs
+                        .ok_or_else(|| unset("repair.tombstone_min_age_secs"))?,
                 ),
             },
         })
@@ -591,6 +607,11 @@ impl Config {
     }
 }
 
+/// The settings tables of docs/configuration.md, from the declarations.
+pub fn reference() -> String {
+    declare::reference(&FileConfig::declared())
+}
+
 fn config_folder(config_file: &Path) -> PathBuf {
     match config_file.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
@@ -599,96 +620,6 @@ fn config_folder(config_file: &Path) -> PathBuf {
 }
 
 impl FileConfig {
-    /// Every setting of `upper` that is set wins over this layer's.
-    fn overlay(self, upper: FileConfig) -> FileConfig {
-        let r = self.replication;
-        let u = upper.replication;
-        FileConfig {
-            server_name: upper.server_name.or(self.server_name),
-            security_key: upper.security_key.or(self.security_key),
-            domain: upper.domain.or(self.domain),
-            listen: upper.listen.or(self.listen),
-            data_dir: upper.data_dir.or(self.data_dir),
-            data_dirs: upper.data_dirs.or(self.data_dirs),
-            log_dir: upper.log_dir.or(self.log_dir),
-            servers: upper.servers.or(self.servers),
-            fsync: upper.fsync.or(self.fsync),
-            max_file_bytes: upper.max_file_bytes.or(self.max_file_bytes),
-            max_request_bytes: upper.max_request_bytes.or(self.max_request_bytes),
-            max_files_per_request: upper.max_files_per_request.or(self.max_files_per_request),
-            allowed_types: upper.allowed_types.or(self.allowed_types),
-            trusted_proxies: upper.trusted_proxies.or(self.trusted_proxies),
-            client_idle_timeout_secs: upper
-                .client_idle_timeout_secs
-                .or(self.client_idle_timeout_secs),
-            client_min_bytes_per_sec: upper
-                .client_min_bytes_per_sec
-                .or(self.client_min_bytes_per_sec),
-            header_timeout_secs: upper.header_timeout_secs.or(self.header_timeout_secs),
-            shutdown_grace_secs: upper.shutdown_grace_secs.or(self.shutdown_grace_secs),
-            max_uploads_in_flight: upper.max_uploads_in_flight.or(self.max_uploads_in_flight),
-            max_connections: upper.max_connections.or(self.max_connections),
-            max_connections_per_client: upper
-                .max_connections_per_client
-                .or(self.max_connections_per_client),
-            send_timeout_secs: upper.send_timeout_secs.or(self.send_timeout_secs),
-            storage: upper.storage.or(self.storage),
-            resumable: file::ResumableFile {
-                expire_secs: upper.resumable.expire_secs.or(self.resumable.expire_secs),
-                max_bytes: upper.resumable.max_bytes.or(self.resumable.max_bytes),
-                max_bytes_per_client: upper
-                    .resumable
-                    .max_bytes_per_client
-                    .or(self.resumable.max_bytes_per_client),
-                page_threshold_bytes: upper
-                    .resumable
-                    .page_threshold_bytes
-                    .or(self.resumable.page_threshold_bytes),
-            },
-            cors: upper.cors.or(self.cors),
-            auth: self.auth.overlay(upper.auth),
-            replication: file::ReplicationFile {
-                connect_timeout_secs: u.connect_timeout_secs.or(r.connect_timeout_secs),
-                idle_timeout_secs: u.idle_timeout_secs.or(r.idle_timeout_secs),
-                concurrency: u.concurrency.or(r.concurrency),
-                retry_interval_secs: u.retry_interval_secs.or(r.retry_interval_secs),
-                max_retry_interval_secs: u.max_retry_interval_secs.or(r.max_retry_interval_secs),
-            },
-            images: file::ImagesFile {
-                max_pixels: upper.images.max_pixels.or(self.images.max_pixels),
-                max_side: upper.images.max_side.or(self.images.max_side),
-                strip_metadata: upper.images.strip_metadata.or(self.images.strip_metadata),
-                thumbnail_size: upper.images.thumbnail_size.or(self.images.thumbnail_size),
-                widths: upper.images.widths.or(self.images.widths),
-                eager_thumbnail: upper.images.eager_thumbnail.or(self.images.eager_thumbnail),
-                variants_max_bytes: upper
-                    .images
-                    .variants_max_bytes
-                    .or(self.images.variants_max_bytes),
-                workers: upper.images.workers.or(self.images.workers),
-                queue: upper.images.queue.or(self.images.queue),
-            },
-            repair: file::RepairFile {
-                interval_secs: upper.repair.interval_secs.or(self.repair.interval_secs),
-                settle_secs: upper.repair.settle_secs.or(self.repair.settle_secs),
-                scrub_interval_secs: upper
-                    .repair
-                    .scrub_interval_secs
-                    .or(self.repair.scrub_interval_secs),
-                max_bytes_per_sec: upper
-                    .repair
-                    .max_bytes_per_sec
-                    .or(self.repair.max_bytes_per_sec),
-                concurrency: upper.repair.concurrency.or(self.repair.concurrency),
-                trash_days: upper.repair.trash_days.or(self.repair.trash_days),
-                tombstone_min_age_secs: upper
-                    .repair
-                    .tombstone_min_age_secs
-                    .or(self.repair.tombstone_min_age_secs),
-            },
-        }
-    }
-
     /// Makes this file's relative paths relative to `folder`.
     fn relative_to(mut self, folder: &Path) -> FileConfig {
         for path in [&mut self.data_dir, &mut self.log_dir, &mut self.servers]
@@ -721,5 +652,120 @@ mod tests {
             "an @ after the host is no credential"
         );
         assert!(matches!(without_userinfo("no url here"), Cow::Borrowed(_)));
+    }
+
+    /// The settings tables of docs/configuration.md: every line between
+    /// the markers.
+    fn documented() -> String {
+        let page = std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/configuration.md"),
+        )
+        .expect("docs/configuration.md");
+        let start = page.find(REFERENCE_START).expect("start marker") + REFERENCE_START.len();
+        let end = page.find(REFERENCE_END).expect("end marker");
+        page[start..end].to_owned()
+    }
+
+    const REFERENCE_START: &str = "<!-- settings: start -->\n";
+    const REFERENCE_END: &str = "<!-- settings: end -->";
+
+    /// The first column of every row: the keys a table documents.
+    fn keys(tables: &str) -> Vec<String> {
+        tables
+            .lines()
+            .filter_map(|l| l.strip_prefix("| `")?.split_once('`'))
+            .map(|(key, _)| key.to_owned())
+            .collect()
+    }
+
+    #[test]
+    fn every_accepted_key_is_documented_and_every_documented_key_is_accepted() {
+        let accepted: Vec<String> = FileConfig::declared()
+            .iter()
+            .map(|s| s.key.to_owned())
+            .collect();
+        let in_docs = keys(&documented());
+        let undocumented: Vec<_> = accepted.iter().filter(|k| !in_docs.contains(k)).collect();
+        let unknown: Vec<_> = in_docs.iter().filter(|k| !accepted.contains(k)).collect();
+        assert!(
+            undocumented.is_empty() && unknown.is_empty(),
+            "docs/configuration.md lacks {undocumented:?} and documents keys the service \
+             does not accept: {unknown:?}; refresh its tables with \
+             `multiserver-upload config-reference`"
+        );
+        assert!(
+            documented() == reference(),
+            "docs/configuration.md's tables differ from the declarations (a default, a \
+             name or a meaning); refresh them with `multiserver-upload config-reference`"
+        );
+    }
+
+    /// Every key of an app.toml table is one the service reads: a key
+    /// that serde accepts but the declarations do not list could not be.
+    #[test]
+    fn every_declared_key_is_read_from_app_toml() {
+        for setting in FileConfig::declared() {
+            let (table, key) = setting.key.rsplit_once('.').unwrap_or(("", setting.key));
+            let header = match table {
+                "" => String::new(),
+                t => format!("[{t}]\n"),
+            };
+            let text = format!("{header}{key} = 0\n");
+            if let Err(e) = toml::from_str::<FileConfig>(&text) {
+                assert!(!e.to_string().contains("unknown field"), "{text}: {e}");
+            }
+        }
+    }
+
+    #[test]
+    fn the_flags_are_the_declared_ones() {
+        use clap::CommandFactory;
+        let cli = crate::cli::Cli::command();
+        let serve = cli.find_subcommand("serve").expect("serve");
+        let mut flags: Vec<String> = serve
+            .get_arguments()
+            .filter_map(|a| a.get_long())
+            .filter(|l| *l != "config")
+            .map(|l| format!("--{l}"))
+            .collect();
+        let mut declared: Vec<String> = FileConfig::declared()
+            .iter()
+            .filter_map(|s| s.flag.map(str::to_owned))
+            .collect();
+        flags.sort();
+        declared.sort();
+        assert_eq!(flags, declared);
+    }
+
+    /// Every key validation reads has its built-in default, and the
+    /// declared `[storage.s3]` defaults are the store's own
+    /// (`S3Settings::new`).
+    #[test]
+    fn the_built_in_defaults_and_the_required_keys_make_a_config() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let folder = dir.path();
+        std::fs::write(
+            folder.join("servers.xml.config"),
+            r#"<Servers><Server Name="s1" Uri="http://127.0.0.1:1/do.ashx" SecurityKey="k1"/></Servers>"#,
+        )
+        .expect("servers");
+        let mut layer = FileConfig::defaults()
+            .expect("defaults")
+            .relative_to(folder);
+        for (key, text) in [
+            ("server_name", "s1"),
+            ("security_key", "k"),
+            ("storage.s3.bucket", "b"),
+        ] {
+            layer.set(key, text, "test").expect(key);
+        }
+        let c = Config::validate(&folder.join("app.toml"), folder, layer, false).expect("valid");
+        assert_eq!(c.s3, Some(crate::storage::s3::S3Settings::new("b")));
+        assert_eq!(c.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(c.data_dir, folder.join("data"));
+        assert_eq!(c.max_request_bytes, (2 << 30) + (1 << 20));
+        assert_eq!(c.images.widths, [160, 320, 640, 1280]);
+        assert_eq!(c.repair.trash, Duration::from_secs(7 * 86_400));
+        assert_eq!(c.auth.max_token_secs, 86_400);
     }
 }

@@ -8,19 +8,23 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use serde::Deserialize;
-
 use super::ConfigError;
+use super::declare::settings_table;
 use crate::storage::s3::{MAX_PART_SIZE, MIN_PART_SIZE, S3Settings, normalize_prefix};
 
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct StorageFile {
-    /// `disk` (the default) or `s3`.
-    pub backend: Option<String>,
-    /// A volume with fewer free bytes takes no new upload.
-    pub min_free_bytes: Option<u64>,
-    pub s3: Option<S3File>,
+settings_table! {
+    /// `[storage]` as written; app.toml only.
+    pub(crate) struct StorageFile in "storage." (env: false) {
+        /// `disk` (`data_dir` or `data_dirs`) or `s3` (a bucket; needs
+        /// `[storage.s3]`)
+        backend: String = Value("disk");
+        /// with `data_dirs`: a volume with less free space takes no new upload
+        /// (256 MiB)
+        min_free_bytes: u64 = Value("268435456");
+    }
+    optional {
+        s3: S3File,
+    }
 }
 
 impl StorageFile {
@@ -35,7 +39,7 @@ impl StorageFile {
         let err = |problem: &str| ConfigError::new(file, "storage.backend", problem);
         let s3 = self
             .s3
-            .map(|s3| s3.into_settings(file, folder))
+            .map(|s3| S3File::defaults()?.overlay(s3).into_settings(file, folder))
             .transpose()?;
         match (self.backend.as_deref().map(str::trim), &s3) {
             (None | Some("disk"), _) => Ok((s3, false)),
@@ -46,23 +50,38 @@ impl StorageFile {
     }
 }
 
-/// `[storage.s3]` as written; `None` takes the default.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct S3File {
-    pub endpoint: Option<String>,
-    pub bucket: Option<String>,
-    pub region: Option<String>,
-    pub path_style: Option<bool>,
-    pub key_prefix: Option<String>,
-    pub part_size_bytes: Option<u64>,
-    pub parts_in_flight: Option<usize>,
-    pub buffer_budget_bytes: Option<u64>,
-    pub connect_timeout_secs: Option<u64>,
-    pub request_timeout_secs: Option<u64>,
-    pub retries: Option<usize>,
-    pub public_base_url: Option<String>,
-    pub credentials_file: Option<PathBuf>,
+settings_table! {
+    /// `[storage.s3]` as written; `None` takes the default.
+    pub(crate) struct S3File in "storage.s3." (env: false) {
+        /// e.g. `http://127.0.0.1:3900` (Garage), `http://minio:9000`; empty: AWS
+        endpoint: String = Value("");
+        /// the bucket that holds stored files
+        bucket: String = Required;
+        /// Garage's default is `garage`
+        region: String = Value("us-east-1");
+        /// `false`: virtual-hosted style (`bucket.host`)
+        path_style: bool = Value("true");
+        /// put before `{yyyy}/{M}/{d}/{uuid}.{ext}` in the object key
+        key_prefix: String = Value("");
+        /// a file up to this is one PUT; larger ones a multipart upload of such
+        /// parts (5 MiB – 1 GiB; default 16 MiB)
+        part_size_bytes: u64 = Value("16777216");
+        /// parts of one upload sent at once
+        parts_in_flight: usize = Value("4");
+        /// part buffers of all uploads together (256 MiB)
+        buffer_budget_bytes: u64 = Value("268435456");
+        /// a store that does not accept the connection this soon has failed
+        connect_timeout_secs: u64 = Value("5");
+        /// a request to the store that takes longer has failed
+        request_timeout_secs: u64 = Value("60");
+        /// for requests the store failed transiently (0: none)
+        retries: usize = Value("3");
+        /// GETs of stored files redirect (302) there instead of being proxied
+        public_base_url: String = Value("");
+        /// an AWS-style credentials file (`[default]` profile); else
+        /// `AWS_ACCESS_KEY_ID` / `AWS_SECRET_ACCESS_KEY`
+        credentials_file: PathBuf = Described("none");
+    }
 }
 
 impl S3File {

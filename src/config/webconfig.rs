@@ -1,12 +1,14 @@
-//! The original web.config `<appSettings>` keys (`ServerName`, `Servers`,
-//! `SecurityKey`, `Log`, `Domain`), honoured for settings app.toml leaves unset
-//! so that a site moves over with its old web.config.
+//! The original web.config `<appSettings>` keys (those declared with a `web`
+//! name: `ServerName`, `Servers`, `SecurityKey`, `Log`, `Domain`), honoured
+//! for settings app.toml leaves unset so that a site moves over with its old
+//! web.config.
 
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
 use super::ConfigError;
+use super::declare::FromText;
 use super::file::FileConfig;
 
 /// Reads `<configuration><appSettings><add key=… value=…/>` into a settings
@@ -25,24 +27,21 @@ pub(crate) fn read(path: &Path) -> Result<FileConfig, ConfigError> {
     };
     let settings = app_settings(&text)
         .map_err(|e| ConfigError::new(path, "appSettings", format!("not valid XML: {e}")))?;
+    let declared = FileConfig::declared();
     let mut layer = FileConfig::default();
-    for (key, value) in settings {
-        match key.as_str() {
-            "ServerName" => layer.server_name = Some(value),
-            "SecurityKey" => layer.security_key = Some(value),
-            "Domain" => layer.domain = Some(value),
-            "Servers" => layer.servers = Some(site_relative(&value)),
-            "Log" => layer.log_dir = Some(site_relative(&value)),
-            _ => {}
-        }
+    for (name, value) in settings {
+        let Some(setting) = declared.iter().find(|s| s.web == Some(name.as_str())) else {
+            continue;
+        };
+        // The original wrote paths as `/servers.xml.config` and `/log`,
+        // relative to the IIS site's folder, which is where web.config sits.
+        let value = match setting.ty {
+            <PathBuf as FromText>::TYPE => value.trim_start_matches(['/', '\\']),
+            _ => &value,
+        };
+        layer.set(setting.key, value, &path.display().to_string())?;
     }
     Ok(layer)
-}
-
-/// The original wrote paths as `/servers.xml.config` and `/log`, relative to
-/// the IIS site's folder, which is where web.config sits.
-fn site_relative(value: &str) -> PathBuf {
-    PathBuf::from(value.trim_start_matches(['/', '\\']))
 }
 
 #[derive(Deserialize)]
@@ -100,9 +99,5 @@ mod tests {
         assert_eq!(settings.len(), 5);
         assert_eq!(settings[0], ("ServerName".into(), "s1".into()));
         assert_eq!(settings[4], ("Domain".into(), "http://i-1.xx.com".into()));
-        assert_eq!(
-            site_relative("/servers.xml.config"),
-            PathBuf::from("servers.xml.config")
-        );
     }
 }
