@@ -4,12 +4,14 @@
 //! The data flow, one module per step: `http` (request, `auth`, multipart
 //! stream) → `storage` → `replication` → `journal` (failed copies, replay).
 //! `auth` says who may do what (keys by role; `http::auth` asks it).
+//! `downloads` counts the served GETs of stored files.
 //! `config` turns files, environment and flags into one `Config`; `server`
 //! and `shutdown` run the listener; `logging` sets up `tracing`.
 
 mod auth;
 pub mod cli;
 pub mod config;
+pub mod downloads;
 pub mod http;
 pub mod images;
 pub mod index;
@@ -243,6 +245,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     );
     let scrub = tokio::spawn(state.scrubber.clone().run(config.repair.scrub_interval));
     let reaper = tokio::spawn(state.resumable.clone().run_reaper());
+    let counts = tokio::spawn(state.downloads.clone().run(config.downloads.flush_every));
     let repairer = {
         let uploads = state.clone();
         // Repair waits while more than half of the upload places are taken.
@@ -267,11 +270,22 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         max_connections_per_client: config.max_connections_per_client,
         trusted_proxies: config.trusted_proxies.clone(),
     };
-    server::serve(listener, http::router(state), settings, shutdown::signal()).await;
+    server::serve(
+        listener,
+        http::router(state.clone()),
+        settings,
+        shutdown::signal(),
+    )
+    .await;
     background.abort();
     scrub.abort();
     reaper.abort();
     repair.abort();
+    counts.abort();
+    // Every GET answered is counted by now: the last batch is kept.
+    if let Err(e) = state.downloads.flush().await {
+        tracing::error!(error = %e, "the last download counts could not be added to the index");
+    }
     tracing::info!("stopped");
     Ok(())
 }

@@ -133,6 +133,11 @@ pub(crate) fn read() -> Result<FileConfig, ConfigError> {
             max_bytes_per_client: parsed("RESUMABLE_MAX_BYTES_PER_CLIENT")?,
             page_threshold_bytes: parsed("RESUMABLE_PAGE_THRESHOLD_BYTES")?,
         },
+        downloads: super::file::DownloadsFile {
+            count: parsed("DOWNLOADS_COUNT")?,
+            flush_secs: parsed("DOWNLOADS_FLUSH_SECS")?,
+            max_pending: parsed("DOWNLOADS_MAX_PENDING")?,
+        },
         cors: None,
         auth: super::auth::AuthFile {
             security_keys: list("AUTH_SECURITY_KEYS"),

@@ -47,6 +47,16 @@ pub(crate) struct FileConfig {
     pub auth: super::auth::AuthFile,
     #[serde(default)]
     pub resumable: ResumableFile,
+    #[serde(default)]
+    pub downloads: DownloadsFile,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct DownloadsFile {
+    pub count: Option<bool>,
+    pub flush_secs: Option<u64>,
+    pub max_pending: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]

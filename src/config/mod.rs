@@ -176,6 +176,20 @@ pub struct Config {
     pub resumable: ResumableSettings,
     /// Other sites whose pages may call this service (SPEC §12).
     pub cors: CorsSettings,
+    /// `[downloads]`: counting served GETs of stored files.
+    pub downloads: DownloadSettings,
+}
+
+/// How served GETs are counted (`crate::downloads`).
+#[derive(Debug, Clone)]
+pub struct DownloadSettings {
+    /// Count at all (reading old counts works either way).
+    pub count: bool,
+    /// Counts are added to the index this often: a kill loses at most
+    /// this long's counts.
+    pub flush_every: Duration,
+    /// Names counted but not yet flushed that make a flush start early.
+    pub max_pending: usize,
 }
 
 /// SPEC §13: how long and how large partial uploads may be.
@@ -545,6 +559,11 @@ impl Config {
                 workers: count("images.workers", c.images.workers, 2)?,
                 queue: count("images.queue", c.images.queue, 64)?,
             },
+            downloads: DownloadSettings {
+                count: c.downloads.count.unwrap_or(true),
+                flush_every: secs("downloads.flush_secs", c.downloads.flush_secs, 10)?,
+                max_pending: count("downloads.max_pending", c.downloads.max_pending, 10_000)?,
+            },
             repair: RepairSettings {
                 interval: secs("repair.interval_secs", c.repair.interval_secs, 300)?,
                 settle: Duration::from_secs(c.repair.settle_secs.unwrap_or(120)),
@@ -647,6 +666,11 @@ impl FileConfig {
             },
             cors: upper.cors.or(self.cors),
             auth: self.auth.overlay(upper.auth),
+            downloads: file::DownloadsFile {
+                count: upper.downloads.count.or(self.downloads.count),
+                flush_secs: upper.downloads.flush_secs.or(self.downloads.flush_secs),
+                max_pending: upper.downloads.max_pending.or(self.downloads.max_pending),
+            },
             replication: file::ReplicationFile {
                 connect_timeout_secs: u.connect_timeout_secs.or(r.connect_timeout_secs),
                 idle_timeout_secs: u.idle_timeout_secs.or(r.idle_timeout_secs),
