@@ -15,7 +15,8 @@
 //! Beside that walk, rooms of their own that never climb back into it:
 //! `repair` (anti-entropy against the peers' index digests, read-through,
 //! scrub, the trash's purge), `images` (pixel limits, metadata, thumbnails
-//! and widths), `migrate` (a data folder into the bucket). `config` turns
+//! and widths), `migrate` (a data folder into the bucket), `downloads`
+//! (counts of the served GETs of stored files). `config` turns
 //! files, environment and flags into one `Config`; `server` and `shutdown`
 //! run the listener; `logging` sets up `tracing`; `metrics` holds the
 //! latency histograms, `progress` what long commands show while they run;
@@ -24,6 +25,7 @@
 mod auth;
 pub mod cli;
 pub mod config;
+pub mod downloads;
 pub mod http;
 pub mod images;
 pub mod index;
@@ -286,6 +288,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     );
     let scrub = tokio::spawn(state.scrubber.clone().run(config.repair.scrub_interval));
     let reaper = tokio::spawn(state.resumable.clone().run_reaper());
+    let counts = tokio::spawn(state.downloads.clone().run(config.downloads.flush_every));
     let repairer = {
         let uploads = state.clone();
         // Repair waits while more than half of the upload places are taken.
@@ -310,11 +313,22 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         max_connections_per_client: config.max_connections_per_client,
         trusted_proxies: config.trusted_proxies.clone(),
     };
-    server::serve(listener, http::router(state), settings, shutdown::signal()).await;
+    server::serve(
+        listener,
+        http::router(state.clone()),
+        settings,
+        shutdown::signal(),
+    )
+    .await;
     background.abort();
     scrub.abort();
     reaper.abort();
     repair.abort();
+    counts.abort();
+    // Every GET answered is counted by now: the last batch is kept.
+    if let Err(e) = state.downloads.flush().await {
+        tracing::error!(error = %e, "the last download counts could not be added to the index");
+    }
     tracing::info!("stopped");
     Ok(())
 }

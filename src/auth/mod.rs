@@ -58,6 +58,9 @@ pub enum Action {
     RepairRead,
     /// `action=token`: mint an upload token.
     MintToken,
+    /// `action=stats`: read download counts. Peers may too: a server
+    /// answering `cluster=1` asks each peer with its peer credential.
+    Stats,
 }
 
 /// Why a known credential may not do an action: the 403's message.
@@ -88,6 +91,7 @@ impl Action {
             Self::Compare => "digest and list",
             Self::RepairRead => "a repair fetch",
             Self::MintToken => "minting a token",
+            Self::Stats => "stats",
         }
     }
 
@@ -106,7 +110,10 @@ impl Credential {
     pub fn may(self, action: Action, admin_configured: bool) -> Result<(), Refusal> {
         use Action as A;
         let allowed = match self {
-            Self::Upload => matches!(action, A::Upload | A::Page | A::Replay | A::MintToken),
+            Self::Upload => matches!(
+                action,
+                A::Upload | A::Page | A::Replay | A::MintToken | A::Stats
+            ),
             // A passed-on delete from an admin key is no more than the
             // admin may do anyway; it is how peers pass deletes on when
             // there are no peer keys.
@@ -116,11 +123,12 @@ impl Credential {
                     | A::Page
                     | A::Replay
                     | A::MintToken
+                    | A::Stats
                     | A::Delete
                     | A::Restore
                     | A::PeerNotice
             ),
-            Self::Peer => action.is_peer(),
+            Self::Peer => action.is_peer() || action == A::Stats,
             // Not a passed-on delete: the shared key is the upload key too,
             // and a delete taken as a peer's leaves a tombstone that spreads.
             Self::Shared => {
@@ -315,6 +323,22 @@ mod tests {
             assert!(minting.may(Action::MintToken, false).is_ok(), "{minting:?}");
         }
         assert!(Credential::Peer.may(Action::MintToken, false).is_err());
+    }
+
+    #[test]
+    fn stats_take_an_admin_upload_or_peer_key_not_a_token() {
+        for reading in [
+            Credential::Upload,
+            Credential::Admin,
+            Credential::Shared,
+            Credential::Peer,
+        ] {
+            assert!(reading.may(Action::Stats, true).is_ok(), "{reading:?}");
+        }
+        assert_eq!(
+            Credential::Token.may(Action::Stats, true),
+            Err(Refusal::NotAllowed("stats"))
+        );
     }
 
     #[test]

@@ -71,6 +71,7 @@ settings_table! {
         repair: RepairFile,
         images: ImagesFile,
         resumable: ResumableFile,
+        downloads: DownloadsFile,
         storage: super::storage::StorageFile,
         cors: super::cors::CorsFile,
     }
@@ -154,6 +155,19 @@ settings_table! {
         max_bytes_per_client: u64 = Described("2 × `max_file_bytes` (4 GiB)");
         /// the upload page sends larger files through tus (8 MiB)
         page_threshold_bytes: u64 = Value("8388608");
+    }
+}
+
+settings_table! {
+    /// `[downloads]`: counts of served GETs (`action=stats`).
+    pub(crate) struct DownloadsFile in "downloads." (env: true) {
+        /// count served GETs of stored files (`stats` answers the counts kept
+        /// either way)
+        count: bool = Value("true");
+        /// counts go to the index this often: a kill loses at most this long's
+        flush_secs: u64 = Value("10");
+        /// this many files counted but not yet flushed start a flush early
+        max_pending: usize = Value("10000");
     }
 }
 

@@ -179,6 +179,20 @@ pub struct Config {
     pub resumable: ResumableSettings,
     /// Other sites whose pages may call this service (SPEC §12).
     pub cors: CorsSettings,
+    /// `[downloads]`: counting served GETs of stored files.
+    pub downloads: DownloadSettings,
+}
+
+/// How served GETs are counted (`crate::downloads`).
+#[derive(Debug, Clone)]
+pub struct DownloadSettings {
+    /// Count at all (reading old counts works either way).
+    pub count: bool,
+    /// Counts are added to the index this often: a kill loses at most
+    /// this long's counts.
+    pub flush_every: Duration,
+    /// Names counted but not yet flushed that make a flush start early.
+    pub max_pending: usize,
 }
 
 /// SPEC §13: how long and how large partial uploads may be.
@@ -551,6 +565,14 @@ impl Config {
                 )?,
                 workers: count("images.workers", c.images.workers)?,
                 queue: count("images.queue", c.images.queue)?,
+            },
+            downloads: DownloadSettings {
+                count: c
+                    .downloads
+                    .count
+                    .ok_or_else(|| unset("downloads.count"))?,
+                flush_every: secs("downloads.flush_secs", c.downloads.flush_secs)?,
+                max_pending: count("downloads.max_pending", c.downloads.max_pending)?,
             },
             repair: RepairSettings {
                 interval: secs("repair.interval_secs", c.repair.interval_secs)?,

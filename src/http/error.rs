@@ -33,7 +33,7 @@ pub enum Error {
     BadRequest(String),
     /// 400: unknown or missing `action`.
     #[error(
-        "unknown or missing action; valid actions: upload, uploaderrors, token, sync, delete, restore, forget, digest, list"
+        "unknown or missing action; valid actions: upload, uploaderrors, token, stats, sync, delete, restore, forget, digest, list"
     )]
     UnknownAction,
     /// 405: the action exists but not with this method.

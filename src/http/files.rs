@@ -23,6 +23,12 @@
 //! Names of variants (`…-t.jpg`, `…-w{N}.jpg|png`) go to `variants.rs`,
 //! which serves what it makes with [`serve`] too. Every answer here carries
 //! `Access-Control-Allow-Origin: *` (SPEC §12).
+//!
+//! A GET answered with the file's bytes (200, or 206 for a range) is counted
+//! as a download of the original (`crate::downloads`), a variant's for its
+//! original: a HEAD or a 304 sends no content, a redirect sends the client
+//! elsewhere (and a variant's fallback to the original counts there), and a
+//! peer's fetch for repair is no reader.
 
 use std::fs::Metadata;
 use std::sync::Arc;
@@ -30,7 +36,7 @@ use std::time::UNIX_EPOCH;
 
 use axum::body::Body;
 use axum::extract::{Path, Request, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use tower::ServiceExt;
 use tower_http::services::ServeFile;
@@ -56,13 +62,18 @@ pub async fn handle(
     request: Request,
 ) -> Response {
     let name = format!("{year}/{month}/{day}/{name}");
-    let mut response = if let Some(path) = StoredPath::parse(&name) {
-        original(&state, &path, request).await
+    let counted = request.method() == Method::GET && !request.headers().contains_key(REPAIR_HEADER);
+    let (mut response, read) = if let Some(path) = StoredPath::parse(&name) {
+        (original(&state, &path, request).await, Some(path))
     } else if let Some(variant) = VariantPath::parse(&name) {
-        variants::handle(&state, &variant, request).await
+        let response = variants::handle(&state, &variant, request).await;
+        (response, Some(variant.original().clone()))
     } else {
-        StatusCode::NOT_FOUND.into_response()
+        (StatusCode::NOT_FOUND.into_response(), None)
     };
+    if let Some(path) = read.filter(|_| counted && response_is_content(response.status())) {
+        state.downloads.count(&path);
+    }
     // Stored files are public: a page of any site may read their pixels (a
     // canvas editor) or learn that one is gone; no credential is involved.
     response.headers_mut().insert(

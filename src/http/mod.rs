@@ -19,6 +19,7 @@ mod params;
 mod repair;
 mod replay;
 mod respond;
+mod stats;
 mod sync;
 mod token;
 mod tus;
@@ -37,6 +38,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::auth::{Action, Credential, Keys, Tokens};
 use crate::config::Config;
+use crate::downloads::Downloads;
 use crate::images::cache::{CacheSettings, VariantCache};
 use crate::images::variant::DecodeLimits;
 use crate::journal::{Journal, Replayer};
@@ -82,6 +84,8 @@ pub struct AppState {
     variants: VariantCache,
     /// Partial uploads (tus).
     pub resumable: Resumable,
+    /// Served GETs of stored files, per name.
+    pub downloads: Downloads,
 }
 
 impl AppState {
@@ -120,7 +124,9 @@ impl AppState {
             replicator.latency().clone(),
         );
         let metrics = metrics::Metrics::new(replicator.latency());
+        let downloads = Downloads::new(storage.index().cloned(), &config.downloads);
         Ok(Self {
+            downloads,
             read_through: ReadThrough::new(fetcher.clone(), config.peers.clone(), storage.clone()),
             scrubber: Scrubber::new(storage.clone(), fetcher.clone(), config.peers.clone()),
             fetcher,
@@ -275,6 +281,8 @@ async fn action(state: Arc<AppState>, request: Request) -> Response {
             token::handle(state, format, query.as_deref(), &parts.headers, body).await
         }
         "token" => not_allowed(format, "token", "POST"),
+        "stats" if method == Method::GET => stats::handle(state, format, &params).await,
+        "stats" => not_allowed(format, "stats", "GET"),
         _ => Error::UnknownAction.answer(format, Map::new()),
     }
 }
@@ -326,6 +334,7 @@ fn needs(action: &str, headers: &HeaderMap) -> Option<Action> {
         "forget" => Action::Forget,
         "digest" | "list" => Action::Compare,
         "token" => Action::MintToken,
+        "stats" => Action::Stats,
         _ => return None,
     })
 }

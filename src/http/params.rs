@@ -16,6 +16,10 @@ pub struct Params {
     pub day: Option<String>,
     /// `action=digest|list`: the page after this cursor (empty: the first).
     pub after: Option<String>,
+    /// `action=stats&day=…`: how many of the day's most read files.
+    pub top: Option<String>,
+    /// `action=stats&cluster=1`: every server's count too.
+    pub cluster: Option<String>,
 }
 
 impl Params {
@@ -30,6 +34,8 @@ impl Params {
                 "prefix" => &mut params.prefix,
                 "day" => &mut params.day,
                 "after" => &mut params.after,
+                "top" => &mut params.top,
+                "cluster" => &mut params.cluster,
                 _ => continue,
             };
             if slot.is_none() {
@@ -105,6 +111,8 @@ mod tests {
                 prefix: Some("2014/4".into()),
                 day: Some("2014-04-15".into()),
                 after: Some("15/a".into()),
+                top: None,
+                cluster: None,
             }
         );
         assert_eq!(Params::parse(None), Params::default());

@@ -4,9 +4,10 @@
 //! Tables: `files` (key `{day}/{name}` → size, SHA-256, arrival time),
 //! `tombstones` (key → deletion time), `restored` (key → when a deleted
 //! name was restored: a peer's stale tombstone of it is not applied),
-//! `days` (day → digest, files, tombstones) and `meta` (`committed_at`:
-//! when the last batch was committed). The key starts with the day number,
-//! so a day is one range.
+//! `days` (day → digest, files, tombstones), `downloads` (key → served
+//! GETs counted here, added to in batches by `crate::downloads`) and
+//! `meta` (`committed_at`: when the last batch was committed). The key
+//! starts with the day number, so a day is one range.
 //!
 //! Every commit is durable (redb's `Immediate`; its multi-process mode, in
 //! which two processes of the service share the file during an IIS
@@ -42,6 +43,7 @@ const TOMBSTONES: TableDefinition<&str, i64> = TableDefinition::new("tombstones"
 const DAYS: TableDefinition<u32, ([u8; 32], u64, u64)> = TableDefinition::new("days");
 const RESTORED: TableDefinition<&str, i64> = TableDefinition::new("restored");
 const META: TableDefinition<&str, i64> = TableDefinition::new("meta");
+const DOWNLOADS: TableDefinition<&str, u64> = TableDefinition::new("downloads");
 const COMMITTED_AT: &str = "committed_at";
 
 /// Operations committed together at most.
@@ -107,6 +109,11 @@ enum Op {
         done: oneshot::Sender<Result<(), IndexError>>,
     },
     Flush(oneshot::Sender<Result<(), IndexError>>),
+    /// Served GETs to add to the counts of these names.
+    Downloads {
+        counts: Vec<(StoredPath, u64)>,
+        done: oneshot::Sender<Result<(), IndexError>>,
+    },
 }
 
 impl Op {
@@ -226,6 +233,47 @@ impl Index {
             .send(op(done))
             .map_err(|_| IndexError::WriterGone)?;
         wait.await.map_err(|_| IndexError::WriterGone)?
+    }
+
+    /// Adds served GETs to the counts of these names; returns once that
+    /// is durable.
+    pub async fn add_downloads(&self, counts: Vec<(StoredPath, u64)>) -> Result<(), IndexError> {
+        self.waited(|done| Op::Downloads { counts, done }).await
+    }
+
+    /// The served GETs of `path` counted here (0: none).
+    pub fn downloads(&self, path: &StoredPath) -> Result<u64, IndexError> {
+        let read = self.db.begin_read().map_err(db_error)?;
+        let downloads = read.open_table(DOWNLOADS).map_err(db_error)?;
+        Ok(downloads
+            .get(key(path).as_str())
+            .map_err(db_error)?
+            .map_or(0, |v| v.value()))
+    }
+
+    /// The `top` most read names of `day`, most read first (ties by name).
+    /// A day is read whole: only the names read at least once are in it.
+    pub fn top_downloads(
+        &self,
+        day: u32,
+        top: usize,
+    ) -> Result<Vec<(StoredPath, u64)>, IndexError> {
+        let (from, to) = (format!("{day}/"), format!("{day}:"));
+        let read = self.db.begin_read().map_err(db_error)?;
+        let downloads = read.open_table(DOWNLOADS).map_err(db_error)?;
+        let mut out = Vec::new();
+        for row in downloads
+            .range(from.as_str()..to.as_str())
+            .map_err(db_error)?
+        {
+            let (k, count) = row.map_err(db_error)?;
+            if let Some(path) = path_of(k.value()) {
+                out.push((path, count.value()));
+            }
+        }
+        out.sort_by_cached_key(|(path, count)| (std::cmp::Reverse(*count), path.file_name()));
+        out.truncate(top);
+        Ok(out)
     }
 
     /// Waits until everything recorded so far is durable.
@@ -630,6 +678,7 @@ fn open_db(file: &Path) -> Result<Database, redb::Error> {
     write.open_table(DAYS)?;
     write.open_table(RESTORED)?;
     write.open_table(META)?;
+    write.open_table(DOWNLOADS)?;
     write.commit()?;
     Ok(db)
 }
@@ -652,6 +701,10 @@ fn read_through(db: &Database) -> Result<(), redb::Error> {
         let _ = (k.value(), v.value());
     }
     for row in read.open_table(META)?.iter()? {
+        let (k, v) = row?;
+        let _ = (k.value(), v.value());
+    }
+    for row in read.open_table(DOWNLOADS)?.iter()? {
         let (k, v) = row?;
         let _ = (k.value(), v.value());
     }
@@ -699,6 +752,7 @@ fn write_loop(db: &Database, queue: &mpsc::Receiver<Op>) {
                 Op::Tombstone { done, .. }
                 | Op::Untombstone { done, .. }
                 | Op::Forget { done, .. }
+                | Op::Downloads { done, .. }
                 | Op::Flush(done) => {
                     let _ = done.send(answer);
                 }
@@ -715,6 +769,7 @@ fn apply(db: &Database, ops: &[Op]) -> Result<(), IndexError> {
         let mut tombstones = write.open_table(TOMBSTONES).map_err(db_error)?;
         let mut days = write.open_table(DAYS).map_err(db_error)?;
         let mut restored = write.open_table(RESTORED).map_err(db_error)?;
+        let mut downloads = write.open_table(DOWNLOADS).map_err(db_error)?;
         for op in ops {
             match op {
                 Op::Record(entry) => {
@@ -773,6 +828,18 @@ fn apply(db: &Database, ops: &[Op]) -> Result<(), IndexError> {
                     }
                     for path in unmarked {
                         restored.remove(key(path).as_str()).map_err(db_error)?;
+                    }
+                }
+                Op::Downloads { counts, .. } => {
+                    for (path, n) in counts {
+                        let k = key(path);
+                        let before = downloads
+                            .get(k.as_str())
+                            .map_err(db_error)?
+                            .map_or(0, |v| v.value());
+                        downloads
+                            .insert(k.as_str(), before.saturating_add(*n))
+                            .map_err(db_error)?;
                     }
                 }
                 Op::Flush(_) => {}
