@@ -567,10 +567,7 @@ impl Config {
                 queue: count("images.queue", c.images.queue)?,
             },
             downloads: DownloadSettings {
-                count: c
-                    .downloads
-                    .count
-                    .ok_or_else(|| unset("downloads.count"))?,
+                count: c.downloads.count.ok_or_else(|| unset("downloads.count"))?,
                 flush_every: secs("downloads.flush_secs", c.downloads.flush_secs)?,
                 max_pending: count("downloads.max_pending", c.downloads.max_pending)?,
             },
