@@ -24,6 +24,8 @@ command -v node >/dev/null || need+=(nodejs npm)
 command -v x86_64-w64-mingw32-gcc >/dev/null || need+=(gcc-mingw-w64-x86-64)
 command -v x86_64-w64-mingw32-objdump >/dev/null || need+=(binutils-mingw-w64-x86-64)
 command -v wine >/dev/null && command -v wineserver >/dev/null || need+=(wine wine64)
+# systemd-analyze verifies the shipped unit (contrib/systemd)
+command -v systemd-analyze >/dev/null || need+=(systemd)
 
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing: ${need[*]}"
