@@ -21,6 +21,7 @@
 //! can never take the threads that serving stored files and health checks
 //! need. This module knows nothing of HTTP.
 
+mod append;
 mod dir_sync;
 mod disk;
 mod incoming;
@@ -42,6 +43,7 @@ use sha2::{Digest, Sha256};
 use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
 
+pub use append::Appender;
 use disk::Disk;
 pub(crate) use disk::sync_dir;
 use incoming::TempFile;
@@ -267,6 +269,7 @@ pub struct Storage {
     /// A volume was replaced by an empty disk while the others kept their
     /// files (and the index still lists what it held).
     replaced_volume: bool,
+    tasks: DiskTasks,
 }
 
 /// Why a data folder cannot be used.
@@ -351,7 +354,7 @@ impl Storage {
             }
             BackendSettings::S3(s3) => {
                 // Uploads are received and checked here before they go up.
-                let scratch = Disk::open(scratch_dir, false, server_name, tasks)?;
+                let scratch = Disk::open(scratch_dir, false, server_name, tasks.clone())?;
                 Arc::new(S3Backend::new(S3Store::connect(s3).await?, scratch))
             }
         };
@@ -368,6 +371,7 @@ impl Storage {
                 .map_or_else(|| scratch_dir.to_path_buf(), |home| home.clone())
                 .join(VARIANTS_DIR),
             replaced_volume,
+            tasks,
         };
         if let Some(index) = &storage.index {
             // A process that died between a tombstone and the file's move
@@ -395,6 +399,12 @@ impl Storage {
     /// finds and fetches from the peers.
     pub fn replaced_volume(&self) -> bool {
         self.replaced_volume
+    }
+
+    /// The share of blocking threads that writes files, for others that
+    /// write large files as uploads do ([`Appender`]).
+    pub(crate) fn disk_tasks(&self) -> DiskTasks {
+        self.tasks.clone()
     }
 
     /// The index of a server with data folders; none for a bucket.
