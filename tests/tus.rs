@@ -3,8 +3,9 @@
 //! large JPEG in 1 MiB chunks, resumes after the server was killed with
 //! SIGKILL, and resumes after its connection was cut by a proxy; raw
 //! requests check each tus row of SPEC §8, termination, expiry, takeover
-//! of a stalled PATCH, token limits, the memory of a 1 GiB upload, and
-//! the stored SHA-256 after a kill, a cut and a refused chunk.
+//! of a stalled PATCH, the bytes of a stalled PATCH made durable before a
+//! kill, token limits, the memory of a 1 GiB upload, and the stored
+//! SHA-256 after a kill, a cut and a refused chunk.
 
 mod common;
 
