@@ -3,8 +3,9 @@
 //! large JPEG in 1 MiB chunks, resumes after the server was killed with
 //! SIGKILL, and resumes after its connection was cut by a proxy; raw
 //! requests check each tus row of SPEC §8, termination, expiry, takeover
-//! of a stalled PATCH, token limits, the memory of a 1 GiB upload, and
-//! the stored SHA-256 after a kill, a cut and a refused chunk.
+//! of a stalled PATCH, the bytes of a stalled PATCH made durable before a
+//! kill, token limits, the memory of a 1 GiB upload, and the stored
+//! SHA-256 after a kill, a cut and a refused chunk.
 
 mod common;
 
@@ -85,12 +86,18 @@ async fn offset_of(url: &str, key: &str) -> (u16, Option<u64>) {
 /// A raw PATCH from offset 0 of a `length`-byte upload `id`, its head sent
 /// and no body byte yet: the test sends (part of) the body, stalls or cuts.
 fn raw_patch(node: &Node, id: &str, length: usize) -> TcpStream {
+    raw_patch_at(node, id, 0, length, "")
+}
+
+/// [`raw_patch`] of a `length`-byte body at `offset`, with `extra` header
+/// lines (each ending in CRLF).
+fn raw_patch_at(node: &Node, id: &str, offset: usize, length: usize, extra: &str) -> TcpStream {
     let mut stream = TcpStream::connect(("127.0.0.1", node.port)).expect("connect");
     write!(
         stream,
         "PATCH /files/{id} HTTP/1.1\r\nHost: t\r\nTus-Resumable: 1.0.0\r\n\
-         X-Security-Key: {}\r\nUpload-Offset: 0\r\nContent-Type: {OFFSET_TYPE}\r\n\
-         Content-Length: {length}\r\n\r\n",
+         X-Security-Key: {}\r\nUpload-Offset: {offset}\r\nContent-Type: {OFFSET_TYPE}\r\n\
+         {extra}Content-Length: {length}\r\n\r\n",
         node.key
     )
     .expect("head");
@@ -246,30 +253,85 @@ async fn bytes_past_the_durable_offset_are_cut_away_after_a_kill() {
     let bytes = jpeg(12 * MIB, 28);
     let url = create(s1, &s1.key, bytes.len()).await;
     let id = url.split("/files/").nth(1).expect("id").to_owned();
-    // 10 MiB of a 12 MiB PATCH, then the client stalls: the server has
-    // recorded about 8 MiB (it records every 8 MiB), and holds more.
-    let mut stalled = raw_patch(s1, &id, bytes.len());
-    stalled.write_all(&bytes[..10 * MIB]).expect("body");
+    let durable = 4 * MIB;
+    assert_eq!(
+        patch(&url, &s1.key, 0, &bytes[..durable]).await.status(),
+        204
+    );
+    // 6 MiB of an 8 MiB PATCH whose checksum must vouch for all of it, then
+    // the client stalls: nothing of it is committed, yet most is written.
+    let checksum = STANDARD.encode(<sha2::Sha256 as sha2::Digest>::digest(&bytes[durable..]));
+    let mut stalled = raw_patch_at(
+        s1,
+        &id,
+        durable,
+        bytes.len() - durable,
+        &format!("Upload-Checksum: sha256 {checksum}\r\n"),
+    );
+    stalled.write_all(&bytes[durable..10 * MIB]).expect("body");
     let part = s1.data_dir().join(".staging").join(format!("{id}.part"));
-    // The offset recorded, and more than a MiB beyond it written (the
-    // write buffer is smaller than that).
-    let (mut recorded, mut written) = (0, 0);
+    let mut written = 0;
     for _ in 0..600 {
-        recorded = offset_of(&url, &s1.key).await.1.unwrap_or(0);
         written = std::fs::metadata(&part).map_or(0, |m| m.len());
-        if recorded >= 8 * MIB as u64 && written > recorded + MIB as u64 {
+        if written > (durable + MIB) as u64 {
             break;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    assert!(recorded >= 8 * MIB as u64, "recorded {recorded}");
-    assert!(written > recorded + MIB as u64, "written {written}");
+    assert!(written > (durable + MIB) as u64, "written {written}");
+    assert_eq!(offset_of(&url, &s1.key).await, (200, Some(durable as u64)));
     s1.kill();
     drop(stalled);
     s1.start();
-    assert_eq!(offset_of(&url, &s1.key).await, (200, Some(recorded)));
-    let from = recorded as usize;
-    let response = patch(&url, &s1.key, from, &bytes[from..]).await;
+    assert_eq!(offset_of(&url, &s1.key).await, (200, Some(durable as u64)));
+    let response = patch(&url, &s1.key, durable, &bytes[durable..]).await;
+    assert_eq!(response.status(), 204);
+    let link = response.headers()["x-upload-link"]
+        .to_str()
+        .expect("link")
+        .to_owned();
+    assert!(stored_at(s1, &link) == bytes, "byte-exact");
+}
+
+#[tokio::test]
+async fn a_stalled_patch_is_committed_and_survives_a_kill() {
+    let mut cluster = Cluster::new(&["s1"], "fsync = true\n");
+    cluster.start_all();
+    let s1 = &mut cluster.nodes[0];
+    let bytes = jpeg(12 * MIB, 29);
+    let url = create(s1, &s1.key, bytes.len()).await;
+    let id = url.split("/files/").nth(1).expect("id").to_owned();
+    // Less than the bytes that make a commit while they flow, and not a
+    // whole number of the server's write batches: only the stall commits
+    // them, and all of them must be written first.
+    let sent = 3 * MIB + 12_345;
+    let mut stalled = raw_patch(s1, &id, bytes.len());
+    stalled.write_all(&bytes[..sent]).expect("body");
+    let mut recorded = 0;
+    for _ in 0..600 {
+        recorded = offset_of(&url, &s1.key).await.1.unwrap_or(0);
+        if recorded > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(recorded > 0, "nothing of a stalled PATCH was committed");
+    s1.kill();
+    drop(stalled);
+    s1.start();
+    let after = offset_of(&url, &s1.key).await.1.expect("offset") as usize;
+    assert!(
+        after >= recorded as usize && after <= sent,
+        "offset {after} of {sent} sent"
+    );
+    let part = s1.data_dir().join(".staging").join(format!("{id}.part"));
+    let staged = std::fs::read(&part).expect("staged bytes");
+    assert!(
+        staged.len() >= after && staged[..after] == bytes[..after],
+        "the {after} bytes recorded are the bytes sent ({} staged)",
+        staged.len()
+    );
+    let response = patch(&url, &s1.key, after, &bytes[after..]).await;
     assert_eq!(response.status(), 204);
     let link = response.headers()["x-upload-link"]
         .to_str()

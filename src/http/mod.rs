@@ -109,6 +109,7 @@ impl AppState {
             config.resumable.clone(),
             config.fsync,
             tokens.clone(),
+            storage.disk_tasks(),
         )?;
         let variants = VariantCache::new(
             storage.variants_dir(),

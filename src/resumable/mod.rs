@@ -35,6 +35,7 @@ use tokio::sync::{OwnedMutexGuard, watch};
 
 use crate::auth::Tokens;
 use crate::config::ResumableSettings;
+use crate::storage::DiskTasks;
 
 pub use staged::Patch;
 
@@ -168,6 +169,8 @@ struct Inner {
     settings: ResumableSettings,
     fsync: bool,
     tokens: Tokens,
+    /// Where staged bytes are written, as received uploads are.
+    disk: DiskTasks,
     uploads: Mutex<HashMap<String, Arc<Upload>>>,
     counts: Counts,
 }
@@ -190,11 +193,12 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 impl Resumable {
     /// Opens (creating) the staging folder of each data folder and loads
     /// the uploads a previous process left there.
-    pub fn open(
+    pub(crate) fn open(
         data_dirs: &[PathBuf],
         settings: ResumableSettings,
         fsync: bool,
         tokens: Tokens,
+        disk: DiskTasks,
     ) -> io::Result<Self> {
         let dirs: Vec<PathBuf> = data_dirs.iter().map(|d| d.join(STAGING_DIR)).collect();
         let mut uploads = HashMap::new();
@@ -211,6 +215,7 @@ impl Resumable {
                 settings,
                 fsync,
                 tokens,
+                disk,
                 uploads: Mutex::new(uploads),
                 counts: Counts::default(),
             }),

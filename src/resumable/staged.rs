@@ -10,15 +10,12 @@ use std::io::{self, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use bytes::Bytes;
 use sha2::{Digest, Sha256};
-use tokio::io::{AsyncSeekExt, AsyncWriteExt, BufWriter};
 use tokio::sync::{OwnedMutexGuard, watch};
 
 use super::{Hashed, Info, Resumable, ResumableError, Upload, lock};
-use crate::storage::sync_dir;
-
-/// Bytes gathered before one write to the staged file.
-const WRITE_BUFFER: usize = 256 * 1024;
+use crate::storage::{Appender, sync_dir};
 
 fn part(dir: &Path, id: &str) -> PathBuf {
     dir.join(format!("{id}.part"))
@@ -124,16 +121,18 @@ pub fn remove(dir: &Path, id: &str) -> io::Result<()> {
 
 /// One request writing an upload: it holds the upload's writer lock, and
 /// the bytes it appends count only once [`Patch::commit`] records them.
+/// They are hashed and written on the disk tasks as a received upload's
+/// are ([`Appender`]), so the request's task only reads the network.
 pub struct Patch {
     resumable: Resumable,
     upload: Arc<Upload>,
-    _writer: OwnedMutexGuard<()>,
-    file: BufWriter<tokio::fs::File>,
+    /// Holds the writer lock too, until its last write is done.
+    file: Appender,
     committed: u64,
     /// Appended since the last commit.
     pending: u64,
-    /// SHA-256 of every byte up to [`Patch::offset`], if the upload's was
-    /// known when this request began.
+    /// SHA-256 of the bytes up to the committed offset, if the upload's
+    /// was known when this request began.
     hash: Option<Sha256>,
     takeover: watch::Receiver<u64>,
 }
@@ -161,11 +160,18 @@ impl Patch {
         .map_err(io::Error::other)??;
         let takeover = upload.takeover.subscribe();
         let hash = upload.hashed_to(committed);
+        let file = Appender::new(
+            resumable.inner.disk.clone(),
+            file,
+            committed,
+            hash.clone(),
+            resumable.inner.fsync,
+            Box::new(writer),
+        );
         Ok(Self {
             resumable,
             upload,
-            _writer: writer,
-            file: BufWriter::with_capacity(WRITE_BUFFER, tokio::fs::File::from_std(file)),
+            file,
             committed,
             pending: 0,
             hash,
@@ -206,28 +212,22 @@ impl Patch {
         self.hash.clone().map(|h| hex::encode(h.finalize()))
     }
 
-    pub async fn append(&mut self, chunk: &[u8]) -> io::Result<()> {
-        self.file.write_all(chunk).await?;
-        if let Some(hash) = &mut self.hash {
-            hash.update(chunk);
-        }
+    pub async fn append(&mut self, chunk: Bytes) -> io::Result<()> {
         self.pending += chunk.len() as u64;
-        Ok(())
+        self.file.push(chunk).await
     }
 
     /// Makes the appended bytes durable and records the new offset (which
     /// also renews the upload's expiry).
     pub async fn commit(&mut self) -> io::Result<u64> {
-        self.file.flush().await?;
-        if self.resumable.inner.fsync {
-            self.file.get_mut().sync_data().await?;
-        }
+        let hash = self.file.flush(self.resumable.inner.fsync).await?;
         let mut info = self.upload.info();
         info.offset = self.committed + self.pending;
         info.expires = self.resumable.expiry();
         self.resumable.record(&self.upload, info).await?;
         self.committed += self.pending;
         self.pending = 0;
+        self.hash = hash;
         *lock(&self.upload.hashed) = self.hash.clone().map(|state| Hashed {
             offset: self.committed,
             state,
@@ -237,12 +237,10 @@ impl Patch {
 
     /// Forgets the bytes appended since the last commit.
     pub async fn discard(&mut self) -> io::Result<()> {
-        self.file.flush().await?;
-        let file = self.file.get_mut();
-        file.set_len(self.committed).await?;
-        file.seek(SeekFrom::Start(self.committed)).await?;
+        self.file
+            .truncate(self.committed, self.hash.clone())
+            .await?;
         self.pending = 0;
-        self.hash = self.upload.hashed_to(self.committed);
         Ok(())
     }
 

@@ -25,7 +25,7 @@
 //! after its work, whether its upload was dropped meanwhile.
 
 use std::fs::{File, OpenOptions};
-use std::io::{self, BufRead, BufReader, BufWriter, Cursor, IoSlice, Seek, SeekFrom, Write};
+use std::io::{self, BufRead, BufReader, BufWriter, Cursor, Seek, SeekFrom, Write};
 use std::mem;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -35,12 +35,11 @@ use bytes::Bytes;
 use sha2::{Digest, Sha256};
 use tokio::task::JoinHandle;
 
+use super::append::{BATCH_BYTES, append_batch};
 use super::{DiskTasks, ImageRules, ImageType, SNIFF_LEN, Slot, StorageError, Writing};
 use crate::images::strip::StripError;
 use crate::images::{self, Dimensions, Limits};
 
-/// Bytes gathered before a batch goes to a write task (one vectored write).
-const BATCH_BYTES: usize = 256 * 1024;
 /// Read buffer of the checks and of the stripped copy.
 const READ_BUF: usize = 64 * 1024;
 
@@ -540,15 +539,13 @@ impl Writer {
                     .open(path)?,
             ),
         };
-        let start = self.len;
-        for chunk in batch {
-            self.hasher.update(chunk);
-            self.len += chunk.len() as u64;
-        }
-        write_batch(file, batch)?;
-        if self.write_behind {
-            start_writeback(file, start, self.len - start);
-        }
+        self.len = append_batch(
+            file,
+            self.len,
+            batch,
+            Some(&mut self.hasher),
+            self.write_behind,
+        )?;
         Ok(())
     }
 }
@@ -580,70 +577,5 @@ impl Drop for TempFile {
         if !self.0.as_os_str().is_empty() {
             let _ = std::fs::remove_file(&self.0);
         }
-    }
-}
-
-/// Asks the kernel to start writing a range of `file` to the disk without
-/// waiting for it, so that a large file's final flush finds most of it
-/// written (it overlaps with receiving the rest). A hint: failures are
-/// ignored, the flush at the end is what counts.
-#[cfg(target_os = "linux")]
-fn start_writeback(file: &File, offset: u64, len: u64) {
-    use std::os::fd::AsRawFd;
-    let (Ok(offset), Ok(len)) = (i64::try_from(offset), i64::try_from(len)) else {
-        return;
-    };
-    // SAFETY: the descriptor is open for as long as `file` is borrowed, and
-    // sync_file_range reads no memory of this process.
-    unsafe {
-        libc::sync_file_range(file.as_raw_fd(), offset, len, libc::SYNC_FILE_RANGE_WRITE);
-    }
-}
-
-/// Elsewhere the flush at the end does all of it.
-#[cfg(not(target_os = "linux"))]
-fn start_writeback(_file: &File, _offset: u64, _len: u64) {}
-
-/// Writes a batch of chunks with as few system calls as the OS allows.
-fn write_batch(file: &mut File, batch: &[Bytes]) -> io::Result<()> {
-    // Empty chunks (a stream may yield them) are left out: a write of
-    // nothing but empty slices returns 0, which would read as a full disk.
-    let mut slices: Vec<IoSlice<'_>> = batch
-        .iter()
-        .filter(|b| !b.is_empty())
-        .map(|b| IoSlice::new(b))
-        .collect();
-    let mut rest = &mut slices[..];
-    while !rest.is_empty() {
-        match file.write_vectored(rest) {
-            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-            Ok(n) => IoSlice::advance_slices(&mut rest, n),
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_batch_with_empty_chunks_is_written_whole() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let path = dir.path().join("f");
-        let mut file = File::create(&path).expect("create");
-        let batch = [
-            Bytes::new(),
-            Bytes::from_static(b"ab"),
-            Bytes::new(),
-            Bytes::from_static(b"c"),
-            Bytes::new(),
-        ];
-        write_batch(&mut file, &batch).expect("write");
-        // The last batch of a stream may hold nothing but an empty chunk.
-        write_batch(&mut file, &[Bytes::new()]).expect("write an empty batch");
-        assert_eq!(std::fs::read(&path).expect("read"), b"abc");
     }
 }

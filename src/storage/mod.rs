@@ -21,6 +21,7 @@
 //! can never take the threads that serving stored files and health checks
 //! need. This module knows nothing of HTTP.
 
+mod append;
 mod dir_sync;
 mod disk;
 mod incoming;
@@ -42,6 +43,7 @@ use sha2::{Digest, Sha256};
 use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
 
+pub use append::Appender;
 use disk::Disk;
 pub(crate) use disk::sync_dir;
 use incoming::TempFile;
@@ -269,6 +271,7 @@ pub struct Storage {
     replaced_volume: bool,
     /// Files and bytes committed since the start, for `/metrics`.
     stored: Arc<Stored>,
+    tasks: DiskTasks,
 }
 
 /// Files and bytes committed by this process (uploads, replicas, fetches).
@@ -360,7 +363,7 @@ impl Storage {
             }
             BackendSettings::S3(s3) => {
                 // Uploads are received and checked here before they go up.
-                let scratch = Disk::open(scratch_dir, false, server_name, tasks)?;
+                let scratch = Disk::open(scratch_dir, false, server_name, tasks.clone())?;
                 Arc::new(S3Backend::new(S3Store::connect(s3).await?, scratch))
             }
         };
@@ -378,6 +381,7 @@ impl Storage {
                 .join(VARIANTS_DIR),
             replaced_volume,
             stored: Arc::default(),
+            tasks,
         };
         if let Some(index) = &storage.index {
             // A process that died between a tombstone and the file's move
@@ -405,6 +409,12 @@ impl Storage {
     /// finds and fetches from the peers.
     pub fn replaced_volume(&self) -> bool {
         self.replaced_volume
+    }
+
+    /// The share of blocking threads that writes files, for others that
+    /// write large files as uploads do ([`Appender`]).
+    pub(crate) fn disk_tasks(&self) -> DiskTasks {
+        self.tasks.clone()
     }
 
     /// The index of a server with data folders; none for a bucket.
