@@ -271,6 +271,7 @@ pub struct Storage {
     replaced_volume: bool,
     /// Files and bytes committed since the start, for `/metrics`.
     stored: Arc<Stored>,
+    /// The disk tasks that write uploads, shared with staged tus uploads.
     tasks: DiskTasks,
 }
 
