@@ -69,15 +69,8 @@ pub struct ReplayArgs {
     /// the key goes in the X-Security-Key header, never in the URL.
     #[arg(long)]
     pub url: Option<String>,
-    /// Milliseconds between progress lines when standard error is not a
-    /// terminal (hidden: the default suits a log; tests shorten it).
-    #[arg(
-        long,
-        hide = true,
-        env = "MULTISERVER_UPLOAD_PROGRESS_EVERY_MS",
-        default_value_t = 5000
-    )]
-    pub progress_every_ms: u64,
+    #[command(flatten)]
+    pub progress: ProgressArgs,
 }
 
 #[derive(Debug, Args, Clone)]
@@ -90,6 +83,13 @@ pub struct MigrateArgs {
     /// Files copied at once.
     #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..))]
     pub concurrency: u16,
+    #[command(flatten)]
+    pub progress: ProgressArgs,
+}
+
+/// How often a long command reports its progress.
+#[derive(Debug, Args, Clone)]
+pub struct ProgressArgs {
     /// Milliseconds between progress lines when standard error is not a
     /// terminal (hidden: the default suits a log; tests shorten it).
     #[arg(
@@ -99,6 +99,12 @@ pub struct MigrateArgs {
         default_value_t = 5000
     )]
     pub progress_every_ms: u64,
+}
+
+impl ProgressArgs {
+    pub fn every(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(self.progress_every_ms)
+    }
 }
 
 impl Cli {

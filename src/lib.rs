@@ -69,23 +69,16 @@ pub fn run(cli: Cli) -> ExitCode {
         Some(Command::Replay(ReplayArgs {
             overrides,
             url,
-            progress_every_ms,
-        })) => (
-            overrides,
-            Mode::Replay(url, Duration::from_millis(progress_every_ms)),
-        ),
+            progress,
+        })) => (overrides, Mode::Replay(url, progress.every())),
         Some(Command::Migrate(MigrateArgs {
             overrides,
             from,
             concurrency,
-            progress_every_ms,
+            progress,
         })) => (
             overrides,
-            Mode::Migrate(
-                from,
-                concurrency.into(),
-                Duration::from_millis(progress_every_ms),
-            ),
+            Mode::Migrate(from, concurrency.into(), progress.every()),
         ),
         Some(Command::ConfigReference) => {
             print!("{}", config::reference());

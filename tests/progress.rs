@@ -66,12 +66,7 @@ async fn replay_without_a_terminal_prints_progress_lines() {
         "replay: {}\n{stderr}",
         output.status
     );
-    let lines: Vec<&str> = stderr
-        .lines()
-        .filter(|l| l.starts_with("replay: "))
-        .collect();
-    println!("{}", lines.join("\n"));
-    assert!(lines.len() >= 2, "periodic progress lines:\n{stderr}");
+    let lines = common::progress_lines(&stderr, "replay");
     let of_total = format!(" of {FILES} files, ");
     assert!(
         lines.iter().all(|l| l.contains(&of_total)),

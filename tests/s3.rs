@@ -873,12 +873,7 @@ fn migrate_without_a_terminal_prints_progress_lines() {
         "migrate: {}\n{stderr}",
         output.status
     );
-    let lines: Vec<&str> = stderr
-        .lines()
-        .filter(|l| l.starts_with("migrate: "))
-        .collect();
-    println!("{}", lines.join("\n"));
-    assert!(lines.len() >= 2, "periodic progress lines:\n{stderr}");
+    let lines = common::progress_lines(&stderr, "migrate");
     let of_total = format!(" of {FILES} files, ");
     assert!(
         lines

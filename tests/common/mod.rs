@@ -630,6 +630,16 @@ pub async fn run_replay(node: &Node, url: &str) -> std::process::Output {
 
 /// Waits for `child` (its output piped) to end, killing it after `within`;
 /// its output, read as it comes so that a full pipe cannot stall it.
+/// The progress lines of `command` (`replay`, `migrate`) in its standard
+/// error, printed; at least two, or the test fails showing all of it.
+pub fn progress_lines<'a>(stderr: &'a str, command: &str) -> Vec<&'a str> {
+    let prefix = format!("{command}: ");
+    let lines: Vec<&str> = stderr.lines().filter(|l| l.starts_with(&prefix)).collect();
+    println!("{}", lines.join("\n"));
+    assert!(lines.len() >= 2, "periodic progress lines:\n{stderr}");
+    lines
+}
+
 pub fn output_within(child: Child, within: Duration) -> std::process::Output {
     let pid = child.id();
     let (done, wait) = std::sync::mpsc::channel();
