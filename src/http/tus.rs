@@ -42,13 +42,13 @@ use super::body::paced;
 use super::error::Error;
 use super::origin::Origin;
 use super::params::Params;
-use super::upload;
+use super::upload::{self, Received};
 use crate::auth::Action;
 use crate::auth::token::Claims;
 use crate::metrics::Via;
 use crate::replication::Streams;
 use crate::resumable::{Finished, Info, NewUpload, Patch, ResumableError, Upload};
-use crate::storage::{ImageType, Written};
+use crate::storage::ImageType;
 
 const TUS_VERSION: &str = "1.0.0";
 const EXTENSIONS: &str =
@@ -444,8 +444,14 @@ async fn complete(state: &Arc<AppState>, patch: &Patch, base: &str) -> Result<()
         .iter()
         .filter_map(|t| ImageType::from_name(t))
         .collect();
-    let (written, streams) = match take(state, patch, &info, &allowed).await {
-        Ok(received) => received,
+    let stored = match take(state, patch, &info, &allowed).await {
+        Ok((received, streams)) => {
+            upload::deliver(state, received, streams, Via::Resumable, started).await
+        }
+        Err(e) => Err(e),
+    };
+    let delivery = match stored {
+        Ok(delivery) => delivery,
         Err(e) => {
             if matches!(
                 e,
@@ -457,10 +463,8 @@ async fn complete(state: &Arc<AppState>, patch: &Patch, base: &str) -> Result<()
             return Err(e);
         }
     };
-    let dimensions = written.dimensions;
-    let delivery = upload::deliver(state, written, streams, Via::Resumable, started);
     let name = file_name(info.metadata.as_deref());
-    let entry = upload::settle(state, base, &name, dimensions, delivery).await?;
+    let entry = upload::settle(state, base, &name, delivery).await?;
     let finished = Finished {
         link: entry["link"].as_str().unwrap_or_default().to_owned(),
         result: ascii_json(&entry.to_string()),
@@ -483,7 +487,7 @@ async fn take(
     patch: &Patch,
     info: &Info,
     allowed: &[ImageType],
-) -> Result<(Written, Streams), Error> {
+) -> Result<(Received, Streams), Error> {
     let rules = upload::image_rules(&state.config);
     let source = patch.part_path();
     if let Some(written) = state
@@ -491,14 +495,19 @@ async fn take(
         .adopt(source.clone(), info.limit, allowed, rules, patch.sha256())
         .await?
     {
-        return Ok((written, Streams::new(&state.replicator, None)));
+        return Ok((
+            Received::Written(written),
+            Streams::new(&state.replicator, None),
+        ));
     }
     let file = tokio::fs::File::open(source)
         .await
         .map_err(Error::internal)?;
     let chunks = tokio_util::io::ReaderStream::with_capacity(file, READ_CHUNK)
         .map(|chunk| chunk.map_err(Error::internal));
-    upload::receive(state, chunks, info.limit, allowed, info.length).await
+    let (incoming, streams) =
+        upload::receive(state, chunks, info.limit, allowed, info.length).await?;
+    Ok((Received::Incoming(Box::new(incoming)), streams))
 }
 
 /// The upload of `id` if the request's credential created it: 403 without

@@ -19,6 +19,7 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::Response;
 use futures_util::StreamExt;
 use serde_json::{Map, Value, json};
+use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 use super::AppState;
@@ -32,7 +33,7 @@ use crate::config::Config;
 use crate::images::Dimensions;
 use crate::metrics::Via;
 use crate::replication::{self, ReplicaOutcome, Streams};
-use crate::storage::{ImageRules, ImageType, StorageError, StoredFile, Written};
+use crate::storage::{Committed, ImageRules, ImageType, Incoming, StoredFile, Written};
 
 /// Longest client filename echoed back in an answer.
 const NAME_LIMIT: usize = 255;
@@ -51,16 +52,31 @@ pub enum Grant {
     TokenInForm,
 }
 
-/// A received file on its way to its public name and to the peers.
+/// A stored file on its way to the peers.
 struct Pending {
     name: String,
-    dimensions: Dimensions,
-    delivery: JoinHandle<Result<Delivered, StorageError>>,
+    delivery: Delivery,
 }
 
 /// A stored file and what became of its copies; `Err` if a failed copy could
 /// not be journaled.
 pub(super) type Delivered = (StoredFile, std::io::Result<Vec<ReplicaOutcome>>);
+
+/// A file all of whose bytes have arrived.
+pub(super) enum Received {
+    /// Still to be finished (checked, stripped, flushed).
+    Incoming(Box<Incoming>),
+    /// Finished already (a resumable upload taken as it is).
+    Written(Written),
+}
+
+/// A file stored here whose copies are on their way to the peers.
+pub(super) struct Delivery {
+    pub dimensions: Dimensions,
+    /// What became of its copies: `None` if the file was never stored (its
+    /// error was the answer of [`deliver`]).
+    task: JoinHandle<Option<Delivered>>,
+}
 
 pub async fn handle(
     state: Arc<AppState>,
@@ -95,7 +111,7 @@ pub async fn handle(
     let mut files = Vec::with_capacity(pending.len());
     let mut failure = result.err();
     for p in pending {
-        match settle(&state, &base, &p.name, p.dimensions, p.delivery).await {
+        match settle(&state, &base, &p.name, p.delivery).await {
             Ok(entry) => files.push(entry),
             Err(e) => {
                 failure.get_or_insert(e);
@@ -133,12 +149,12 @@ pub(super) async fn settle(
     state: &AppState,
     base: &str,
     name: &str,
-    dimensions: Dimensions,
-    delivery: JoinHandle<Result<Delivered, StorageError>>,
+    delivery: Delivery,
 ) -> Result<Value, Error> {
-    match delivery.await {
-        Ok(Ok((file, Ok(replicas)))) => Ok(file_entry(base, name, dimensions, &file, &replicas)),
-        Ok(Ok((file, Err(e)))) => {
+    let dimensions = delivery.dimensions;
+    match delivery.task.await {
+        Ok(Some((file, Ok(replicas)))) => Ok(file_entry(base, name, dimensions, &file, &replicas)),
+        Ok(Some((file, Err(e)))) => {
             discard(state, &file).await;
             Err(match e.kind() {
                 std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded => {
@@ -148,7 +164,7 @@ pub(super) async fn settle(
                 _ => Error::internal(format!("journal append failed: {e}")),
             })
         }
-        Ok(Err(e)) => Err(e.into()),
+        Ok(None) => Err(Error::internal("the file was not stored")),
         Err(e) => Err(Error::internal(format!("delivery task failed: {e}"))),
     }
 }
@@ -229,26 +245,19 @@ async fn receive_parts(
                 config.max_files_per_request
             )));
         }
-        let file_started = Instant::now();
-        let (written, streams) = match &grant {
-            Grant::Key => receive_file(state, &mut field, None, declared).await?,
+        let delivery = match &grant {
+            Grant::Key => store_file(state, &mut field, None, declared).await?,
             Grant::Token(claims) => {
                 state.tokens.take_file(claims).await?;
-                let received = receive_file(state, &mut field, Some(claims), declared).await;
-                if received.is_err() {
+                let stored = store_file(state, &mut field, Some(claims), declared).await;
+                if stored.is_err() {
                     state.tokens.give_back(claims).await;
                 }
-                received?
+                stored?
             }
             Grant::TokenInForm => return Err(Error::Forbidden),
         };
-        let dimensions = written.dimensions;
-        let delivery = deliver(state, written, streams, Via::Multipart, file_started);
-        pending.push(Pending {
-            name,
-            dimensions,
-            delivery,
-        });
+        pending.push(Pending { name, delivery });
     }
     if matches!(grant, Grant::TokenInForm) {
         return Err(Error::Forbidden);
@@ -262,16 +271,25 @@ async fn receive_parts(
 }
 
 /// Receives one file part within the server's limits and those of a
-/// token's `claims`.
-async fn receive_file(
-    state: &AppState,
+/// token's `claims`, and stores it.
+async fn store_file(
+    state: &Arc<AppState>,
     field: &mut multer::Field<'_>,
     claims: Option<&Claims>,
     declared: Option<u64>,
-) -> Result<(Written, Streams), Error> {
+) -> Result<Delivery, Error> {
+    let started = Instant::now();
     let (limit, allowed) = file_limits(&state.config, claims);
     let chunks = field.map(|chunk| chunk.map_err(multipart_error));
-    receive(state, chunks, limit, &allowed, declared).await
+    let (incoming, streams) = receive(state, chunks, limit, &allowed, declared).await?;
+    deliver(
+        state,
+        Received::Incoming(Box::new(incoming)),
+        streams,
+        Via::Multipart,
+        started,
+    )
+    .await
 }
 
 /// The largest file and the types a request may store: the server's, or
@@ -301,17 +319,17 @@ pub(super) fn image_rules(config: &Config) -> ImageRules {
 }
 
 /// Receives one file from `chunks` (a multipart part, or a finished
-/// resumable upload read back) into a complete temporary file of at most
-/// `limit` bytes of one of `allowed`, checked and stripped as every upload
-/// is, sending a large one to the peers as it arrives. `declared`: the
-/// size the request announced, which decides that streaming.
+/// resumable upload read back): at most `limit` bytes of one of `allowed`,
+/// sending a large one to the peers as it arrives. [`deliver`] finishes it
+/// (checked and stripped as every upload is). `declared`: the size the
+/// request announced, which decides that streaming.
 pub(super) async fn receive(
     state: &AppState,
     mut chunks: impl futures_util::Stream<Item = Result<bytes::Bytes, Error>> + Unpin,
     limit: u64,
     allowed: &[ImageType],
     declared: Option<u64>,
-) -> Result<(Written, Streams), Error> {
+) -> Result<(Incoming, Streams), Error> {
     let mut incoming = state
         .storage
         .begin(limit, allowed, image_rules(&state.config))?;
@@ -323,28 +341,45 @@ pub(super) async fn receive(
         incoming.write(chunk.clone()).await?;
         streams.feed(&chunk, || incoming.sniffed()).await;
     }
-    Ok((incoming.finish().await?, streams))
+    Ok((incoming, streams))
 }
 
-/// Gives a complete file its public name and delivers it to the peers, in
-/// a task of its own from the moment the file is complete: once it takes
-/// its public name, its delivery and journal entries happen even if the
-/// client goes away, so no file stays on this server alone unrecorded.
-/// The file's time since `started` is observed once it is delivered.
-pub(super) fn deliver(
+/// Finishes a received file, gives it its public name and delivers it to
+/// the peers, in a task of its own: once it takes its public name, its
+/// record, its delivery and its journal entries happen even if the client
+/// goes away, so no file stays on this server alone unrecorded. Returns
+/// once the file is stored here (or refused: the error), with the
+/// delivery still under way. The file's time since `started` is observed
+/// once it is delivered.
+pub(super) async fn deliver(
     state: &Arc<AppState>,
-    written: Written,
+    received: Received,
     streams: Streams,
     via: Via,
     started: Instant,
-) -> JoinHandle<Result<Delivered, StorageError>> {
+) -> Result<Delivery, Error> {
     let state = state.clone();
-    tokio::spawn(async move {
-        let rewritten = written.rewritten;
-        let content = written.content.clone();
-        let file = match streams.path() {
-            Some(path) => state.storage.commit_named(written, path.clone()).await?,
-            None => state.storage.commit_dated(written).await?,
+    let (stored_tx, stored) = oneshot::channel();
+    let task = tokio::spawn(async move {
+        let path = streams.path().cloned();
+        let committed = match received {
+            Received::Incoming(incoming) => state.storage.commit_incoming(*incoming, path).await,
+            Received::Written(written) => state.storage.commit_written(written, path).await,
+        };
+        let Committed {
+            file,
+            rewritten,
+            content,
+            ..
+        } = match committed {
+            Ok(committed) => {
+                let _ = stored_tx.send(Ok(committed.dimensions));
+                committed
+            }
+            Err(e) => {
+                let _ = stored_tx.send(Err(e));
+                return None;
+            }
         };
         super::variants::make_thumbnail_soon(&state, &file.path);
         tracing::info!(path = %file.path, size = file.size, sha256 = %file.sha256, "stored");
@@ -363,8 +398,13 @@ pub(super) fn deliver(
             .replicator
             .latency()
             .upload_file(via, started.elapsed());
-        Ok((file, replicas))
-    })
+        Some((file, replicas))
+    });
+    let dimensions = stored
+        .await
+        .map_err(|_| Error::internal("the file's task ended before it was stored"))?
+        .map_err(Error::from)?;
+    Ok(Delivery { dimensions, task })
 }
 
 /// The value of a `token` form field, bounded.

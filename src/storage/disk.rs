@@ -98,8 +98,21 @@ impl Disk {
         fs4::available_space(&self.root)
     }
 
-    /// A place for a new file in this folder; `volume` is its number in a
-    /// set of volumes.
+    /// A place for a new file in this folder that takes its public name
+    /// here, in the task that finishes it; `volume` is its number in a set
+    /// of volumes.
+    pub fn publishing_slot(&self, volume: usize) -> Slot {
+        let mut slot = self.slot(volume);
+        slot.publisher = Some(Publisher {
+            root: self.root.clone(),
+            dir_sync: self.fsync.then(|| self.dir_sync.clone()),
+        });
+        slot
+    }
+
+    /// A place for a new file in this folder, to be taken elsewhere (a
+    /// bucket's scratch folder); `volume` is its number in a set of
+    /// volumes.
     pub fn slot(&self, volume: usize) -> Slot {
         Slot::new(
             TempFile(self.tmp_dir.join(format!("{}.part", Uuid::new_v4()))),
@@ -126,7 +139,7 @@ impl Disk {
 
 impl Backend for Disk {
     fn begin(&self) -> Result<Slot, StorageError> {
-        Ok(self.slot(0))
+        Ok(self.publishing_slot(0))
     }
 
     fn place<'a>(
@@ -271,6 +284,30 @@ impl Backend for Disk {
 
     fn roots(&self) -> Vec<PathBuf> {
         vec![self.root.clone()]
+    }
+}
+
+/// Gives a received file its public name in a data folder, from the disk
+/// task that finished it (see [`super::Storage::commit_incoming`]).
+#[derive(Debug, Clone)]
+pub(super) struct Publisher {
+    root: PathBuf,
+    /// The folder flushes, when `fsync` is on.
+    dir_sync: Option<Arc<DirSync>>,
+}
+
+impl Publisher {
+    /// Renames the complete temporary file `tmp` to `path` (a fresh
+    /// upload's, so never taken). Blocks.
+    pub(super) fn publish(&self, tmp: TempFile, path: &StoredPath) -> io::Result<()> {
+        let target = self.root.join(path.to_relative_path());
+        publish(
+            tmp,
+            &target,
+            &self.root,
+            self.dir_sync.as_deref(),
+            Place::Rename,
+        )
     }
 }
 

@@ -36,7 +36,9 @@ use sha2::{Digest, Sha256};
 use tokio::task::JoinHandle;
 
 use super::append::{BATCH_BYTES, append_batch};
-use super::{DiskTasks, ImageRules, ImageType, SNIFF_LEN, Slot, StorageError, Writing};
+use super::{
+    DiskTasks, ImageRules, ImageType, Publisher, SNIFF_LEN, Slot, StorageError, StoredPath, Writing,
+};
 use crate::images::strip::StripError;
 use crate::images::{self, Dimensions, Limits};
 
@@ -52,6 +54,8 @@ pub struct Incoming {
     counted: Option<Writing>,
     disk: DiskTasks,
     fsync: bool,
+    /// Gives the file its public name once finished, where the backend can.
+    publisher: Option<Publisher>,
     /// The file and hash so far, while no write task has them.
     idle: Option<Writer>,
     /// The write task that has them.
@@ -136,12 +140,14 @@ impl Incoming {
             writing,
             tasks: disk,
             fsync,
+            publisher,
         } = slot;
         Self {
             tmp,
             counted: Some(writing),
             disk,
             fsync,
+            publisher,
             idle: Some(Writer {
                 file: None,
                 hasher: Sha256::new(),
@@ -200,36 +206,81 @@ impl Incoming {
     /// Writes what is left, checks that the file is a non-empty allowed
     /// image whose header parses and that is within the limits, strips its
     /// metadata if the rules say so, and flushes it.
-    pub async fn finish(mut self) -> Result<Written, StorageError> {
+    pub async fn finish(self) -> Result<Written, StorageError> {
+        self.complete(None).await
+    }
+
+    /// Whether [`Incoming::finish_as`] can place this file.
+    pub(super) fn publishes(&self) -> bool {
+        self.publisher.is_some()
+    }
+
+    /// [`Incoming::finish`], then the file takes the public name `path`
+    /// in the same disk task (one hand-off to a blocking thread per file
+    /// instead of two). Once that task runs, the file is published even if
+    /// this future is dropped: only a caller that cannot be dropped midway
+    /// (a task of its own) may call it. The file given back is no longer
+    /// temporary.
+    pub(super) async fn finish_as(mut self, path: StoredPath) -> Result<Written, StorageError> {
+        let publisher = self.publisher.take().ok_or_else(|| {
+            StorageError::Io(io::Error::other("this backend places its files itself"))
+        })?;
+        self.complete(Some((publisher, path))).await
+    }
+
+    /// The type of a complete file: it is not empty, and its first bytes
+    /// show an allowed type.
+    pub(super) fn complete_type(&self) -> Result<ImageType, StorageError> {
         if self.size == 0 {
             return Err(StorageError::Empty);
         }
-        let image_type = self.image_type()?;
+        self.image_type()
+    }
+
+    async fn complete(
+        mut self,
+        publish: Option<(Publisher, StoredPath)>,
+    ) -> Result<Written, StorageError> {
+        let image_type = self.complete_type()?;
         let writer = self.writer().await?;
-        let (batch, path, abandoned) = self.take_batch();
+        let (batch, _, abandoned) = self.take_batch();
         let end = End {
             fsync: self.fsync,
             image_type,
             rules: self.rules,
         };
+        // The task owns the temporary file: if its result is never taken
+        // (this future dropped), dropping it removes the file.
+        let tmp = mem::replace(&mut self.tmp, TempFile(PathBuf::new()));
+        let (completed, tmp) = self
+            .disk
+            .spawn(move || {
+                let completed = writer.complete(&tmp.0, &batch, &abandoned, end)?;
+                let tmp = match publish {
+                    Some((publisher, path)) => {
+                        publisher.publish(tmp, &path)?;
+                        TempFile(PathBuf::new())
+                    }
+                    None => tmp,
+                };
+                Ok::<_, StorageError>((completed, tmp))
+            })
+            .await?
+            .await
+            .map_err(io::Error::other)??;
         let Completed {
             size,
             sha256,
             dimensions,
             rewritten,
             content,
-        } = self
-            .disk
-            .spawn(move || writer.complete(&path, &batch, &abandoned, end))
-            .await?
-            .await
-            .map_err(io::Error::other)??;
+        } = completed;
         let writing = self
             .counted
             .take()
             .ok_or_else(|| StorageError::Io(io::Error::other("the file was already finished")))?;
         Ok(Written {
-            tmp: mem::replace(&mut self.tmp, TempFile(PathBuf::new())),
+            tmp,
             writing,
             size,
             sha256,
@@ -493,7 +544,12 @@ impl Writer {
         let mut reader = Cursor::new(&whole[..]);
         let (dimensions, plan) = inspect(&mut reader, end)?;
         let Some(plan) = plan else {
-            let mut writer = self.write(path, batch, abandoned)?;
+            // The flush right after does what write-behind would start.
+            let unhurried = Self {
+                write_behind: false,
+                ..self
+            };
+            let mut writer = unhurried.write(path, batch, abandoned)?;
             if end.fsync {
                 writer.open_file()?.sync_all()?;
             }

@@ -44,14 +44,14 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
 
 pub use append::Appender;
-use disk::Disk;
 pub(crate) use disk::sync_dir;
+use disk::{Disk, Publisher};
 use incoming::TempFile;
 pub use incoming::{Incoming, Written};
 use s3::{S3Backend, S3Error, S3Settings, S3Store};
 use volumes::Volumes;
 
-use crate::images::{Limits, OverLimit};
+use crate::images::{Dimensions, Limits, OverLimit};
 use crate::index::{FileEntry, Index, IndexError};
 pub use path::StoredPath;
 pub use regular::{not_regular, open_regular};
@@ -126,6 +126,18 @@ pub struct StoredFile {
     pub sha256: String,
 }
 
+/// A received file under its public name ([`Storage::commit_incoming`]).
+#[derive(Debug)]
+pub struct Committed {
+    pub file: StoredFile,
+    pub dimensions: Dimensions,
+    /// The stored bytes are not the received ones: metadata was removed.
+    pub rewritten: bool,
+    /// The stored bytes, for a file that never filled a batch (its copies
+    /// are sent from memory).
+    pub content: Option<bytes::Bytes>,
+}
+
 /// How a replica arrived.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Arrival {
@@ -165,6 +177,10 @@ pub struct Slot {
     writing: Writing,
     tasks: DiskTasks,
     fsync: bool,
+    /// Where the file can take its public name in the task that finishes
+    /// it: the data folder it is received in. None when the backend keeps
+    /// its files elsewhere (a bucket).
+    publisher: Option<Publisher>,
 }
 
 impl Slot {
@@ -181,6 +197,7 @@ impl Slot {
             writing: Writing { volume, count },
             tasks,
             fsync,
+            publisher: None,
         }
     }
 }
@@ -525,24 +542,74 @@ impl Storage {
             .await
     }
 
-    /// Gives a complete upload its dated public name (today, local time).
-    pub async fn commit_dated(&self, written: Written) -> Result<StoredFile, StorageError> {
-        let path = StoredPath::dated(written.image_type);
-        self.commit_named(written, path).await
+    /// Finishes a received file ([`Incoming::finish`]) and gives it its
+    /// public name: `path` if one was chosen when it began (see
+    /// [`Storage::commit_named`]), else a dated one (today, local time). In
+    /// a data folder both happen in one disk task; a bucket takes the
+    /// finished file as [`Storage::commit_written`] does. The file may be
+    /// under its name before this returns: call it where it cannot be
+    /// dropped midway (a task of its own), so that what follows a commit
+    /// (its record here, its copies) always happens.
+    pub async fn commit_incoming(
+        &self,
+        incoming: Incoming,
+        path: Option<StoredPath>,
+    ) -> Result<Committed, StorageError> {
+        if !incoming.publishes() {
+            return self.commit_written(incoming.finish().await?, path).await;
+        }
+        let image_type = incoming.complete_type()?;
+        let path = path.unwrap_or_else(|| StoredPath::dated(image_type));
+        if image_type != path.image_type() {
+            return Err(chosen_for_another_type(&path));
+        }
+        let written = incoming.finish_as(path.clone()).await?;
+        let file = StoredFile {
+            path,
+            size: written.size,
+            sha256: written.sha256,
+        };
+        self.record(&file);
+        Ok(Committed {
+            file,
+            dimensions: written.dimensions,
+            rewritten: written.rewritten,
+            content: written.content,
+        })
+    }
+
+    /// Gives a complete upload its public name: `path` if one was chosen
+    /// when it began, else a dated one (today, local time).
+    pub async fn commit_written(
+        &self,
+        written: Written,
+        path: Option<StoredPath>,
+    ) -> Result<Committed, StorageError> {
+        let (dimensions, rewritten, content) = (
+            written.dimensions,
+            written.rewritten,
+            written.content.clone(),
+        );
+        let path = path.unwrap_or_else(|| StoredPath::dated(written.image_type));
+        let file = self.commit_named(written, path).await?;
+        Ok(Committed {
+            file,
+            dimensions,
+            rewritten,
+            content,
+        })
     }
 
     /// Gives a complete upload the dated name chosen for it when it began
     /// ([`StoredPath::dated`]), because its copies were already sent to the
     /// peers under that name while it arrived.
-    pub async fn commit_named(
+    async fn commit_named(
         &self,
         written: Written,
         path: StoredPath,
     ) -> Result<StoredFile, StorageError> {
         if written.image_type != path.image_type() {
-            return Err(StorageError::Io(io::Error::other(format!(
-                "{path} was chosen for another type than the file's"
-            ))));
+            return Err(chosen_for_another_type(&path));
         }
         let file = StoredFile {
             path,
@@ -766,6 +833,14 @@ impl std::ops::Deref for LocalCopy {
         &self.file
     }
 }
+
+/// A name chosen for a file of another type than the one received.
+fn chosen_for_another_type(path: &StoredPath) -> StorageError {
+    StorageError::Io(io::Error::other(format!(
+        "{path} was chosen for another type than the file's"
+    )))
+}
+
 /// SHA-256 of a stored file on disk, lowercase hex; an `InvalidInput`
 /// error for anything but a regular file (`regular.rs`).
 pub fn hash_file(path: &Path) -> io::Result<String> {

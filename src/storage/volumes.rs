@@ -110,7 +110,7 @@ impl Backend for Volumes {
                 "every volume is below its minimum free space",
             ))
         })?;
-        Ok(self.volume(number)?.slot(number))
+        Ok(self.volume(number)?.publishing_slot(number))
     }
 
     fn place<'a>(
