@@ -817,6 +817,92 @@ async fn a_stored_file_cut_short_here_does_not_count_against_the_peer() {
 }
 
 // ---------------------------------------------------------------------------
+// 8. Clients that leave while their file is being stored.
+
+/// Clients send a whole upload and close the connection without reading
+/// the answer, some at once, some a few milliseconds later: the server
+/// drops such a request while it finishes and publishes the file (with
+/// fsync on, milliseconds of disk work). Whatever the moment, a file it
+/// published reaches the peer (or the journal): none stays on one server
+/// alone, unrecorded.
+#[test]
+fn clients_that_leave_while_their_file_is_stored_leave_none_on_one_server_alone() {
+    let mut cluster = Cluster::new(
+        &["s1", "s2"],
+        "fsync = true\n[replication]\nretry_interval_secs = 3600\n",
+    );
+    cluster.start_all();
+    let (s1, s2) = (&cluster.nodes[0], &cluster.nodes[1]);
+    const CLIENTS: u64 = 4;
+    const EACH: u64 = 50;
+    let clients: Vec<_> = (0..CLIENTS)
+        .map(|c| {
+            let (port, key) = (s1.port, s1.key.clone());
+            std::thread::spawn(move || {
+                for i in 0..EACH {
+                    let seed = c * EACH + i;
+                    let request = upload_request(&key, &jpeg(30_000 + seed as usize, seed));
+                    let mut stream = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+                    stream.write_all(&request).expect("send the upload");
+                    std::thread::sleep(Duration::from_millis(seed % 7));
+                }
+            })
+        })
+        .collect();
+    for client in clients {
+        client.join().expect("client thread");
+    }
+    let alone = || {
+        let on_s2: BTreeSet<String> = s2.stored().into_iter().map(|(p, _)| p).collect();
+        let owed: BTreeSet<String> = s1
+            .journal()
+            .iter()
+            .filter_map(|e| e["path"].as_str().map(str::to_owned))
+            .collect();
+        s1.stored()
+            .into_iter()
+            .map(|(p, _)| p)
+            .filter(|p| !on_s2.contains(p) && !owed.contains(p))
+            .collect::<Vec<_>>()
+    };
+    assert!(
+        eventually(Duration::from_secs(20), || alone().is_empty()),
+        "stored on s1 only, and owed nowhere: {:?}\n{}",
+        alone(),
+        s1.output()
+    );
+    let stored = s1.stored().len();
+    assert!(
+        stored > 0,
+        "no upload of {} was stored: the test saw no client leave during a commit",
+        CLIENTS * EACH
+    );
+    eprintln!(
+        "{stored} of {} uploads stored before or after their client left",
+        CLIENTS * EACH
+    );
+}
+
+/// A whole HTTP/1.1 upload request of one JPEG, the key in its header.
+fn upload_request(key: &str, jpeg: &[u8]) -> Vec<u8> {
+    let boundary = "----leaving";
+    let mut body = format!(
+        "--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; \
+         filename=\"a.jpg\"\r\nContent-Type: image/jpeg\r\n\r\n"
+    )
+    .into_bytes();
+    body.extend_from_slice(jpeg);
+    body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+    let head = format!(
+        "POST /do.ashx?action=upload HTTP/1.1\r\nHost: 127.0.0.1\r\n\
+         X-Security-Key: {key}\r\nContent-Type: multipart/form-data; boundary={boundary}\r\n\
+         Content-Length: {}\r\n\r\n",
+        body.len()
+    );
+    [head.into_bytes(), body].concat()
+}
+
+// ---------------------------------------------------------------------------
 // Helpers.
 
 fn client() -> reqwest::Client {
