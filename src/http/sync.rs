@@ -79,25 +79,34 @@ async fn receive(
         .unwrap_or("");
     let boundary = multer::parse_boundary(content_type).ok();
     let streamed = boundary.is_some();
-    let (written, expected) = match boundary {
-        Some(boundary) => form(state, begin()?, boundary, body).await?,
-        None => raw(state, begin, headers, body).await?,
+    let arrival = match boundary {
+        Some(boundary) => {
+            let (written, expected) = form(state, begin()?, boundary, body).await?;
+            state
+                .storage
+                .commit_replica(written, &path, &expected)
+                .await?
+        }
+        None => {
+            let (incoming, expected) = raw(state, begin, headers, body).await?;
+            state
+                .storage
+                .commit_replica_incoming(incoming, &path, &expected)
+                .await?
+        }
     };
-    let arrival = state
-        .storage
-        .commit_replica(written, &path, &expected)
-        .await?;
     tracing::info!(%path, ?arrival, streamed, "replica received");
     Ok((path, arrival))
 }
 
 /// The body is the file; its hash came first, in `X-Content-SHA256`.
+/// Returns the file received, not yet finished.
 async fn raw(
     state: &AppState,
     begin: impl FnOnce() -> Result<Incoming, crate::storage::StorageError>,
     headers: &HeaderMap,
     body: Body,
-) -> Result<(Written, String), Error> {
+) -> Result<(Incoming, String), Error> {
     let expected = headers
         .get(HASH_HEADER)
         .and_then(|v| v.to_str().ok())
@@ -119,7 +128,7 @@ async fn raw(
     while let Some(chunk) = stream.next().await {
         incoming.write(chunk?).await?;
     }
-    Ok((incoming.finish().await?, expected))
+    Ok((incoming, expected))
 }
 
 /// The body is a form: the part `file`, then the field `sha256`, then its

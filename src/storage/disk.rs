@@ -103,11 +103,15 @@ impl Disk {
     /// of volumes.
     pub fn publishing_slot(&self, volume: usize) -> Slot {
         let mut slot = self.slot(volume);
-        slot.publisher = Some(Publisher {
+        slot.publisher = Some(self.publisher());
+        slot
+    }
+
+    fn publisher(&self) -> Publisher {
+        Publisher {
             root: self.root.clone(),
             dir_sync: self.fsync.then(|| self.dir_sync.clone()),
-        });
-        slot
+        }
     }
 
     /// A place for a new file in this folder, to be taken elsewhere (a
@@ -148,28 +152,10 @@ impl Backend for Disk {
         path: &'a StoredPath,
         place: Place,
     ) -> BoxFuture<'a, Result<Arrival, StorageError>> {
-        let target = self.file(path);
-        let root = self.root.clone();
-        let fsync = self.fsync.then(|| self.dir_sync.clone());
+        let (publisher, path) = (self.publisher(), path.clone());
         async move {
             self.tasks
-                .run(move || {
-                    let sha256 = written.sha256;
-                    match publish(written.tmp, &target, &root, fsync.as_deref(), place) {
-                        Ok(()) => Ok(Arrival::New),
-                        // Two senders may deliver the same name at once (a
-                        // replay beside a late original): only one may create
-                        // it, the other compares.
-                        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
-                            if hash_file(&target)? == sha256 {
-                                Ok(Arrival::AlreadyPresent)
-                            } else {
-                                Err(StorageError::Conflict)
-                            }
-                        }
-                        Err(e) => Err(e.into()),
-                    }
-                })
+                .run(move || publisher.place(written.tmp, &path, place, &written.sha256))
                 .await
         }
         .boxed()
@@ -297,17 +283,30 @@ pub(super) struct Publisher {
 }
 
 impl Publisher {
-    /// Renames the complete temporary file `tmp` to `path` (a fresh
-    /// upload's, so never taken). Blocks.
-    pub(super) fn publish(&self, tmp: TempFile, path: &StoredPath) -> io::Result<()> {
+    /// Gives the complete temporary file `tmp`, whose content hashes to
+    /// `sha256`, the name `path`. Blocks.
+    pub(super) fn place(
+        &self,
+        tmp: TempFile,
+        path: &StoredPath,
+        place: Place,
+        sha256: &str,
+    ) -> Result<Arrival, StorageError> {
         let target = self.root.join(path.to_relative_path());
-        publish(
-            tmp,
-            &target,
-            &self.root,
-            self.dir_sync.as_deref(),
-            Place::Rename,
-        )
+        match publish(tmp, &target, &self.root, self.dir_sync.as_deref(), place) {
+            Ok(()) => Ok(Arrival::New),
+            // Two senders may deliver the same name at once (a replay
+            // beside a late original): only one may create it, the other
+            // compares.
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                if hash_file(&target)? == sha256 {
+                    Ok(Arrival::AlreadyPresent)
+                } else {
+                    Err(StorageError::Conflict)
+                }
+            }
+            Err(e) => Err(e.into()),
+        }
     }
 }
 

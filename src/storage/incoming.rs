@@ -37,7 +37,8 @@ use tokio::task::JoinHandle;
 
 use super::append::{BATCH_BYTES, append_batch};
 use super::{
-    DiskTasks, ImageRules, ImageType, Publisher, SNIFF_LEN, Slot, StorageError, StoredPath, Writing,
+    Arrival, DiskTasks, ImageRules, ImageType, Place, Publisher, SNIFF_LEN, Slot, StorageError,
+    StoredPath, Writing,
 };
 use crate::images::strip::StripError;
 use crate::images::{self, Dimensions, Limits};
@@ -71,6 +72,15 @@ pub struct Incoming {
     head: Vec<u8>,
     allowed: Vec<ImageType>,
     rules: ImageRules,
+}
+
+/// Where the task that finishes a file places it ([`Incoming::finish_as`]).
+struct Then {
+    publisher: Publisher,
+    path: StoredPath,
+    place: Place,
+    /// A replica's hash as its sender stored it.
+    expected: Option<String>,
 }
 
 /// A complete, flushed temporary file, not yet under a public name.
@@ -207,7 +217,7 @@ impl Incoming {
     /// image whose header parses and that is within the limits, strips its
     /// metadata if the rules say so, and flushes it.
     pub async fn finish(self) -> Result<Written, StorageError> {
-        self.complete(None).await
+        Ok(self.complete(None).await?.0)
     }
 
     /// Whether [`Incoming::finish_as`] can place this file.
@@ -215,17 +225,31 @@ impl Incoming {
         self.publisher.is_some()
     }
 
-    /// [`Incoming::finish`], then the file takes the public name `path`
-    /// in the same disk task (one hand-off to a blocking thread per file
-    /// instead of two). Once that task runs, the file is published even if
+    /// [`Incoming::finish`], then the file takes the name `path` as
+    /// `place` says, in the same disk task (one hand-off to a blocking
+    /// thread per file instead of two); a replica's content must hash to
+    /// `expected` first. Once that task runs, the file is placed even if
     /// this future is dropped: only a caller that cannot be dropped midway
-    /// (a task of its own) may call it. The file given back is no longer
-    /// temporary.
-    pub(super) async fn finish_as(mut self, path: StoredPath) -> Result<Written, StorageError> {
+    /// (a task of its own, or one whose sender retries) may call it. The
+    /// file given back is no longer temporary.
+    pub(super) async fn finish_as(
+        mut self,
+        path: StoredPath,
+        place: Place,
+        expected: Option<String>,
+    ) -> Result<(Written, Arrival), StorageError> {
         let publisher = self.publisher.take().ok_or_else(|| {
             StorageError::Io(io::Error::other("this backend places its files itself"))
         })?;
-        self.complete(Some((publisher, path))).await
+        let then = Then {
+            publisher,
+            path,
+            place,
+            expected,
+        };
+        let (written, arrival) = self.complete(Some(then)).await?;
+        let arrival = arrival.ok_or_else(|| StorageError::Io(io::Error::other("not placed")))?;
+        Ok((written, arrival))
     }
 
     /// The type of a complete file: it is not empty, and its first bytes
@@ -239,8 +263,8 @@ impl Incoming {
 
     async fn complete(
         mut self,
-        publish: Option<(Publisher, StoredPath)>,
-    ) -> Result<Written, StorageError> {
+        then: Option<Then>,
+    ) -> Result<(Written, Option<Arrival>), StorageError> {
         let image_type = self.complete_type()?;
         let writer = self.writer().await?;
         let (batch, _, abandoned) = self.take_batch();
@@ -252,18 +276,22 @@ impl Incoming {
         // The task owns the temporary file: if its result is never taken
         // (this future dropped), dropping it removes the file.
         let tmp = mem::replace(&mut self.tmp, TempFile(PathBuf::new()));
-        let (completed, tmp) = self
+        let (completed, tmp, arrival) = self
             .disk
             .spawn(move || {
                 let completed = writer.complete(&tmp.0, &batch, &abandoned, end)?;
-                let tmp = match publish {
-                    Some((publisher, path)) => {
-                        publisher.publish(tmp, &path)?;
-                        TempFile(PathBuf::new())
-                    }
-                    None => tmp,
+                let Some(then) = then else {
+                    return Ok((completed, tmp, None));
                 };
-                Ok::<_, StorageError>((completed, tmp))
+                if let Some(expected) = &then.expected
+                    && !completed.sha256.eq_ignore_ascii_case(expected)
+                {
+                    return Err(StorageError::HashMismatch);
+                }
+                let arrival =
+                    then.publisher
+                        .place(tmp, &then.path, then.place, &completed.sha256)?;
+                Ok::<_, StorageError>((completed, TempFile(PathBuf::new()), Some(arrival)))
             })
             .await?
             .await
@@ -279,7 +307,7 @@ impl Incoming {
             .counted
             .take()
             .ok_or_else(|| StorageError::Io(io::Error::other("the file was already finished")))?;
-        Ok(Written {
+        let written = Written {
             tmp,
             writing,
             size,
@@ -288,7 +316,8 @@ impl Incoming {
             dimensions,
             rewritten,
             content,
-        })
+        };
+        Ok((written, arrival))
     }
 
     /// The file's type, once its first bytes have shown it (an allowed

@@ -563,7 +563,9 @@ impl Storage {
         if image_type != path.image_type() {
             return Err(chosen_for_another_type(&path));
         }
-        let written = incoming.finish_as(path.clone()).await?;
+        let (written, _) = incoming
+            .finish_as(path.clone(), Place::Rename, None)
+            .await?;
         let file = StoredFile {
             path,
             size: written.size,
@@ -639,21 +641,68 @@ impl Storage {
                 allowed: path.image_type().extension().to_owned(),
             });
         }
+        self.refuse_deleted(path)?;
+        let (size, sha256) = (written.size, written.sha256.clone());
+        let arrival = self.backend.place(written, path, Place::NoReplace).await?;
+        self.placed_replica(path, size, sha256, arrival).await
+    }
+
+    /// Finishes a received replica and stores it under the name its sender
+    /// chose, if its content hashes to `expected_sha256`, as
+    /// [`Storage::commit_replica`] does. In a single data folder, finishing
+    /// and placing happen in one disk task (with volumes, a replica may
+    /// already be on another volume: that is looked up first, and the
+    /// file finished apart). If this future is dropped midway, the replica
+    /// may be placed all the same: its sender, answered nothing, sends it
+    /// again and finds it there.
+    pub async fn commit_replica_incoming(
+        &self,
+        incoming: Incoming,
+        path: &StoredPath,
+        expected_sha256: &str,
+    ) -> Result<Arrival, StorageError> {
+        let in_one_task = incoming.publishes()
+            && self.backend.roots().len() == 1
+            && incoming.complete_type().ok() == Some(path.image_type());
+        if !in_one_task {
+            let written = incoming.finish().await?;
+            return self.commit_replica(written, path, expected_sha256).await;
+        }
+        self.refuse_deleted(path)?;
+        let (written, arrival) = incoming
+            .finish_as(
+                path.clone(),
+                Place::NoReplace,
+                Some(expected_sha256.to_owned()),
+            )
+            .await?;
+        self.placed_replica(path, written.size, written.sha256, arrival)
+            .await
+    }
+
+    /// A replica's name deleted here is refused.
+    fn refuse_deleted(&self, path: &StoredPath) -> Result<(), StorageError> {
         if let Some(index) = &self.index
             && index.is_deleted(path)?
         {
             return Err(StorageError::Deleted);
         }
-        let file = StoredFile {
-            path: path.clone(),
-            size: written.size,
-            sha256: written.sha256.clone(),
-        };
-        let arrival = self.backend.place(written, path, Place::NoReplace).await?;
-        // A delete may have come between the check above and the placing.
-        // Its tombstone is durable before it removes the file, so either
-        // its removal came after this placing, or the tombstone is seen
-        // here and this file goes: a delete that wins leaves nothing.
+        Ok(())
+    }
+
+    /// Records a replica just placed, unless a delete came meanwhile.
+    async fn placed_replica(
+        &self,
+        path: &StoredPath,
+        size: u64,
+        sha256: String,
+        arrival: Arrival,
+    ) -> Result<Arrival, StorageError> {
+        // A delete may have come between the check before the placing and
+        // the placing. Its tombstone is durable before it removes the
+        // file, so either its removal came after this placing, or the
+        // tombstone is seen here and this file goes: a delete that wins
+        // leaves nothing.
         if let Some(index) = &self.index
             && index.is_deleted(path)?
         {
@@ -662,7 +711,11 @@ impl Storage {
         }
         // An identical file already there is recorded too: after a crash it
         // may be the index that missed it.
-        self.record(&file);
+        self.record(&StoredFile {
+            path: path.clone(),
+            size,
+            sha256,
+        });
         Ok(arrival)
     }
 
