@@ -5,9 +5,12 @@
 # and runs the 140 KB case with wrk; prints req/s, CPU, context
 # switches and minor page faults (all threads of ours) per request of each
 # round, and the best of each binary. On a busy machine req/s and CPU
-# swing; the switches and faults do not.
+# swing; the switches and faults do not. The case `big` is one 1 GiB
+# upload with curl per round instead: its rate in uploads/s (the best is
+# the fastest), and CPU ms, switches and faults of that one upload, to a
+# server that has served nothing before (no warm-up).
 #
-#   bench/ab.sh OLD_BINARY NEW_BINARY [small|small-peer]
+#   bench/ab.sh OLD_BINARY NEW_BINARY [small|small-peer|big]
 #
 # Settings (environment): ROUNDS=4, BENCH_SECONDS=6, FSYNC=true|false
 # (default true), BENCH_CONNECTIONS=32.
@@ -35,16 +38,20 @@ fi
 source "$HERE/lib.sh"
 
 case $CASE in
-small | small-peer) ;;
-*) die "unknown case '$CASE' (small, small-peer)" ;;
+small | small-peer | big) ;;
+*) die "unknown case '$CASE' (small, small-peer, big)" ;;
 esac
-[[ -x $A && -x $B ]] || die "usage: bench/ab.sh OLD_BINARY NEW_BINARY [small|small-peer]"
+[[ -x $A && -x $B ]] || die "usage: bench/ab.sh OLD_BINARY NEW_BINARY [small|small-peer|big]"
 install_tools
 
 WORK=$(mktemp -d -t multiserver-upload-ab.XXXXXX)
 trap cleanup EXIT INT TERM
 KEY=bench-$(od -An -N8 -tx1 /dev/urandom | tr -d ' \n')
-timeout 60 python3 "$HERE/make_data.py" "$WORK/data" --no-big
+if [[ $CASE == big ]]; then
+    timeout 300 python3 "$HERE/make_data.py" "$WORK/data" --big-bytes 1073741824
+else
+    timeout 60 python3 "$HERE/make_data.py" "$WORK/data" --no-big
+fi
 
 # Context switches so far of every thread of the given processes.
 switches() {
@@ -77,18 +84,25 @@ measure() {
         start_ours "$s1" "$p1" "$FSYNC" info
     fi
     pids=("$OURS_PID" "${pids[@]}")
-    wrk_run "$WORK/warmup.txt" "$p1" 1
+    # The large upload goes to a fresh server, as in bench/run.sh.
+    [[ $CASE == big ]] || wrk_run "$WORK/warmup.txt" "$p1" 1
     settle
     local before after line rps requests
     local switched faulted
     switched=$(switches "${pids[@]}")
     faulted=$(faults "${pids[@]}")
     before=$(cpu_ticks "${pids[@]}")
-    wrk_run "$WORK/wrk.txt" "$p1" "$SECONDS_PER_RUN"
+    if [[ $CASE == big ]]; then
+        local secs
+        read -r secs _ < <(big_upload_once "$p1")
+        line="BENCH requests=1 rps=$(awk -v s="$secs" 'BEGIN { printf "%.3f", 1 / s }')"
+    else
+        wrk_run "$WORK/wrk.txt" "$p1" "$SECONDS_PER_RUN"
+        line=$(grep '^BENCH ' "$WORK/wrk.txt")
+    fi
     after=$(cpu_ticks "${pids[@]}")
     switched=$(($(switches "${pids[@]}") - switched))
     faulted=$(($(faults "${pids[@]}") - faulted))
-    line=$(grep '^BENCH ' "$WORK/wrk.txt")
     rps=${line#*rps=}
     rps=${rps%% *}
     requests=${line#*requests=}
@@ -98,7 +112,7 @@ measure() {
     for pid in "${pids[@]}"; do stop_process "$pid"; done
     empty_files "$WORK/$s1/data" "$WORK/$s2/data"
     awk -v l="$label" -v r="$rps" -v t=$((after - before)) -v hz="$CLK_TCK" -v n="$requests" -v s="$switched" -v f="$faulted" \
-        'BEGIN { printf "%s %.0f %.3f %.1f %.1f\n", l, r, 1000 * t / hz / n, s / n, f / n }' | tee -a "$WORK/results"
+        'BEGIN { printf "%s %.3f %.3f %.1f %.1f\n", l, r, 1000 * t / hz / n, s / n, f / n }' | tee -a "$WORK/results"
 }
 
 log "$CASE, fsync=$FSYNC, $ROUNDS rounds of ${SECONDS_PER_RUN} s; A=$A B=$B"
@@ -114,6 +128,6 @@ done
 echo
 awk '{ rps[$1] = rps[$1] " " $2; if ($2 > best[$1]) best[$1] = $2; cpu[$1] = cpu[$1] " " $3; sw[$1] = sw[$1] " " $4; pf[$1] = pf[$1] " " $5 }
     END {
-        for (l in best) printf "%s: req/s%s (best %d); CPU ms/req%s; switches/req%s; page faults/req%s\n", l, rps[l], best[l], cpu[l], sw[l], pf[l]
+        for (l in best) printf "%s: req/s%s (best %.3f); CPU ms/req%s; switches/req%s; page faults/req%s\n", l, rps[l], best[l], cpu[l], sw[l], pf[l]
         if (best["A"] > 0) printf "B / A (best of rounds): %.2f\n", best["B"] / best["A"]
     }' "$WORK/results"
