@@ -299,7 +299,11 @@ big_round() {
             big_record "big.direct_$nodes" "$(big_direct)"
             record_max "big.garage_$nodes.hwm_kib" "$(garage_hwm_kib)"
         elif ((S3_OURS)) && start_ours_s3 "s3_$nodes" "$port"; then
+            local faults
+            faults=$(awk '{print $10}' "/proc/$OURS_PID/stat")
             big_record "big.s3_$nodes" "$(big_upload_once "$port")"
+            faults=$(($(awk '{print $10}' "/proc/$OURS_PID/stat") - faults))
+            log "  big.s3_$nodes: $faults minor page faults of ours during the upload"
             record_max "big.s3_$nodes.hwm_kib" "$(hwm_kib "$OURS_PID")"
             stop_ours "$OURS_PID"
         fi
