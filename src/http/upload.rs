@@ -7,9 +7,10 @@
 //!
 //! An upload token limits the upload further: each file's size and type
 //! while it streams, and the files it may store here, counted before each
-//! file is read and given back if the file is refused. A complete file
-//! whose commit then fails keeps its place: the count errs on the side of
-//! fewer files, never more.
+//! file is read and given back if the file is refused or cannot be stored
+//! (its flush or rename failed). Only a folder flush that fails after the
+//! rename errs the other way: that file is under its name, unannounced,
+//! and its place was given back.
 
 use std::sync::Arc;
 use std::time::Instant;
